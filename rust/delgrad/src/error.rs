@@ -1,0 +1,58 @@
+//! The one error type of the crate: every public function validates its input and
+//! reports what is wrong with which argument instead of panicking.
+
+use std::fmt;
+
+/// Errors returned by the core. Messages name the argument and the expected form.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// An array has the wrong shape.
+    #[error("{arg}: expected shape {expected}, got {actual}")]
+    Shape {
+        /// Name of the argument.
+        arg: String,
+        /// Expected shape, e.g. `[batch, 4]`.
+        expected: String,
+        /// Actual shape.
+        actual: String,
+    },
+    /// A value is outside its domain (NaN, negative delay, tau <= 0, ...).
+    #[error("{arg}: {message}")]
+    Value {
+        /// Name of the argument.
+        arg: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// An option is unknown or inconsistent with the others.
+    #[error("option {arg}: {message}")]
+    Option {
+        /// Name of the option.
+        arg: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// Training produced non-finite parameters or losses.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+}
+
+/// Result alias of the crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A shape error for `arg`.
+    pub fn shape(arg: impl Into<String>, expected: impl fmt::Display, actual: impl fmt::Display) -> Self {
+        Error::Shape { arg: arg.into(), expected: expected.to_string(), actual: actual.to_string() }
+    }
+
+    /// A value error for `arg`.
+    pub fn value(arg: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Value { arg: arg.into(), message: message.into() }
+    }
+
+    /// An option error for `arg`.
+    pub fn option(arg: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Option { arg: arg.into(), message: message.into() }
+    }
+}

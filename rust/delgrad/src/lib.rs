@@ -1,0 +1,16 @@
+//! # delgrad
+//!
+//! Exact, event-based gradients for training the weights **and transmission delays**
+//! of spiking neural networks (DelGrad). Neurons are current-based leaky
+//! integrate-and-fire units with exponential synapses that code in the time of their
+//! first spike; the forward pass solves for first-spike times in closed form (or by a
+//! safeguarded root finder) and the backward pass needs only spike times, so the same
+//! gradients train networks in software and on neuromorphic hardware.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod matrix;
+
+pub use error::{Error, Result};
+pub use matrix::Matrix;
