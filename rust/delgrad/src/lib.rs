@@ -14,3 +14,12 @@ pub mod matrix;
 
 pub use error::{Error, Result};
 pub use matrix::Matrix;
+pub mod delay;
+pub mod forward;
+pub mod gradient;
+pub mod kernel;
+pub mod lambertw;
+pub mod network;
+pub mod parallel;
+pub mod solver;
+pub mod loss;

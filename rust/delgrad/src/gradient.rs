@@ -1,0 +1,253 @@
+//! Exact gradients from spike times alone (the backward pass), given the times of every layer:
+//! computed by `forward` or measured on a chip.
+//!
+//! Implicit differentiation of u_k(t_k) = theta_k with slope rho_k = sum_i w_ki kappa'(t_k - a_ki) > 0:
+//!
+//! dt_k/dw_ki = -kappa(t_k - a_ki) / rho_k,   dt_k/da_ki = w_ki kappa'(t_k - a_ki) / rho_k,
+//! dt_k/dtheta_k = 1 / rho_k.  Since a_ki = t_i + d_syn[k,i] + d_axo[i] + d_den[k], every delay
+//! gradient is a sum of dt_k/da_ki, and delta_i = dL/dt_i = sum_k delta_k dt_k/da_ki.
+
+use crate::error::{Error, Result};
+use crate::forward::neuron_time;
+use crate::matrix::Matrix;
+use crate::network::{Layer, Network};
+use crate::parallel::Executor;
+use crate::solver::Method;
+
+/// Gradients of one layer's parameters (sums over the batch). Delay gradients are given for
+/// every kind, present or not, in the shared (grouped) shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerGrad {
+    /// dL/dw `[n_out, n_in]`.
+    pub w: Matrix,
+    /// dL/dtheta `[n_out]`.
+    pub theta: Vec<f64>,
+    /// dL/dd_syn `[n_out, n_in / group]`.
+    pub d_syn: Matrix,
+    /// dL/dd_axo `[n_in / group]`.
+    pub d_axo: Vec<f64>,
+    /// dL/dd_den `[n_out]`.
+    pub d_den: Vec<f64>,
+}
+
+impl LayerGrad {
+    fn zeros(layer: &Layer) -> Self {
+        let (n_out, n_in) = (layer.n_out(), layer.n_in());
+        let ng = layer.delays.groups(n_in);
+        LayerGrad {
+            w: Matrix::zeros(n_out, n_in),
+            theta: vec![0.0; n_out],
+            d_syn: Matrix::zeros(n_out, ng),
+            d_axo: vec![0.0; ng],
+            d_den: vec![0.0; n_out],
+        }
+    }
+
+    fn add(&mut self, other: &LayerGrad) {
+        let pairs = [
+            (self.w.as_mut_slice(), other.w.as_slice()),
+            (&mut self.theta[..], &other.theta[..]),
+            (self.d_syn.as_mut_slice(), other.d_syn.as_slice()),
+            (&mut self.d_axo[..], &other.d_axo[..]),
+            (&mut self.d_den[..], &other.d_den[..]),
+        ];
+        for (a, b) in pairs {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+    }
+}
+
+/// Result of the backward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradients {
+    /// Per-layer parameter gradients, summed over the batch.
+    pub layers: Vec<LayerGrad>,
+    /// dL/dt of the network inputs `[batch, n_in]` (0 for silent inputs).
+    pub input: Matrix,
+    /// Per layer: (sample, neuron) pairs with a finite given time that the ideal model cannot
+    /// produce (slope <= 0 there, or, with `check_given_times`, no crossing at all): zero gradient.
+    pub invalid: Vec<usize>,
+    /// Per layer: (sample, neuron) pairs whose weight gradient `max_dw_norm` zeroed.
+    pub clipped: Vec<usize>,
+}
+
+/// Options of the backward pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BackwardOptions {
+    /// Zero a neuron's weight gradient for a sample when max_i |delta_k dt_k/dw_ki| exceeds this
+    /// (near-tangential crossings make dt/dw explode); `None` keeps every gradient.
+    pub max_dw_norm: Option<f64>,
+    /// Re-solve each neuron from the given input times and treat a neuron the ideal model leaves
+    /// silent as invalid (for measured times; unnecessary for times from `forward`).
+    pub check_given_times: bool,
+    /// Solver used by `check_given_times`.
+    pub method: Method,
+}
+
+struct Scratch {
+    kappa: Vec<f64>,
+    slope: Vec<f64>,
+    arrivals: Vec<(f64, f64)>,
+    deltas: Vec<Vec<f64>>,
+}
+
+/// Backward pass of one layer for one sample: accumulates parameter gradients into `g` and
+/// dL/dt_in into `delta_in`; returns (invalid, clipped) counts.
+#[allow(clippy::too_many_arguments)]
+fn layer_backward(
+    layer: &Layer,
+    delays: &Matrix,
+    t_in: &[f64],
+    t_out: &[f64],
+    delta_out: &[f64],
+    delta_in: &mut [f64],
+    g: &mut LayerGrad,
+    opts: &BackwardOptions,
+    s: &mut Scratch,
+) -> (usize, usize) {
+    let n_in = layer.n_in();
+    let group = layer.delays.group.max(1);
+    let neuron = &layer.neuron;
+    let (mut invalid, mut clipped) = (0, 0);
+    s.kappa.resize(n_in, 0.0);
+    s.slope.resize(n_in, 0.0);
+    for (k, (&tk, &dk)) in t_out.iter().zip(delta_out).enumerate() {
+        if !tk.is_finite() {
+            continue; // silent neurons pass no error
+        }
+        let w = layer.w.row(k);
+        let d = delays.row(k);
+        let mut rho = 0.0;
+        for i in 0..n_in {
+            let (kap, slope) = neuron.kappa_and_slope(tk - (t_in[i] + d[i]));
+            s.kappa[i] = kap;
+            s.slope[i] = slope;
+            rho += w[i] * slope;
+        }
+        let mut valid = rho > 0.0 && rho.is_finite();
+        if valid && opts.check_given_times {
+            valid = neuron_time(layer, k, d, t_in, &mut s.arrivals, opts.method).is_finite();
+        }
+        if !valid {
+            invalid += 1;
+            continue;
+        }
+        if dk == 0.0 {
+            continue;
+        }
+        let scale = dk / rho;
+        let keep_w = match opts.max_dw_norm {
+            Some(max) => s.kappa.iter().all(|kap| (scale * kap).abs() <= max),
+            None => true,
+        };
+        if keep_w {
+            for (gw, kap) in g.w.row_mut(k).iter_mut().zip(&s.kappa) {
+                *gw -= scale * kap;
+            }
+        } else {
+            clipped += 1;
+        }
+        g.theta[k] += scale;
+        let gsyn = g.d_syn.row_mut(k);
+        let mut den = 0.0;
+        for i in 0..n_in {
+            let ga = scale * w[i] * s.slope[i];
+            gsyn[i / group] += ga;
+            g.d_axo[i / group] += ga;
+            den += ga;
+            delta_in[i] += ga;
+        }
+        g.d_den[k] += den;
+    }
+    (invalid, clipped)
+}
+
+/// Checks that the given per-layer times fit the network and the batch.
+fn validate_given(net: &Network, input: &Matrix, times: &[Matrix]) -> Result<()> {
+    net.validate()?;
+    net.validate_times("input", input, net.n_in())?;
+    if times.len() != net.layers.len() {
+        return Err(Error::shape("times", format!("{} layers", net.layers.len()), format!("{} layers", times.len())));
+    }
+    for (l, (t, layer)) in times.iter().zip(&net.layers).enumerate() {
+        let arg = format!("times[{l}]");
+        t.expect_shape(&arg, input.rows(), layer.n_out())?;
+        net.validate_times(&arg, t, layer.n_out())?;
+    }
+    Ok(())
+}
+
+/// Exact backward pass at given spike times.
+///
+/// `times[l]` `[batch, n_l]` are the first-spike times of layer l (from [`forward`](crate::forward::forward)
+/// or measured), `dl_dout` `[batch, n_L]` is dL/dt of the output layer. Returns parameter
+/// gradients summed over the batch and dL/dt of the inputs per sample.
+pub fn backward(
+    net: &Network,
+    input: &Matrix,
+    times: &[Matrix],
+    dl_dout: &Matrix,
+    opts: &BackwardOptions,
+    exec: &Executor,
+) -> Result<Gradients> {
+    validate_given(net, input, times)?;
+    dl_dout.expect_shape("dl_dout", input.rows(), net.n_out())?;
+    if let Some(i) = dl_dout.as_slice().iter().position(|v| !v.is_finite()) {
+        return Err(Error::value("dl_dout", format!("loss gradients must be finite; entry {i} is {}", dl_dout.as_slice()[i])));
+    }
+    let delays: Vec<Matrix> = net.layers.iter().map(|l| l.delays.effective(l.n_in(), l.n_out())).collect();
+    let n_layers = net.layers.len();
+    let n_in = net.n_in();
+    let parts = exec.map_ranges(input.rows(), |range| {
+        let mut grads: Vec<LayerGrad> = net.layers.iter().map(LayerGrad::zeros).collect();
+        let mut counts = vec![(0usize, 0usize); n_layers];
+        let mut input_rows = Vec::with_capacity(range.len() * n_in);
+        let mut s = Scratch {
+            kappa: Vec::new(),
+            slope: Vec::new(),
+            arrivals: Vec::new(),
+            deltas: net.layers.iter().map(|l| vec![0.0; l.n_in()]).collect(),
+        };
+        for b in range {
+            let mut delta_out = dl_dout.row(b).to_vec();
+            for l in (0..n_layers).rev() {
+                let t_in = if l == 0 { input.row(b) } else { times[l - 1].row(b) };
+                let mut delta_in = std::mem::take(&mut s.deltas[l]);
+                delta_in.fill(0.0);
+                let (inv, clip) = layer_backward(
+                    &net.layers[l],
+                    &delays[l],
+                    t_in,
+                    times[l].row(b),
+                    &delta_out,
+                    &mut delta_in,
+                    &mut grads[l],
+                    opts,
+                    &mut s,
+                );
+                counts[l].0 += inv;
+                counts[l].1 += clip;
+                std::mem::swap(&mut delta_out, &mut delta_in);
+                s.deltas[l] = delta_in;
+            }
+            input_rows.extend_from_slice(&delta_out);
+        }
+        (grads, counts, input_rows)
+    });
+    let mut layers: Vec<LayerGrad> = net.layers.iter().map(LayerGrad::zeros).collect();
+    let mut invalid = vec![0; n_layers];
+    let mut clipped = vec![0; n_layers];
+    let mut input_grad = Vec::with_capacity(input.rows() * n_in);
+    for (grads, counts, rows) in parts {
+        for (acc, g) in layers.iter_mut().zip(&grads) {
+            acc.add(g);
+        }
+        for (l, (inv, clip)) in counts.into_iter().enumerate() {
+            invalid[l] += inv;
+            clipped[l] += clip;
+        }
+        input_grad.extend(rows);
+    }
+    let input = Matrix::from_vec("input_grad", input.rows(), n_in, input_grad)?;
+    Ok(Gradients { layers, input, invalid, clipped })
+}

@@ -1,0 +1,206 @@
+//! Losses on output spike times, their gradients dL/dt, and classification by earliest spike.
+
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+
+/// A per-sample loss on output first-spike times t with label c.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    /// Shift-invariant MSE: L = 1/2 sum_{k != c} (t_k - t_c - delta)^2.
+    Mse {
+        /// Target lead of the label neuron (model time units; 0.2 in software, 0.3 on hardware).
+        delta: f64,
+    },
+    /// TTFS cross-entropy: L = logsumexp(-t/xi) + t_c/xi + alpha (e^{t_c/beta} - 1).
+    CrossEntropy {
+        /// Softmax temperature (0.2).
+        xi: f64,
+        /// Weight of the regulariser that favours early label spikes (0.005).
+        alpha: f64,
+        /// Time scale of the regulariser (1.0).
+        beta: f64,
+    },
+}
+
+impl Loss {
+    /// The reference MSE, delta = 0.2.
+    pub fn mse() -> Self {
+        Loss::Mse { delta: 0.2 }
+    }
+
+    /// The reference cross-entropy, xi = 0.2, alpha = 0.005, beta = 1.
+    pub fn cross_entropy() -> Self {
+        Loss::CrossEntropy { xi: 0.2, alpha: 0.005, beta: 1.0 }
+    }
+
+    /// Checks the loss parameters.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |arg: &str, v: f64, what: &str| Err(Error::value(arg, format!("expected {what}, got {v}")));
+        match *self {
+            Loss::Mse { delta } if !delta.is_finite() => bad("delta", delta, "a finite number"),
+            Loss::CrossEntropy { xi, .. } if !(xi.is_finite() && xi > 0.0) => bad("xi", xi, "a finite number > 0"),
+            Loss::CrossEntropy { alpha, .. } if !alpha.is_finite() => bad("alpha", alpha, "a finite number"),
+            Loss::CrossEntropy { beta, .. } if !(beta.is_finite() && beta > 0.0) => {
+                bad("beta", beta, "a finite number > 0")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a sample is "silent": its loss has no gradient. MSE needs every output neuron
+    /// to spike; cross-entropy needs the label neuron (a silent non-label neuron simply has
+    /// zero softmax weight). With `strict`, any silent output makes the sample silent for both.
+    pub fn is_silent(&self, t: &[f64], label: usize, strict: bool) -> bool {
+        match self {
+            Loss::CrossEntropy { .. } if !strict => !t[label].is_finite(),
+            _ => t.iter().any(|x| !x.is_finite()),
+        }
+    }
+
+    /// Loss of one non-silent sample; writes dL/dt into `grad`.
+    pub fn value_and_grad(&self, t: &[f64], label: usize, grad: &mut [f64]) -> f64 {
+        let tc = t[label];
+        match *self {
+            Loss::Mse { delta } => {
+                let mut loss = 0.0;
+                let mut g_label = 0.0;
+                for (k, (&tk, g)) in t.iter().zip(grad.iter_mut()).enumerate() {
+                    if k == label {
+                        continue;
+                    }
+                    let e = tk - tc - delta;
+                    loss += 0.5 * e * e;
+                    *g = e;
+                    g_label -= e;
+                }
+                grad[label] = g_label;
+                loss
+            }
+            Loss::CrossEntropy { xi, alpha, beta } => {
+                // Stable logsumexp of -t/xi around its maximum (the earliest finite spike).
+                let m = t.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(-x / xi));
+                let z: f64 = t.iter().map(|&x| (-x / xi - m).exp()).sum();
+                let lse = m + z.ln();
+                for (&tk, g) in t.iter().zip(grad.iter_mut()) {
+                    *g = -((-tk / xi - m).exp() / z) / xi;
+                }
+                let reg = (tc / beta).exp();
+                grad[label] += 1.0 / xi + alpha * reg / beta;
+                lse + tc / xi + alpha * (reg - 1.0)
+            }
+        }
+    }
+}
+
+/// The class a sample's output times predict: the earliest spiking neuron; `None` when every
+/// output is silent or the earliest time is shared (both count as wrong).
+pub fn predict(t: &[f64]) -> Option<usize> {
+    let (best, &tmin) = t.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))?;
+    let ties = t.iter().filter(|&&x| x == tmin).count();
+    (tmin.is_finite() && ties == 1).then_some(best)
+}
+
+/// Loss of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossReport {
+    /// Per-sample loss; silent samples get the constant `silent_loss`.
+    pub per_sample: Vec<f64>,
+    /// Mean over the batch.
+    pub mean: f64,
+    /// Per-sample dL/dt of the output layer `[batch, n_out]` (not divided by the batch size).
+    pub dl_dt: Matrix,
+    /// Predicted class per sample (`None`: silent or tied winner).
+    pub predicted: Vec<Option<usize>>,
+    /// Number of samples whose prediction equals the label.
+    pub correct: usize,
+    /// Number of silent samples (constant loss, zero gradient).
+    pub silent: usize,
+}
+
+/// Evaluates `loss` on output times `[batch, n_out]` and labels; silent samples get the
+/// constant `silent_loss` and zero gradient (never NaN).
+pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, strict: bool) -> Result<LossReport> {
+    loss.validate()?;
+    if labels.len() != out.rows() {
+        return Err(Error::shape("labels", format!("[{}]", out.rows()), format!("[{}]", labels.len())));
+    }
+    let n_out = out.cols();
+    if let Some(b) = labels.iter().position(|&c| c >= n_out) {
+        return Err(Error::value("labels", format!("labels must be < {n_out} (outputs); entry {b} is {}", labels[b])));
+    }
+    if let Some(i) = out.as_slice().iter().position(|t| t.is_nan()) {
+        return Err(Error::value("output times", format!("entry {i} is NaN")));
+    }
+    let mut dl_dt = Matrix::zeros(out.rows(), n_out);
+    let mut per_sample = Vec::with_capacity(out.rows());
+    let mut predicted = Vec::with_capacity(out.rows());
+    let (mut correct, mut silent) = (0, 0);
+    for (b, &c) in labels.iter().enumerate() {
+        let t = out.row(b);
+        let p = predict(t);
+        correct += usize::from(p == Some(c));
+        predicted.push(p);
+        if loss.is_silent(t, c, strict) {
+            silent += 1;
+            per_sample.push(silent_loss);
+        } else {
+            per_sample.push(loss.value_and_grad(t, c, dl_dt.row_mut(b)));
+        }
+    }
+    let mean = if per_sample.is_empty() { 0.0 } else { per_sample.iter().sum::<f64>() / per_sample.len() as f64 };
+    Ok(LossReport { per_sample, mean, dl_dt, predicted, correct, silent })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prediction_rejects_ties_and_silence() {
+        assert_eq!(predict(&[1.0, 0.5, 2.0]), Some(1));
+        assert_eq!(predict(&[0.5, 0.5, 2.0]), None);
+        assert_eq!(predict(&[f64::INFINITY; 3]), None);
+        assert_eq!(predict(&[f64::INFINITY, 3.0]), Some(1));
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let t = [1.3, 0.9, 1.7];
+        for loss in [Loss::mse(), Loss::cross_entropy()] {
+            let mut g = [0.0; 3];
+            loss.value_and_grad(&t, 1, &mut g);
+            for k in 0..3 {
+                let h = 1e-6;
+                let (mut tp, mut tm) = (t, t);
+                tp[k] += h;
+                tm[k] -= h;
+                let mut tmp = [0.0; 3];
+                let fd = (loss.value_and_grad(&tp, 1, &mut tmp) - loss.value_and_grad(&tm, 1, &mut tmp)) / (2.0 * h);
+                assert!((fd - g[k]).abs() < 1e-7, "{loss:?} {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn silent_samples_get_the_constant_and_no_gradient() {
+        let out = Matrix::from_rows("t", &[vec![1.0, f64::INFINITY], vec![1.0, 2.0]]).unwrap();
+        let r = evaluate(&Loss::mse(), &out, &[0, 0], 100.0, false).unwrap();
+        assert_eq!(r.silent, 1);
+        assert_eq!(r.per_sample[0], 100.0);
+        assert_eq!(r.dl_dt.row(0), &[0.0, 0.0]);
+        // Cross-entropy only needs the label neuron.
+        let r = evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, false).unwrap();
+        assert_eq!(r.silent, 0);
+        assert!(r.per_sample.iter().all(|v| v.is_finite()));
+        assert_eq!(evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, true).unwrap().silent, 1);
+    }
+
+    #[test]
+    fn bad_labels_and_parameters_are_errors() {
+        let out = Matrix::zeros(2, 3);
+        assert!(evaluate(&Loss::mse(), &out, &[0], 100.0, false).is_err());
+        assert!(evaluate(&Loss::mse(), &out, &[0, 3], 100.0, false).is_err());
+        let bad = Loss::CrossEntropy { xi: 0.0, alpha: 0.0, beta: 1.0 };
+        assert!(evaluate(&bad, &out, &[0, 1], 100.0, false).unwrap_err().to_string().contains("xi"));
+    }
+}
