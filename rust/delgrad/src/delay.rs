@@ -22,7 +22,12 @@ pub struct Delays {
 
 impl Default for Delays {
     fn default() -> Self {
-        Delays { group: 1, syn: None, axo: None, den: None }
+        Delays {
+            group: 1,
+            syn: None,
+            axo: None,
+            den: None,
+        }
     }
 }
 
@@ -44,14 +49,20 @@ impl DelayKind {
             "synaptic" | "syn" => Ok(DelayKind::Synaptic),
             "axonal" | "axo" => Ok(DelayKind::Axonal),
             "dendritic" | "den" => Ok(DelayKind::Dendritic),
-            _ => Err(Error::option("delay_kinds", format!("unknown delay kind {name:?}; expected synaptic, axonal or dendritic"))),
+            _ => Err(Error::option(
+                "delay_kinds",
+                format!("unknown delay kind {name:?}; expected synaptic, axonal or dendritic"),
+            )),
         }
     }
 }
 
 pub(crate) fn check_delays(arg: &str, values: &[f64]) -> Result<()> {
     match values.iter().position(|d| !(d.is_finite() && *d >= 0.0)) {
-        Some(i) => Err(Error::value(arg, format!("delays must be finite and >= 0; entry {i} is {}", values[i]))),
+        Some(i) => Err(Error::value(
+            arg,
+            format!("delays must be finite and >= 0; entry {i} is {}", values[i]),
+        )),
         None => Ok(()),
     }
 }
@@ -65,7 +76,7 @@ impl Delays {
     /// Checks shapes against `[n_out, n_in]` and that every delay is finite and >= 0;
     /// `prefix` names the layer in messages (e.g. `layers[1]`).
     pub fn validate(&self, prefix: &str, n_in: usize, n_out: usize) -> Result<()> {
-        if self.group == 0 || !n_in.is_multiple_of(self.group) {
+        if self.group == 0 || n_in % self.group != 0 {
             return Err(Error::value(
                 format!("{prefix}.delay_group"),
                 format!("must divide the number of inputs {n_in}; got {}", self.group),
@@ -136,10 +147,16 @@ impl DelayParam {
     pub fn validate(&self) -> Result<()> {
         if let DelayParam::Sigmoid { shift, scale } = *self {
             if !(shift.is_finite() && shift >= 0.0) {
-                return Err(Error::value("delay_shift", format!("expected a finite number >= 0, got {shift}")));
+                return Err(Error::value(
+                    "delay_shift",
+                    format!("expected a finite number >= 0, got {shift}"),
+                ));
             }
             if !(scale.is_finite() && scale > 0.0) {
-                return Err(Error::value("delay_scale", format!("expected a finite number > 0, got {scale}")));
+                return Err(Error::value(
+                    "delay_scale",
+                    format!("expected a finite number > 0, got {scale}"),
+                ));
             }
         }
         Ok(())
@@ -206,14 +223,26 @@ mod tests {
 
     #[test]
     fn invalid_delays_are_named() {
-        let d = Delays { axo: Some(vec![0.1, -1.0]), ..Default::default() };
+        let d = Delays {
+            axo: Some(vec![0.1, -1.0]),
+            ..Default::default()
+        };
         let e = d.validate("layers[0]", 2, 3).unwrap_err().to_string();
         assert!(e.contains("layers[0].d_axo") && e.contains("-1"), "{e}");
-        let d = Delays { den: Some(vec![f64::NAN; 3]), ..Default::default() };
+        let d = Delays {
+            den: Some(vec![f64::NAN; 3]),
+            ..Default::default()
+        };
         assert!(d.validate("l", 2, 3).is_err());
-        let d = Delays { group: 3, ..Default::default() };
+        let d = Delays {
+            group: 3,
+            ..Default::default()
+        };
         assert!(d.validate("l", 4, 3).unwrap_err().to_string().contains("delay_group"));
-        let d = Delays { syn: Some(Matrix::zeros(2, 2)), ..Default::default() };
+        let d = Delays {
+            syn: Some(Matrix::zeros(2, 2)),
+            ..Default::default()
+        };
         assert!(matches!(d.validate("l", 2, 3), Err(Error::Shape { .. })));
     }
 

@@ -43,16 +43,26 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// A shape error for `arg`.
     pub fn shape(arg: impl Into<String>, expected: impl fmt::Display, actual: impl fmt::Display) -> Self {
-        Error::Shape { arg: arg.into(), expected: expected.to_string(), actual: actual.to_string() }
+        Error::Shape {
+            arg: arg.into(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        }
     }
 
     /// A value error for `arg`.
     pub fn value(arg: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Value { arg: arg.into(), message: message.into() }
+        Error::Value {
+            arg: arg.into(),
+            message: message.into(),
+        }
     }
 
     /// An option error for `arg`.
     pub fn option(arg: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Option { arg: arg.into(), message: message.into() }
+        Error::Option {
+            arg: arg.into(),
+            message: message.into(),
+        }
     }
 }

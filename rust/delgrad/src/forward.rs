@@ -48,7 +48,11 @@ pub(crate) fn neuron_time(
 pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -> Result<Vec<Matrix>> {
     net.validate()?;
     net.validate_times("input", input, net.n_in())?;
-    let delays: Vec<Matrix> = net.layers.iter().map(|l| l.delays.effective(l.n_in(), l.n_out())).collect();
+    let delays: Vec<Matrix> = net
+        .layers
+        .iter()
+        .map(|l| l.delays.effective(l.n_in(), l.n_out()))
+        .collect();
     let sizes = net.sizes();
     let width: usize = sizes[1..].iter().sum();
     let batch = input.rows();

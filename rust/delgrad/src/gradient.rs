@@ -84,10 +84,15 @@ pub struct BackwardOptions {
     pub method: Method,
 }
 
-struct Scratch {
+#[derive(Default)]
+struct KernelScratch {
     kappa: Vec<f64>,
     slope: Vec<f64>,
     arrivals: Vec<(f64, f64)>,
+}
+
+struct Scratch {
+    kernel: KernelScratch,
     deltas: Vec<Vec<f64>>,
 }
 
@@ -103,7 +108,7 @@ fn layer_backward(
     delta_in: &mut [f64],
     g: &mut LayerGrad,
     opts: &BackwardOptions,
-    s: &mut Scratch,
+    s: &mut KernelScratch,
 ) -> (usize, usize) {
     let n_in = layer.n_in();
     let group = layer.delays.group.max(1);
@@ -167,7 +172,11 @@ fn validate_given(net: &Network, input: &Matrix, times: &[Matrix]) -> Result<()>
     net.validate()?;
     net.validate_times("input", input, net.n_in())?;
     if times.len() != net.layers.len() {
-        return Err(Error::shape("times", format!("{} layers", net.layers.len()), format!("{} layers", times.len())));
+        return Err(Error::shape(
+            "times",
+            format!("{} layers", net.layers.len()),
+            format!("{} layers", times.len()),
+        ));
     }
     for (l, (t, layer)) in times.iter().zip(&net.layers).enumerate() {
         let arg = format!("times[{l}]");
@@ -193,9 +202,16 @@ pub fn backward(
     validate_given(net, input, times)?;
     dl_dout.expect_shape("dl_dout", input.rows(), net.n_out())?;
     if let Some(i) = dl_dout.as_slice().iter().position(|v| !v.is_finite()) {
-        return Err(Error::value("dl_dout", format!("loss gradients must be finite; entry {i} is {}", dl_dout.as_slice()[i])));
+        return Err(Error::value(
+            "dl_dout",
+            format!("loss gradients must be finite; entry {i} is {}", dl_dout.as_slice()[i]),
+        ));
     }
-    let delays: Vec<Matrix> = net.layers.iter().map(|l| l.delays.effective(l.n_in(), l.n_out())).collect();
+    let delays: Vec<Matrix> = net
+        .layers
+        .iter()
+        .map(|l| l.delays.effective(l.n_in(), l.n_out()))
+        .collect();
     let n_layers = net.layers.len();
     let n_in = net.n_in();
     let parts = exec.map_ranges(input.rows(), |range| {
@@ -203,34 +219,32 @@ pub fn backward(
         let mut counts = vec![(0usize, 0usize); n_layers];
         let mut input_rows = Vec::with_capacity(range.len() * n_in);
         let mut s = Scratch {
-            kappa: Vec::new(),
-            slope: Vec::new(),
-            arrivals: Vec::new(),
-            deltas: net.layers.iter().map(|l| vec![0.0; l.n_in()]).collect(),
+            kernel: KernelScratch::default(),
+            deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
         };
         for b in range {
-            let mut delta_out = dl_dout.row(b).to_vec();
+            // deltas[l] holds dL/dt of the inputs of layer l; deltas[L] the output errors.
+            s.deltas[n_layers].copy_from_slice(dl_dout.row(b));
             for l in (0..n_layers).rev() {
                 let t_in = if l == 0 { input.row(b) } else { times[l - 1].row(b) };
-                let mut delta_in = std::mem::take(&mut s.deltas[l]);
+                let (below, above) = s.deltas.split_at_mut(l + 1);
+                let delta_in = &mut below[l];
                 delta_in.fill(0.0);
                 let (inv, clip) = layer_backward(
                     &net.layers[l],
                     &delays[l],
                     t_in,
                     times[l].row(b),
-                    &delta_out,
-                    &mut delta_in,
+                    &above[0],
+                    delta_in,
                     &mut grads[l],
                     opts,
-                    &mut s,
+                    &mut s.kernel,
                 );
                 counts[l].0 += inv;
                 counts[l].1 += clip;
-                std::mem::swap(&mut delta_out, &mut delta_in);
-                s.deltas[l] = delta_in;
             }
-            input_rows.extend_from_slice(&delta_out);
+            input_rows.extend_from_slice(&s.deltas[0]);
         }
         (grads, counts, input_rows)
     });
@@ -249,5 +263,10 @@ pub fn backward(
         input_grad.extend(rows);
     }
     let input = Matrix::from_vec("input_grad", input.rows(), n_in, input_grad)?;
-    Ok(Gradients { layers, input, invalid, clipped })
+    Ok(Gradients {
+        layers,
+        input,
+        invalid,
+        clipped,
+    })
 }

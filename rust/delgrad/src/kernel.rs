@@ -43,8 +43,17 @@ impl Neuron {
         } else {
             Regime::General
         };
-        let delta = if regime == Regime::Equal { 0.0 } else { 1.0 / tau_s - 1.0 / tau_m };
-        Ok(Neuron { tau_m, tau_s, delta, regime })
+        let delta = if regime == Regime::Equal {
+            0.0
+        } else {
+            1.0 / tau_s - 1.0 / tau_m
+        };
+        Ok(Neuron {
+            tau_m,
+            tau_s,
+            delta,
+            regime,
+        })
     }
 
     /// Membrane time constant.
@@ -111,13 +120,21 @@ impl Neuron {
     /// g(s) = (1 - e^{-delta s}) / delta (= s when delta = 0), so that kappa(s) = e^{-s/tau_m} g(s).
     #[inline]
     pub fn g(&self, s: f64) -> f64 {
-        if self.delta == 0.0 { s } else { -(-self.delta * s).exp_m1() / self.delta }
+        if self.delta == 0.0 {
+            s
+        } else {
+            -(-self.delta * s).exp_m1() / self.delta
+        }
     }
 
     /// h(x) = (e^{delta x} - 1) / delta (= x when delta = 0).
     #[inline]
     pub fn h(&self, x: f64) -> f64 {
-        if self.delta == 0.0 { x } else { (self.delta * x).exp_m1() / self.delta }
+        if self.delta == 0.0 {
+            x
+        } else {
+            (self.delta * x).exp_m1() / self.delta
+        }
     }
 }
 
@@ -151,7 +168,10 @@ mod tests {
             for s in [1e-6, 0.1, 1.0, 3.0, 10.0] {
                 let want = kappa_direct(tm, ts, s);
                 let (k, _) = n.kappa_and_slope(s);
-                assert!((n.kappa(s) - want).abs() <= 1e-12 * want.abs().max(1e-300), "{tm} {ts} {s}");
+                assert!(
+                    (n.kappa(s) - want).abs() <= 1e-12 * want.abs().max(1e-300),
+                    "{tm} {ts} {s}"
+                );
                 assert!((k - want).abs() <= 1e-12 * want.abs().max(1e-300));
             }
         }

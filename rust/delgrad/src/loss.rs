@@ -30,7 +30,11 @@ impl Loss {
 
     /// The reference cross-entropy, xi = 0.2, alpha = 0.005, beta = 1.
     pub fn cross_entropy() -> Self {
-        Loss::CrossEntropy { xi: 0.2, alpha: 0.005, beta: 1.0 }
+        Loss::CrossEntropy {
+            xi: 0.2,
+            alpha: 0.005,
+            beta: 1.0,
+        }
     }
 
     /// Checks the loss parameters.
@@ -122,11 +126,18 @@ pub struct LossReport {
 pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, strict: bool) -> Result<LossReport> {
     loss.validate()?;
     if labels.len() != out.rows() {
-        return Err(Error::shape("labels", format!("[{}]", out.rows()), format!("[{}]", labels.len())));
+        return Err(Error::shape(
+            "labels",
+            format!("[{}]", out.rows()),
+            format!("[{}]", labels.len()),
+        ));
     }
     let n_out = out.cols();
     if let Some(b) = labels.iter().position(|&c| c >= n_out) {
-        return Err(Error::value("labels", format!("labels must be < {n_out} (outputs); entry {b} is {}", labels[b])));
+        return Err(Error::value(
+            "labels",
+            format!("labels must be < {n_out} (outputs); entry {b} is {}", labels[b]),
+        ));
     }
     if let Some(i) = out.as_slice().iter().position(|t| t.is_nan()) {
         return Err(Error::value("output times", format!("entry {i} is NaN")));
@@ -147,8 +158,19 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
             per_sample.push(loss.value_and_grad(t, c, dl_dt.row_mut(b)));
         }
     }
-    let mean = if per_sample.is_empty() { 0.0 } else { per_sample.iter().sum::<f64>() / per_sample.len() as f64 };
-    Ok(LossReport { per_sample, mean, dl_dt, predicted, correct, silent })
+    let mean = if per_sample.is_empty() {
+        0.0
+    } else {
+        per_sample.iter().sum::<f64>() / per_sample.len() as f64
+    };
+    Ok(LossReport {
+        per_sample,
+        mean,
+        dl_dt,
+        predicted,
+        correct,
+        silent,
+    })
 }
 
 #[cfg(test)]
@@ -192,7 +214,12 @@ mod tests {
         let r = evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, false).unwrap();
         assert_eq!(r.silent, 0);
         assert!(r.per_sample.iter().all(|v| v.is_finite()));
-        assert_eq!(evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, true).unwrap().silent, 1);
+        assert_eq!(
+            evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, true)
+                .unwrap()
+                .silent,
+            1
+        );
     }
 
     #[test]
@@ -200,7 +227,16 @@ mod tests {
         let out = Matrix::zeros(2, 3);
         assert!(evaluate(&Loss::mse(), &out, &[0], 100.0, false).is_err());
         assert!(evaluate(&Loss::mse(), &out, &[0, 3], 100.0, false).is_err());
-        let bad = Loss::CrossEntropy { xi: 0.0, alpha: 0.0, beta: 1.0 };
-        assert!(evaluate(&bad, &out, &[0, 1], 100.0, false).unwrap_err().to_string().contains("xi"));
+        let bad = Loss::CrossEntropy {
+            xi: 0.0,
+            alpha: 0.0,
+            beta: 1.0,
+        };
+        assert!(
+            evaluate(&bad, &out, &[0, 1], 100.0, false)
+                .unwrap_err()
+                .to_string()
+                .contains("xi")
+        );
     }
 }

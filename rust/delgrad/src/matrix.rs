@@ -16,7 +16,11 @@ impl Matrix {
     /// Wraps `data` (row-major) as `[rows, cols]`; `arg` names it in the error.
     pub fn from_vec(arg: &str, rows: usize, cols: usize, data: Vec<f64>) -> Result<Self> {
         if rows.checked_mul(cols) != Some(data.len()) {
-            return Err(Error::shape(arg, format!("[{rows}, {cols}] ({} values)", rows * cols), format!("{} values", data.len())));
+            return Err(Error::shape(
+                arg,
+                format!("[{rows}, {cols}] ({} values)", rows * cols),
+                format!("{} values", data.len()),
+            ));
         }
         Ok(Matrix { rows, cols, data })
     }
@@ -25,14 +29,26 @@ impl Matrix {
     pub fn from_rows(arg: &str, rows: &[Vec<f64>]) -> Result<Self> {
         let cols = rows.first().map_or(0, Vec::len);
         if let Some((r, row)) = rows.iter().enumerate().find(|(_, row)| row.len() != cols) {
-            return Err(Error::shape(format!("{arg}[{r}]"), format!("[{cols}]"), format!("[{}]", row.len())));
+            return Err(Error::shape(
+                format!("{arg}[{r}]"),
+                format!("[{cols}]"),
+                format!("[{}]", row.len()),
+            ));
         }
-        Ok(Matrix { rows: rows.len(), cols, data: rows.concat() })
+        Ok(Matrix {
+            rows: rows.len(),
+            cols,
+            data: rows.concat(),
+        })
     }
 
     /// `[rows, cols]` filled with `value`.
     pub fn filled(rows: usize, cols: usize, value: f64) -> Self {
-        Matrix { rows, cols, data: vec![value; rows * cols] }
+        Matrix {
+            rows,
+            cols,
+            data: vec![value; rows * cols],
+        }
     }
 
     /// `[rows, cols]` of zeros.
@@ -88,7 +104,11 @@ impl Matrix {
     /// Requires the shape `[rows, cols]`; `arg` names the matrix.
     pub fn expect_shape(&self, arg: &str, rows: usize, cols: usize) -> Result<()> {
         if self.rows != rows || self.cols != cols {
-            return Err(Error::shape(arg, format!("[{rows}, {cols}]"), format!("[{}, {}]", self.rows, self.cols)));
+            return Err(Error::shape(
+                arg,
+                format!("[{rows}, {cols}]"),
+                format!("[{}, {}]", self.rows, self.cols),
+            ));
         }
         Ok(())
     }

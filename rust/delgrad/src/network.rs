@@ -21,7 +21,12 @@ pub struct Layer {
 impl Layer {
     /// A layer with one threshold for every neuron and no delays.
     pub fn new(neuron: Neuron, theta: f64, w: Matrix) -> Self {
-        Layer { neuron, theta: vec![theta; w.rows()], w, delays: Delays::default() }
+        Layer {
+            neuron,
+            theta: vec![theta; w.rows()],
+            w,
+            delays: Delays::default(),
+        }
     }
 
     /// Number of inputs.
@@ -38,16 +43,29 @@ impl Layer {
     pub fn validate(&self, prefix: &str) -> Result<()> {
         let (n_out, n_in) = (self.n_out(), self.n_in());
         if n_out == 0 || n_in == 0 {
-            return Err(Error::shape(format!("{prefix}.w"), "[n_out >= 1, n_in >= 1]", format!("[{n_out}, {n_in}]")));
+            return Err(Error::shape(
+                format!("{prefix}.w"),
+                "[n_out >= 1, n_in >= 1]",
+                format!("[{n_out}, {n_in}]"),
+            ));
         }
         if let Some(i) = self.w.as_slice().iter().position(|v| !v.is_finite()) {
             return Err(Error::value(
                 format!("{prefix}.w"),
-                format!("weights must be finite; entry [{}, {}] is {}", i / n_in, i % n_in, self.w.as_slice()[i]),
+                format!(
+                    "weights must be finite; entry [{}, {}] is {}",
+                    i / n_in,
+                    i % n_in,
+                    self.w.as_slice()[i]
+                ),
             ));
         }
         if self.theta.len() != n_out {
-            return Err(Error::shape(format!("{prefix}.theta"), format!("[{n_out}]"), format!("[{}]", self.theta.len())));
+            return Err(Error::shape(
+                format!("{prefix}.theta"),
+                format!("[{n_out}]"),
+                format!("[{}]", self.theta.len()),
+            ));
         }
         if let Some(k) = self.theta.iter().position(|t| !(t.is_finite() && *t > 0.0)) {
             return Err(Error::value(
@@ -86,7 +104,9 @@ impl Network {
 
     /// Layer sizes `[n_in, n_1, ..., n_L]`.
     pub fn sizes(&self) -> Vec<usize> {
-        std::iter::once(self.n_in()).chain(self.layers.iter().map(Layer::n_out)).collect()
+        std::iter::once(self.n_in())
+            .chain(self.layers.iter().map(Layer::n_out))
+            .collect()
     }
 
     /// Checks each layer and that consecutive layers fit together.
@@ -100,7 +120,12 @@ impl Network {
             if l > 0 && layer.n_in() != self.layers[l - 1].n_out() {
                 return Err(Error::shape(
                     format!("{prefix}.w"),
-                    format!("[{}, {}] (n_in = outputs of layers[{}])", layer.n_out(), self.layers[l - 1].n_out(), l - 1),
+                    format!(
+                        "[{}, {}] (n_in = outputs of layers[{}])",
+                        layer.n_out(),
+                        self.layers[l - 1].n_out(),
+                        l - 1
+                    ),
                     format!("[{}, {}]", layer.n_out(), layer.n_in()),
                 ));
             }
@@ -112,9 +137,17 @@ impl Network {
     /// NaN and -inf are not.
     pub fn validate_times(&self, arg: &str, times: &Matrix, n: usize) -> Result<()> {
         if times.cols() != n {
-            return Err(Error::shape(arg, format!("[batch, {n}]"), format!("[{}, {}]", times.rows(), times.cols())));
+            return Err(Error::shape(
+                arg,
+                format!("[batch, {n}]"),
+                format!("[{}, {}]", times.rows(), times.cols()),
+            ));
         }
-        if let Some(i) = times.as_slice().iter().position(|t| t.is_nan() || *t == f64::NEG_INFINITY) {
+        if let Some(i) = times
+            .as_slice()
+            .iter()
+            .position(|t| t.is_nan() || *t == f64::NEG_INFINITY)
+        {
             return Err(Error::value(
                 arg,
                 format!(

@@ -22,7 +22,11 @@ impl Default for Executor {
 impl Executor {
     /// An executor with `threads` worker threads; 0 means one per available core.
     pub fn new(threads: usize) -> Result<Self> {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
         if threads == 1 {
             return Ok(Self::default());
         }
@@ -31,7 +35,10 @@ impl Executor {
             .thread_name(|i| format!("delgrad-{i}"))
             .build()
             .map_err(|e| Error::option("threads", format!("could not start {threads} threads: {e}")))?;
-        Ok(Executor { pool: Some(pool), threads })
+        Ok(Executor {
+            pool: Some(pool),
+            threads,
+        })
     }
 
     /// Number of threads work is spread over.

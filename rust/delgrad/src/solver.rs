@@ -159,7 +159,10 @@ impl IntervalState {
             return Some(0.0);
         }
         let mut lo = 0.0;
-        let ends = [self.critical_point(neuron).filter(|&c| c < len), len.is_finite().then_some(len)];
+        let ends = [
+            self.critical_point(neuron).filter(|&c| c < len),
+            len.is_finite().then_some(len),
+        ];
         for hi in ends.into_iter().flatten() {
             if f(hi) >= 0.0 {
                 return Some(self.solve_monotone(neuron, theta, lo, hi));
@@ -185,7 +188,11 @@ impl IntervalState {
             }
             let df = self.slope(neuron, x);
             let newton = x - fx / df;
-            let next = if df > 0.0 && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
+            let next = if df > 0.0 && newton > lo && newton < hi {
+                newton
+            } else {
+                0.5 * (lo + hi)
+            };
             if (next - x).abs() <= 4.0 * f64::EPSILON * x.abs().max(f64::MIN_POSITIVE) || next <= lo || next >= hi {
                 return if fx < 0.0 { next.clamp(lo, hi) } else { x };
             }

@@ -22,7 +22,9 @@ fn check_case(idx: usize, case: &serde_json::Value, method: Method) -> Vec<Strin
         for (k, w) in vec_of(want).iter().enumerate() {
             let got = times[l].get(0, k);
             if !close(got, *w, 0.0, 1e-9) {
-                fails.push(format!("case {idx} {method:?}: layer {l} neuron {k}: t = {got}, expected {w}"));
+                fails.push(format!(
+                    "case {idx} {method:?}: layer {l} neuron {k}: t = {got}, expected {w}"
+                ));
             }
         }
     }
@@ -45,13 +47,21 @@ fn check_case(idx: usize, case: &serde_json::Value, method: Method) -> Vec<Strin
             }
         }
         if got.len() != want.len() {
-            fails.push(format!("case {idx}: {what} has {} values, expected {}", got.len(), want.len()));
+            fails.push(format!(
+                "case {idx}: {what} has {} values, expected {}",
+                got.len(),
+                want.len()
+            ));
         }
     };
     for (l, g) in exp["grad"].as_array().unwrap().iter().enumerate() {
         let lg = &grads.layers[l];
         cmp(format!("grad[{l}].w"), lg.w.as_slice(), matrix_of(&g["w"]).into_vec());
-        cmp(format!("grad[{l}].d_syn"), lg.d_syn.as_slice(), matrix_of(&g["d_syn"]).into_vec());
+        cmp(
+            format!("grad[{l}].d_syn"),
+            lg.d_syn.as_slice(),
+            matrix_of(&g["d_syn"]).into_vec(),
+        );
         cmp(format!("grad[{l}].d_axo"), &lg.d_axo, vec_of(&g["d_axo"]));
         cmp(format!("grad[{l}].d_den"), &lg.d_den, vec_of(&g["d_den"]));
     }
@@ -69,5 +79,10 @@ fn all_conformance_cases_match() {
             fails.extend(check_case(i, case, method));
         }
     }
-    assert!(fails.is_empty(), "{} mismatches:\n{}", fails.len(), fails[..fails.len().min(40)].join("\n"));
+    assert!(
+        fails.is_empty(),
+        "{} mismatches:\n{}",
+        fails.len(),
+        fails[..fails.len().min(40)].join("\n")
+    );
 }

@@ -1,25 +1,29 @@
 //! Shared helpers of the integration tests: loading the conformance vectors.
 #![allow(dead_code)]
 
+use delgrad::Matrix;
 use delgrad::delay::Delays;
 use delgrad::kernel::Neuron;
 use delgrad::loss::Loss;
 use delgrad::network::{Layer, Network};
-use delgrad::Matrix;
 use serde_json::Value;
 
 /// Path of the shared conformance vectors (`../shared` beside the repository, or `DELGRAD_SHARED`).
 pub fn vectors_path() -> std::path::PathBuf {
-    let shared = std::env::var("DELGRAD_SHARED").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-    });
+    let shared = std::env::var("DELGRAD_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
     shared.join("conformance/vectors.json")
 }
 
 pub fn load_cases() -> Vec<Value> {
     let path = vectors_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("conformance vectors not found at {} ({e}); set DELGRAD_SHARED", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "conformance vectors not found at {} ({e}); set DELGRAD_SHARED",
+            path.display()
+        )
+    });
     let v: Value = serde_json::from_str(&text).expect("vectors.json parses");
     v["cases"].as_array().expect("cases").clone()
 }
@@ -39,7 +43,11 @@ pub fn matrix_of(v: &Value) -> Matrix {
 }
 
 pub fn network_of(case: &Value) -> Network {
-    let neuron = Neuron::new(case["neuron"]["tau_m"].as_f64().unwrap(), case["neuron"]["tau_s"].as_f64().unwrap()).unwrap();
+    let neuron = Neuron::new(
+        case["neuron"]["tau_m"].as_f64().unwrap(),
+        case["neuron"]["tau_s"].as_f64().unwrap(),
+    )
+    .unwrap();
     let layers = case["layers"]
         .as_array()
         .unwrap()
@@ -56,7 +64,12 @@ pub fn network_of(case: &Value) -> Network {
                 axo: Some(vec_of(&l["d_axo"])),
                 den: Some(vec_of(&l["d_den"])),
             };
-            Layer { neuron, theta, w, delays }
+            Layer {
+                neuron,
+                theta,
+                w,
+                delays,
+            }
         })
         .collect();
     Network::new(layers).unwrap()
@@ -65,7 +78,9 @@ pub fn network_of(case: &Value) -> Network {
 pub fn loss_of(case: &Value) -> Loss {
     let l = &case["loss"];
     match l["kind"].as_str().unwrap() {
-        "mse" => Loss::Mse { delta: l["delta"].as_f64().unwrap() },
+        "mse" => Loss::Mse {
+            delta: l["delta"].as_f64().unwrap(),
+        },
         "ce" => Loss::CrossEntropy {
             xi: l["xi"].as_f64().unwrap(),
             alpha: l["alpha"].as_f64().unwrap(),

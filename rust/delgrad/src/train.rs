@@ -1,0 +1,615 @@
+//! Network initialisation and the training step: forward, loss, exact backward, the two
+//! stabilisers of the reference (max_dw_norm, weight bumping) and Adam with StepLR.
+
+use crate::delay::{DelayKind, DelayParam, Delays};
+use crate::error::{Error, Result};
+use crate::forward::forward;
+use crate::gradient::{BackwardOptions, Gradients, backward};
+use crate::kernel::Neuron;
+use crate::loss::{Loss, evaluate};
+use crate::matrix::Matrix;
+use crate::network::{Layer, Network};
+use crate::optim::{Adam, AdamConfig, StepLr};
+use crate::parallel::Executor;
+use crate::random::RandomState;
+use crate::solver::Method;
+
+/// How one layer is built and initialised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    /// Number of neurons.
+    pub size: usize,
+    /// Membrane time constant.
+    pub tau_m: f64,
+    /// Synaptic time constant.
+    pub tau_s: f64,
+    /// Threshold of every neuron.
+    pub theta: f64,
+    /// Mean of the initial weights w ~ N(mean, std).
+    pub weight_mean: f64,
+    /// Standard deviation of the initial weights.
+    pub weight_std: f64,
+    /// Trained delay kinds of the layer's incoming projection.
+    pub delay_kinds: Vec<DelayKind>,
+    /// Consecutive inputs sharing one synaptic/axonal delay.
+    pub delay_group: usize,
+    /// Initial delay parameters p ~ N(mean, std) (d = param(p)).
+    pub delay_init_mean: f64,
+    /// Standard deviation of the initial delay parameters.
+    pub delay_init_std: f64,
+}
+
+impl LayerSpec {
+    /// A layer of `size` neurons with the reference neuron (tau_m = 2, tau_s = 1, theta = 1),
+    /// weights N(mean, std), no delays.
+    pub fn new(size: usize, weight_mean: f64, weight_std: f64) -> Self {
+        LayerSpec {
+            size,
+            tau_m: 2.0,
+            tau_s: 1.0,
+            theta: 1.0,
+            weight_mean,
+            weight_std,
+            delay_kinds: Vec::new(),
+            delay_group: 1,
+            delay_init_mean: 0.0,
+            delay_init_std: 0.25,
+        }
+    }
+}
+
+/// Builds a network with random parameters. Draws, per layer in order: weights row by row,
+/// then synaptic, axonal and dendritic delay parameters (numpy `RandomState.normal` semantics).
+pub fn init_network(
+    n_in: usize,
+    specs: &[LayerSpec],
+    delay_param: DelayParam,
+    rng: &mut RandomState,
+) -> Result<Network> {
+    delay_param.validate()?;
+    let mut layers = Vec::with_capacity(specs.len());
+    let mut fan_in = n_in;
+    for (l, s) in specs.iter().enumerate() {
+        for (name, v) in [("weight_std", s.weight_std), ("delay_init_std", s.delay_init_std)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::value(
+                    format!("layers[{l}].{name}"),
+                    format!("expected a finite number >= 0, got {v}"),
+                ));
+            }
+        }
+        let neuron = Neuron::new(s.tau_m, s.tau_s)?;
+        let mut draw = |n: usize, mean: f64, std: f64| -> Vec<f64> { (0..n).map(|_| rng.normal(mean, std)).collect() };
+        let w = Matrix::from_vec("w", s.size, fan_in, draw(s.size * fan_in, s.weight_mean, s.weight_std))?;
+        let group = s.delay_group.max(1);
+        let ng = fan_in / group;
+        let mut delays = Delays {
+            group,
+            ..Delays::default()
+        };
+        let mut delay_draw = |n: usize| -> Vec<f64> {
+            draw(n, s.delay_init_mean, s.delay_init_std)
+                .into_iter()
+                .map(|p| delay_param.delay(p))
+                .collect()
+        };
+        if s.delay_kinds.contains(&DelayKind::Synaptic) {
+            delays.syn = Some(Matrix::from_vec("d_syn", s.size, ng, delay_draw(s.size * ng))?);
+        }
+        if s.delay_kinds.contains(&DelayKind::Axonal) {
+            delays.axo = Some(delay_draw(ng));
+        }
+        if s.delay_kinds.contains(&DelayKind::Dendritic) {
+            delays.den = Some(delay_draw(s.size));
+        }
+        layers.push(Layer {
+            neuron,
+            theta: vec![s.theta; s.size],
+            w,
+            delays,
+        });
+        fan_in = s.size;
+    }
+    Network::new(layers)
+}
+
+/// Hyperparameters of training (DESIGN section 3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The loss.
+    pub loss: Loss,
+    /// Loss of a silent sample (constant, zero gradient).
+    pub silent_loss: f64,
+    /// Adam learning rate of the weights.
+    pub lr_weights: f64,
+    /// Adam learning rate of the delay parameters.
+    pub lr_delays: f64,
+    /// Learning-rate schedule.
+    pub schedule: StepLr,
+    /// Adam hyperparameters.
+    pub adam: AdamConfig,
+    /// Per-sample, per-neuron weight-gradient limit (0.2); `None` disables it.
+    pub max_dw_norm: Option<f64>,
+    /// Initial weight bump (5e-4); 0 disables bumping.
+    pub bump: f64,
+    /// Per layer, the largest tolerated fraction of silent (sample, neuron) entries.
+    pub bump_limits: Vec<f64>,
+    /// How delays stay non-negative.
+    pub delay_param: DelayParam,
+    /// Solver method of the forward pass.
+    pub method: Method,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            loss: Loss::mse(),
+            silent_loss: 100.0,
+            lr_weights: 0.01,
+            lr_delays: 0.003,
+            schedule: StepLr::default(),
+            adam: AdamConfig::default(),
+            max_dw_norm: Some(0.2),
+            bump: 5e-4,
+            bump_limits: vec![0.3, 0.0],
+            delay_param: DelayParam::default(),
+            method: Method::Auto,
+        }
+    }
+}
+
+/// What a trainable tensor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorKind {
+    /// Weights `[n_out, n_in]`.
+    Weights,
+    /// A delay kind (its trained parameter p, d = param(p)).
+    Delay(DelayKind),
+}
+
+/// One trainable tensor and its optimiser state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Layer index.
+    pub layer: usize,
+    /// What it holds.
+    pub kind: TensorKind,
+    /// The trained values (weights, or delay parameters p).
+    pub values: Vec<f64>,
+    /// Adam state.
+    pub adam: Adam,
+}
+
+/// Summary of one training step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Mean loss over the batch.
+    pub loss: f64,
+    /// Correctly classified samples.
+    pub correct: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Samples with the constant silent loss.
+    pub silent_samples: usize,
+    /// Per layer, fraction of silent (sample, neuron) entries.
+    pub silent_fraction: Vec<f64>,
+    /// The layer whose weights were bumped instead of a gradient step.
+    pub bumped: Option<usize>,
+    /// Per layer, (sample, neuron) pairs with invalid given times (zero gradient).
+    pub invalid: Vec<usize>,
+    /// Per layer, (sample, neuron) weight gradients zeroed by max_dw_norm.
+    pub clipped: Vec<usize>,
+}
+
+/// Evaluation of a data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalReport {
+    /// Mean loss.
+    pub loss: f64,
+    /// Fraction correctly classified.
+    pub accuracy: f64,
+    /// Correctly classified samples.
+    pub correct: usize,
+    /// Number of samples.
+    pub samples: usize,
+    /// Samples with the constant silent loss.
+    pub silent_samples: usize,
+    /// Per layer, fraction of silent (sample, neuron) entries.
+    pub silent_fraction: Vec<f64>,
+    /// Output spike times `[samples, n_out]`.
+    pub output_times: Matrix,
+}
+
+/// Trains a network with Adam, StepLR and the reference stabilisers.
+#[derive(Debug, Clone)]
+pub struct Trainer {
+    net: Network,
+    config: TrainConfig,
+    /// The trainable tensors, layer by layer: weights, then present delay kinds.
+    pub tensors: Vec<Tensor>,
+    /// The bump to apply next (doubles on consecutive bumps of one layer).
+    pub bump: f64,
+    /// The layer bumped by the previous step, if it bumped.
+    pub last_bumped: Option<usize>,
+}
+
+fn silent_fraction(times: &[Matrix]) -> Vec<f64> {
+    times
+        .iter()
+        .map(|t| {
+            let n = t.as_slice().len();
+            if n == 0 {
+                0.0
+            } else {
+                t.as_slice().iter().filter(|x| x.is_infinite()).count() as f64 / n as f64
+            }
+        })
+        .collect()
+}
+
+impl Trainer {
+    /// A trainer for `net`; delay parameters are recovered from the network's delays.
+    pub fn new(net: Network, config: TrainConfig) -> Result<Self> {
+        net.validate()?;
+        config.loss.validate()?;
+        config.delay_param.validate()?;
+        for (name, v) in [
+            ("lr_weights", config.lr_weights),
+            ("lr_delays", config.lr_delays),
+            ("bump", config.bump),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::value(name, format!("expected a finite number >= 0, got {v}")));
+            }
+        }
+        if config.bump_limits.len() != net.layers.len() {
+            return Err(Error::shape(
+                "bump_limits",
+                format!("[{}] (one per layer)", net.layers.len()),
+                format!("[{}]", config.bump_limits.len()),
+            ));
+        }
+        if let Some(m) = config.max_dw_norm.filter(|m| !(m.is_finite() && *m > 0.0)) {
+            return Err(Error::value(
+                "max_dw_norm",
+                format!("expected a finite number > 0 or none, got {m}"),
+            ));
+        }
+        let p = config.delay_param;
+        let to_params = |v: &[f64]| -> Vec<f64> { v.iter().map(|&d| p.param(d)).collect() };
+        let mut tensors = Vec::new();
+        let mut push = |layer: usize, kind: TensorKind, values: Vec<f64>| {
+            let adam = Adam::new(values.len());
+            tensors.push(Tensor {
+                layer,
+                kind,
+                values,
+                adam,
+            });
+        };
+        for (l, layer) in net.layers.iter().enumerate() {
+            push(l, TensorKind::Weights, layer.w.as_slice().to_vec());
+            if let Some(m) = &layer.delays.syn {
+                push(l, TensorKind::Delay(DelayKind::Synaptic), to_params(m.as_slice()));
+            }
+            if let Some(v) = &layer.delays.axo {
+                push(l, TensorKind::Delay(DelayKind::Axonal), to_params(v));
+            }
+            if let Some(v) = &layer.delays.den {
+                push(l, TensorKind::Delay(DelayKind::Dendritic), to_params(v));
+            }
+        }
+        let bump = config.bump;
+        let mut trainer = Trainer {
+            net,
+            config,
+            tensors,
+            bump,
+            last_bumped: None,
+        };
+        trainer.sync();
+        Ok(trainer)
+    }
+
+    /// The network with the current parameters.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Writes the trained tensors into the network (delays through the parametrisation).
+    fn sync(&mut self) {
+        let p = self.config.delay_param;
+        for t in &self.tensors {
+            let layer = &mut self.net.layers[t.layer];
+            let delays = |dst: &mut [f64]| dst.iter_mut().zip(&t.values).for_each(|(d, &x)| *d = p.delay(x));
+            let dst: Option<&mut [f64]> = match t.kind {
+                TensorKind::Weights => {
+                    layer.w.as_mut_slice().copy_from_slice(&t.values);
+                    None
+                }
+                TensorKind::Delay(DelayKind::Synaptic) => layer.delays.syn.as_mut().map(Matrix::as_mut_slice),
+                TensorKind::Delay(DelayKind::Axonal) => layer.delays.axo.as_deref_mut(),
+                TensorKind::Delay(DelayKind::Dendritic) => layer.delays.den.as_deref_mut(),
+            };
+            if let Some(dst) = dst {
+                delays(dst);
+            }
+        }
+    }
+
+    /// Replaces the trained tensors (e.g. from a checkpoint); shapes must match.
+    pub fn set_tensors(&mut self, tensors: Vec<Tensor>, bump: f64, last_bumped: Option<usize>) -> Result<()> {
+        if tensors.len() != self.tensors.len() {
+            return Err(Error::shape(
+                "tensors",
+                format!("{} tensors", self.tensors.len()),
+                format!("{}", tensors.len()),
+            ));
+        }
+        for (i, (new, old)) in tensors.iter().zip(&self.tensors).enumerate() {
+            let ok = new.layer == old.layer
+                && new.kind == old.kind
+                && new.values.len() == old.values.len()
+                && new.adam.m.len() == old.values.len()
+                && new.adam.v.len() == old.values.len();
+            if !ok {
+                return Err(Error::shape(
+                    format!("tensors[{i}]"),
+                    format!("{:?} of layer {}", old.kind, old.layer),
+                    "a different tensor",
+                ));
+            }
+            if new
+                .values
+                .iter()
+                .chain(&new.adam.m)
+                .chain(&new.adam.v)
+                .any(|x| !x.is_finite())
+            {
+                return Err(Error::value(format!("tensors[{i}]"), "values must be finite"));
+            }
+        }
+        self.tensors = tensors;
+        self.bump = bump;
+        self.last_bumped = last_bumped;
+        self.sync();
+        Ok(())
+    }
+
+    /// Learning rates (weights, delays) in `epoch`.
+    pub fn learning_rates(&self, epoch: usize) -> (f64, f64) {
+        let s = self.config.schedule;
+        (s.lr(self.config.lr_weights, epoch), s.lr(self.config.lr_delays, epoch))
+    }
+
+    /// One step on a batch: forward, loss, backward, stabilisers, update.
+    pub fn step(&mut self, x: &Matrix, labels: &[usize], epoch: usize, exec: &Executor) -> Result<StepReport> {
+        let times = forward(&self.net, x, self.config.method, exec)?;
+        self.update(x, &times, labels, epoch, false, exec)
+    }
+
+    /// One step from **given** spike times of every layer (e.g. measured on a chip): the loss
+    /// and the exact gradients of the ideal model are evaluated at those times; neurons the ideal
+    /// model would leave silent get zero gradient.
+    pub fn step_from_times(
+        &mut self,
+        x: &Matrix,
+        times: &[Matrix],
+        labels: &[usize],
+        epoch: usize,
+        exec: &Executor,
+    ) -> Result<StepReport> {
+        self.update(x, times, labels, epoch, true, exec)
+    }
+
+    fn update(
+        &mut self,
+        x: &Matrix,
+        times: &[Matrix],
+        labels: &[usize],
+        epoch: usize,
+        given: bool,
+        exec: &Executor,
+    ) -> Result<StepReport> {
+        let batch = x.rows();
+        if batch == 0 {
+            return Err(Error::shape("x", "[batch >= 1, n_in]", format!("[0, {}]", x.cols())));
+        }
+        let out = times
+            .last()
+            .ok_or_else(|| Error::shape("times", "one matrix per layer", "none"))?;
+        let report = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        let fractions = silent_fraction(times);
+        let mut step = StepReport {
+            loss: report.mean,
+            correct: report.correct,
+            batch,
+            silent_samples: report.silent,
+            silent_fraction: fractions.clone(),
+            bumped: None,
+            invalid: vec![0; times.len()],
+            clipped: vec![0; times.len()],
+        };
+        if !report.mean.is_finite() {
+            return Err(Error::Diverged(format!("loss is {} at epoch {epoch}", report.mean)));
+        }
+        if self.config.bump > 0.0 {
+            let offending = fractions
+                .iter()
+                .zip(&self.config.bump_limits)
+                .position(|(f, lim)| f > lim);
+            if let Some(l) = offending {
+                self.bump_layer(l, &times[l]);
+                step.bumped = Some(l);
+                return Ok(step);
+            }
+        }
+        self.last_bumped = None;
+        self.bump = self.config.bump;
+        // The loss is the batch mean, so each sample's dL/dt carries 1/batch (as autograd's would).
+        let mut dl_dt = report.dl_dt;
+        dl_dt.as_mut_slice().iter_mut().for_each(|g| *g /= batch as f64);
+        let opts = BackwardOptions {
+            max_dw_norm: self.config.max_dw_norm,
+            check_given_times: given,
+            method: self.config.method,
+        };
+        let grads = backward(&self.net, x, times, &dl_dt, &opts, exec)?;
+        step.invalid = grads.invalid.clone();
+        step.clipped = grads.clipped.clone();
+        self.apply(&grads, epoch)?;
+        Ok(step)
+    }
+
+    /// Adds the bump to every incoming weight of each neuron of layer `l` that was silent for
+    /// some sample; doubles the bump when the same layer was bumped by the previous step.
+    fn bump_layer(&mut self, l: usize, times: &Matrix) {
+        if self.last_bumped == Some(l) {
+            self.bump *= 2.0;
+        } else {
+            self.bump = self.config.bump;
+        }
+        self.last_bumped = Some(l);
+        let n_out = times.cols();
+        let silent: Vec<bool> = (0..n_out)
+            .map(|k| (0..times.rows()).any(|b| times.get(b, k).is_infinite()))
+            .collect();
+        let n_in = self.net.layers[l].n_in();
+        let bump = self.bump;
+        if let Some(t) = self
+            .tensors
+            .iter_mut()
+            .find(|t| t.layer == l && t.kind == TensorKind::Weights)
+        {
+            for (k, _) in silent.iter().enumerate().filter(|(_, s)| **s) {
+                t.values[k * n_in..(k + 1) * n_in].iter_mut().for_each(|w| *w += bump);
+            }
+        }
+        self.sync();
+    }
+
+    fn apply(&mut self, grads: &Gradients, epoch: usize) -> Result<()> {
+        let (lr_w, lr_d) = self.learning_rates(epoch);
+        let p = self.config.delay_param;
+        let mut updates = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            let g = &grads.layers[t.layer];
+            let grad: Vec<f64> = match t.kind {
+                TensorKind::Weights => g.w.as_slice().to_vec(),
+                TensorKind::Delay(kind) => {
+                    let dd = match kind {
+                        DelayKind::Synaptic => g.d_syn.as_slice(),
+                        DelayKind::Axonal => &g.d_axo,
+                        DelayKind::Dendritic => &g.d_den,
+                    };
+                    dd.iter().zip(&t.values).map(|(g, &x)| g * p.slope(x)).collect()
+                }
+            };
+            if let Some(i) = grad.iter().position(|x| !x.is_finite()) {
+                return Err(Error::Diverged(format!(
+                    "non-finite gradient ({}) for {:?} of layer {} at epoch {epoch}",
+                    grad[i], t.kind, t.layer
+                )));
+            }
+            updates.push(grad);
+        }
+        for (t, grad) in self.tensors.iter_mut().zip(&updates) {
+            let lr = if t.kind == TensorKind::Weights { lr_w } else { lr_d };
+            t.adam.step(&mut t.values, grad, lr, &self.config.adam);
+            if p == DelayParam::Clip && t.kind != TensorKind::Weights {
+                t.values.iter_mut().for_each(|d| *d = d.max(0.0));
+            }
+        }
+        self.sync();
+        Ok(())
+    }
+
+    /// Loss, accuracy and silent fractions on a data set, in batches of `batch`.
+    pub fn evaluate(&self, x: &Matrix, labels: &[usize], exec: &Executor) -> Result<EvalReport> {
+        let times = forward(&self.net, x, self.config.method, exec)?;
+        let out = times.last().ok_or_else(|| Error::value("network", "no layers"))?;
+        let r = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        let n = labels.len();
+        Ok(EvalReport {
+            loss: r.mean,
+            accuracy: if n == 0 { 0.0 } else { r.correct as f64 / n as f64 },
+            correct: r.correct,
+            samples: n,
+            silent_samples: r.silent,
+            silent_fraction: silent_fraction(&times),
+            output_times: out.clone(),
+        })
+    }
+
+    /// One epoch over `x` in mini-batches of `batch` in the order `order` (a permutation of the
+    /// rows, e.g. `RandomState::permutation`); returns the mean of the step reports.
+    pub fn train_epoch(
+        &mut self,
+        x: &Matrix,
+        labels: &[usize],
+        order: &[usize],
+        batch: usize,
+        epoch: usize,
+        exec: &Executor,
+    ) -> Result<EpochReport> {
+        if batch == 0 {
+            return Err(Error::value("batch_size", "expected an integer >= 1"));
+        }
+        if labels.len() != x.rows() || order.len() != x.rows() {
+            return Err(Error::shape(
+                "labels/order",
+                format!("[{}]", x.rows()),
+                format!("[{}]/[{}]", labels.len(), order.len()),
+            ));
+        }
+        if order.iter().any(|&i| i >= x.rows()) {
+            return Err(Error::value("order", "indices must be < the number of samples"));
+        }
+        let mut acc = EpochReport::default();
+        for chunk in order.chunks(batch) {
+            let mut xb = Vec::with_capacity(chunk.len() * x.cols());
+            chunk.iter().for_each(|&i| xb.extend_from_slice(x.row(i)));
+            let xb = Matrix::from_vec("x", chunk.len(), x.cols(), xb)?;
+            let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+            let r = self.step(&xb, &yb, epoch, exec)?;
+            acc.add(&r);
+        }
+        Ok(acc)
+    }
+}
+
+/// Totals of the steps of one epoch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochReport {
+    /// Sample-weighted mean training loss.
+    pub loss: f64,
+    /// Fraction of training samples classified correctly (at the time of their step).
+    pub accuracy: f64,
+    /// Samples seen.
+    pub samples: usize,
+    /// Steps that bumped weights instead of updating.
+    pub bumps: usize,
+    /// Per layer, sample-weighted mean silent fraction.
+    pub silent_fraction: Vec<f64>,
+}
+
+impl EpochReport {
+    /// Folds one step into the totals.
+    pub fn add(&mut self, r: &StepReport) {
+        let (n0, n) = (self.samples as f64, r.batch as f64);
+        let tot = n0 + n;
+        self.loss = (self.loss * n0 + r.loss * n) / tot;
+        self.accuracy = (self.accuracy * n0 + r.correct as f64) / tot;
+        self.silent_fraction.resize(r.silent_fraction.len(), 0.0);
+        for (a, f) in self.silent_fraction.iter_mut().zip(&r.silent_fraction) {
+            *a = (*a * n0 + f * n) / tot;
+        }
+        self.samples += r.batch;
+        self.bumps += usize::from(r.bumped.is_some());
+    }
+}
