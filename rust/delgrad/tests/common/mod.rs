@@ -97,3 +97,37 @@ pub fn close(got: f64, want: f64, rel: f64, abs: f64) -> bool {
     }
     (got - want).abs() <= abs + rel * want.abs()
 }
+
+use delgrad::delay::DelayKind;
+use delgrad::random::RandomState;
+
+/// The three regimes the crate distinguishes (equal, double, general ratio).
+pub const REGIMES: [(f64, f64); 3] = [(1.0, 1.0), (2.0, 1.0), (1.7, 0.6)];
+
+/// A random network `sizes[0] -> ... -> sizes[L]` with every delay kind present, positive-leaning
+/// weights (so that most neurons spike) and random thresholds.
+pub fn random_network(rng: &mut RandomState, sizes: &[usize], tau: (f64, f64), kinds: &[DelayKind]) -> Network {
+    let neuron = Neuron::new(tau.0, tau.1).unwrap();
+    let layers = sizes
+        .windows(2)
+        .map(|p| {
+            let (n_in, n_out) = (p[0], p[1]);
+            let w: Vec<f64> = (0..n_in * n_out).map(|_| rng.normal(1.6, 1.0)).collect();
+            let mut delay = |n: usize| -> Vec<f64> { (0..n).map(|_| 0.5 * rng.random_sample()).collect() };
+            let delays = Delays {
+                group: 1,
+                syn: kinds.contains(&DelayKind::Synaptic).then(|| Matrix::from_vec("s", n_out, n_in, delay(n_in * n_out)).unwrap()),
+                axo: kinds.contains(&DelayKind::Axonal).then(|| delay(n_in)),
+                den: kinds.contains(&DelayKind::Dendritic).then(|| delay(n_out)),
+            };
+            let theta = (0..n_out).map(|_| 0.8 + 0.4 * rng.random_sample()).collect();
+            Layer { neuron, theta, w: Matrix::from_vec("w", n_out, n_in, w).unwrap(), delays }
+        })
+        .collect();
+    Network::new(layers).unwrap()
+}
+
+/// Random input times in [0, 1.5) for `batch` samples.
+pub fn random_input(rng: &mut RandomState, batch: usize, n: usize) -> Matrix {
+    Matrix::from_vec("x", batch, n, (0..batch * n).map(|_| 1.5 * rng.random_sample()).collect()).unwrap()
+}
