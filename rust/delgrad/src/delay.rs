@@ -57,12 +57,10 @@ impl DelayKind {
     }
 }
 
-pub(crate) fn check_delays(arg: &str, values: &[f64]) -> Result<()> {
+/// Checks that every delay is finite and >= 0; `arg` names them (built only on error).
+pub(crate) fn check_delays(arg: impl Fn() -> String, values: &[f64]) -> Result<()> {
     match values.iter().position(|d| !(d.is_finite() && *d >= 0.0)) {
-        Some(i) => Err(Error::value(
-            arg,
-            format!("delays must be finite and >= 0; entry {i} is {}", values[i]),
-        )),
+        Some(i) => Err(Error::value(arg(), format!("delays must be finite and >= 0; entry {i} is {}", values[i]))),
         None => Ok(()),
     }
 }
@@ -84,17 +82,19 @@ impl Delays {
         }
         let ng = self.groups(n_in);
         if let Some(m) = &self.syn {
-            let arg = format!("{prefix}.d_syn");
-            m.expect_shape(&arg, n_out, ng)?;
-            check_delays(&arg, m.as_slice())?;
+            let arg = || format!("{prefix}.d_syn");
+            if m.rows() != n_out || m.cols() != ng {
+                m.expect_shape(&arg(), n_out, ng)?;
+            }
+            check_delays(arg, m.as_slice())?;
         }
         for (name, v, len) in [("d_axo", &self.axo, ng), ("d_den", &self.den, n_out)] {
             if let Some(v) = v {
-                let arg = format!("{prefix}.{name}");
+                let arg = || format!("{prefix}.{name}");
                 if v.len() != len {
-                    return Err(Error::shape(arg, format!("[{len}]"), format!("[{}]", v.len())));
+                    return Err(Error::shape(arg(), format!("[{len}]"), format!("[{}]", v.len())));
                 }
-                check_delays(&arg, v)?;
+                check_delays(arg, v)?;
             }
         }
         Ok(())

@@ -43,7 +43,8 @@ impl IntervalState {
         match neuron.regime() {
             Regime::Equal => {
                 let x = (-d / tm).exp();
-                self.b = x * (self.b - d * self.a);
+                // After complete decay (x = 0) d * a may overflow; the state is simply empty.
+                self.b = if x == 0.0 { 0.0 } else { x * (self.b - d * self.a) };
                 self.a *= x;
             }
             Regime::Double => {
@@ -93,62 +94,11 @@ impl IntervalState {
     }
 
     /// The first s in [0, len] with u(s) = theta, if any (u(0) < theta is assumed).
-    pub fn crossing(&self, neuron: &Neuron, theta: f64, len: f64, method: Method) -> Option<f64> {
+    pub fn crossing(&self, neuron: &Neuron, theta: f64, len: f64) -> Option<f64> {
         if self.a <= 0.0 && self.b >= 0.0 {
             return None; // u <= 0 on the whole interval
         }
-        let s = match (method, neuron.regime()) {
-            (Method::Auto, Regime::Equal) => self.crossing_lambert(neuron, theta),
-            (Method::Auto, Regime::Double) => self.crossing_quadratic(neuron, theta),
-            _ => return self.crossing_bracket(neuron, theta, len),
-        }?;
-        if s < 0.0 {
-            return (s >= -START_TOLERANCE * neuron.tau_m()).then_some(0.0);
-        }
-        (s <= len).then_some(s)
-    }
-
-    /// tau_m == tau_s = tau: u = A e^{-s/tau} (s - q), q = B/A. With v = s - q,
-    /// (-v/tau) e^{-v/tau} = -(theta/(A tau)) e^{q/tau} =: z, so s = q - tau W0(z) (the rising root).
-    fn crossing_lambert(&self, neuron: &Neuron, theta: f64) -> Option<f64> {
-        let tau = neuron.tau_m();
-        if self.a <= 0.0 {
-            return None;
-        }
-        let q = self.b / self.a;
-        if q + tau < 0.0 {
-            return None; // peak before the interval: u falls throughout
-        }
-        let z = -(theta / (self.a * tau)) * (q / tau).exp();
-        let w = lambert_w0_checked(z)?;
-        Some(q - tau * w)
-    }
-
-    /// tau_m == 2 tau_s: with x = e^{-s/tau_m}, kappa = tau_m (x - x^2), so u = A2 x - A1 x^2 with
-    /// A1 = A tau_m, A2 = A tau_m - B; the earliest crossing is the largest root x of
-    /// A1 x^2 - A2 x + theta = 0, taken in the form that does not cancel.
-    fn crossing_quadratic(&self, neuron: &Neuron, theta: f64) -> Option<f64> {
-        let tm = neuron.tau_m();
-        let a1 = self.a * tm;
-        let a2 = a1 - self.b;
-        let disc = a2 * a2 - 4.0 * a1 * theta;
-        if disc < 0.0 {
-            return None;
-        }
-        let root = disc.sqrt();
-        let x = if a1 > 0.0 {
-            if a2 <= 0.0 {
-                return None;
-            }
-            (a2 + root) / (2.0 * a1)
-        } else {
-            let den = a2 + root;
-            if den <= 0.0 {
-                return None;
-            }
-            2.0 * theta / den
-        };
-        Some(-tm * x.ln())
+        self.crossing_bracket(neuron, theta, len)
     }
 
     /// Any ratio: u has at most one critical point s*, so [0, s*] and [s*, len] are monotone
@@ -205,27 +155,112 @@ impl IntervalState {
 /// First-spike time of a neuron with threshold `theta` given its inputs as (arrival time, weight)
 /// pairs, sorted by arrival time, all finite; +inf if u never reaches theta.
 pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method: Method) -> f64 {
-    let Some(&(mut r, _)) = arrivals.first() else {
+    if arrivals.is_empty() {
         return f64::INFINITY;
-    };
-    let mut st = IntervalState::default();
+    }
+    match (method, neuron.regime()) {
+        (Method::Auto, Regime::Double) => scan_double(neuron.tau_m(), theta, arrivals),
+        (Method::Auto, Regime::Equal) => scan_equal(neuron.tau_m(), theta, arrivals),
+        _ => scan_general(neuron, theta, arrivals),
+    }
+}
+
+/// Calls `visit(r, w, len)` for each group of simultaneous arrivals: r is their time, w their summed
+/// weight and len the length of the interval they open (+inf for the last); stops at the first
+/// `Some` that `visit` returns.
+#[inline]
+fn scan_intervals(arrivals: &[(f64, f64)], mut visit: impl FnMut(f64, f64, f64) -> Option<f64>) -> f64 {
     let n = arrivals.len();
     let mut i = 0;
     while i < n {
-        let (a, w) = arrivals[i];
-        if a > r {
-            st.advance(neuron, a - r);
-            r = a;
-        }
-        st.a += w;
-        i += 1;
-        if i < n && arrivals[i].0 == r {
-            continue; // simultaneous arrivals open no interval between them
+        let r = arrivals[i].0;
+        let mut w = 0.0;
+        // Simultaneous arrivals open no interval between them (and rounding may put a hair
+        // of disorder into equal sums: treat a later-sorted, earlier-valued one as simultaneous).
+        while i < n && arrivals[i].0 <= r {
+            w += arrivals[i].1;
+            i += 1;
         }
         let len = if i < n { arrivals[i].0 - r } else { f64::INFINITY };
-        if let Some(s) = st.crossing(neuron, theta, len, method) {
-            return r + s;
+        if let Some(t) = visit(r, w, len) {
+            return t;
         }
     }
     f64::INFINITY
+}
+
+/// Generic scan for any ratio: the interval state of [`IntervalState`], bracketed crossings.
+fn scan_general(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)]) -> f64 {
+    let mut st = IntervalState::default();
+    scan_intervals(arrivals, |r, w, len| {
+        st.a += w;
+        let hit = st.crossing(neuron, theta, len).map(|s| r + s);
+        if hit.is_none() && len.is_finite() {
+            st.advance(neuron, len);
+        }
+        hit
+    })
+}
+
+/// tau_m == 2 tau_s in x = e^{-(t - r)/tau_m}: u = a2 x - a1 x^2 (a1 = A tau_m, a2 = A tau_m - B). The
+/// interval end is x_L = e^{-L/tau_m}, also the factor that moves the state on (a1 x_L^2, a2 x_L),
+/// so each interval costs one exp; the log is taken only for the crossing found.
+fn scan_double(tm: f64, theta: f64, arrivals: &[(f64, f64)]) -> f64 {
+    let (mut a1, mut a2) = (0.0f64, 0.0f64);
+    scan_intervals(arrivals, |r, w, len| {
+        a1 += w * tm;
+        a2 += w * tm;
+        let x_end = if len.is_finite() { (-len / tm).exp() } else { 0.0 };
+        if a2 > 0.0 || a1 < 0.0 {
+            let disc = a2 * a2 - 4.0 * a1 * theta;
+            if disc >= 0.0 {
+                let root = disc.sqrt();
+                let x = if a1 > 0.0 {
+                    (a2 > 0.0).then(|| (a2 + root) / (2.0 * a1))
+                } else {
+                    let den = a2 + root;
+                    (den > 0.0).then(|| 2.0 * theta / den)
+                };
+                if let Some(x) = x.filter(|&x| x >= x_end && x <= 1.0 + START_TOLERANCE) {
+                    return Some(r - tm * x.min(1.0).ln());
+                }
+            }
+        }
+        a1 *= x_end * x_end;
+        a2 *= x_end;
+        None
+    })
+}
+
+/// tau_m == tau_s = tau: u = e^{-s/tau} (A s - B) peaks at s_p = tau + B/A with u_p = A tau e^{-s_p/tau}.
+/// u reaches theta on [0, L] iff its maximum there does: u(L) = x_L (A L - B) when the peak lies
+/// beyond L (no exp beyond x_L, which also moves the state on), else u_p. The crossing is then
+/// s = s_p - tau (1 + W0(-theta / (e u_p))).
+fn scan_equal(tau: f64, theta: f64, arrivals: &[(f64, f64)]) -> f64 {
+    let (mut a, mut b) = (0.0f64, 0.0f64);
+    scan_intervals(arrivals, |r, w, len| {
+        a += w;
+        let x_end = if len.is_finite() { (-len / tau).exp() } else { 0.0 };
+        if a > 0.0 {
+            let s_peak = tau + b / a;
+            // A peak at or after the interval end: the maximum on [0, L] is u(L).
+            let candidate = s_peak > 0.0 && (s_peak < len || x_end * (a * len - b) >= theta);
+            if candidate {
+                let u_peak = a * tau * (-s_peak / tau).exp();
+                if u_peak >= theta {
+                    let z = -(theta / u_peak) * (-1.0f64).exp();
+                    if let Some(w0) = lambert_w0_checked(z) {
+                        let s = s_peak - tau * (1.0 + w0);
+                        if s <= len && s >= -START_TOLERANCE * tau {
+                            return Some(r + s.max(0.0));
+                        }
+                    }
+                }
+            }
+        }
+        // After complete decay (x_end = 0) len * a may overflow; the state is simply empty.
+        b = if x_end == 0.0 { 0.0 } else { x_end * (b - len * a) };
+        a *= x_end;
+        None
+    })
 }
