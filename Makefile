@@ -1,21 +1,41 @@
 # The two commands of the README: `make run` and `make test`.
 PYTHON ?= python3
+PIP := $(PYTHON) -m pip
 SHARED ?= $(abspath ../shared)
 export DELGRAD_SHARED := $(SHARED)
+# pip may build as root without a virtualenv; keep it quiet about that.
+export PIP_ROOT_USER_ACTION := ignore
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint test-rust bench criterion
+.PHONY: run test install lint lint-rust lint-python test-rust test-python bench criterion
 
-run:
-	cargo run --release --example yinyang
+# Build the wheel into this Python, train H30_W and H30_WS (300 epochs each), print the table.
+run: install
+	$(PYTHON) examples/reproduce.py
 
-test: lint test-rust
+# Builds the Rust core and bindings (release) and installs both Python distributions.
+install:
+	$(PIP) install --quiet maturin
+	$(PIP) install --quiet --no-build-isolation -e ".[test,plot]"
+	$(PIP) install --quiet -e "./hw[test,dev]"
 
-lint:
+test: lint-rust test-rust install lint-python test-python
+
+lint: lint-rust lint-python
+
+lint-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+lint-python:
+	$(PYTHON) -m ruff check python tests/python examples
+	$(PYTHON) -m ruff check --config hw/pyproject.toml hw tests/hw
+
 test-rust:
-	cargo test --workspace
+	cargo test --workspace --release
+
+test-python:
+	$(PYTHON) -m pytest tests/python tests/hw -q
 
 # Throughput of forward + loss + backward, one JSON object per line.
 bench:

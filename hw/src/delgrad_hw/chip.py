@@ -343,15 +343,12 @@ class ChipConfig:
             weights.append(arr)
         if weights[0].shape[1] % self.input_repeat != 0:
             raise ValueError(
-                f"weights[0]: {weights[0].shape[1]} input columns is not a multiple of input_repeat="
-                f"{self.input_repeat}"
+                f"weights[0]: {weights[0].shape[1]} input columns is not a multiple of input_repeat={self.input_repeat}"
             )
         self.weights = weights
         n_layers = len(weights)
 
-        def normalise(
-            name: str, value: list[FloatArray | None] | None, shape_of: object
-        ) -> list[FloatArray | None]:
+        def normalise(name: str, value: list[FloatArray | None] | None, shape_of: object) -> list[FloatArray | None]:
             if value is None:
                 return [None] * n_layers
             if not isinstance(value, list | tuple) or len(value) != n_layers:
@@ -374,9 +371,7 @@ class ChipConfig:
 
         self.axonal_delays = normalise("axonal_delays", self.axonal_delays, lambda la: (self.n_groups(la),))
         self.synaptic_delays = normalise("synaptic_delays", self.synaptic_delays, lambda la: weights[la].shape)
-        self.dendritic_delays = normalise(
-            "dendritic_delays", self.dendritic_delays, lambda la: (weights[la].shape[0],)
-        )
+        self.dendritic_delays = normalise("dendritic_delays", self.dendritic_delays, lambda la: (weights[la].shape[0],))
 
     @property
     def n_layers(self) -> int:
@@ -386,7 +381,7 @@ class ChipConfig:
     @property
     def n_inputs(self) -> int:
         """Number of network inputs (input groups of the first layer) that :meth:`Chip.run` expects."""
-        return self.weights[0].shape[1] // self.input_repeat
+        return int(self.weights[0].shape[1]) // self.input_repeat
 
     @property
     def layer_sizes(self) -> list[int]:
@@ -394,7 +389,7 @@ class ChipConfig:
         return [w.shape[0] for w in self.weights]
 
     def n_groups(self, layer: int) -> int:
-        """Number of input groups (axonal delays) of ``layer``.
+        """Return the number of input groups (axonal delays) of ``layer``.
 
         Parameters
         ----------

@@ -180,9 +180,7 @@ def encode_message(msg: Message) -> bytes:
     bytes
         msgpack payload.
     """
-    packed: bytes = msgpack.packb(
-        {"v": msg.v, "type": msg.type, "id": msg.id, "body": msg.body}, use_bin_type=True
-    )
+    packed: bytes = msgpack.packb({"v": msg.v, "type": msg.type, "id": msg.id, "body": msg.body}, use_bin_type=True)
     return packed
 
 
@@ -245,9 +243,7 @@ def _reject_ext(code: int, data: bytes) -> object:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
-def decode_message(
-    payload: bytes, limits: Limits = Limits(), allowed_types: frozenset[str] = MESSAGE_TYPES
-) -> Message:
+def decode_message(payload: bytes, limits: Limits = Limits(), allowed_types: frozenset[str] = MESSAGE_TYPES) -> Message:
     """Parse and validate a message envelope.
 
     Parameters
@@ -292,17 +288,16 @@ def decode_message(
     if not isinstance(obj, dict):
         raise _bad("message is not a map")
     raw_id = obj.get("id")
-    msg_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 <= raw_id <= _MAX_ID else 0
+    id_ok = isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 <= raw_id <= _MAX_ID
+    msg_id = int(raw_id) if id_ok else 0  # type: ignore[arg-type]
     if set(obj) != {"v", "type", "id", "body"}:
         raise _bad("message must have exactly the keys v, type, id, body", msg_id)
     v = obj["v"]
     if not isinstance(v, int) or isinstance(v, bool):
         raise _bad("message version 'v' must be an int", msg_id)
     if v != PROTOCOL_VERSION:
-        raise _bad(f"unsupported protocol version {v} (server speaks {PROTOCOL_VERSION})", msg_id)
-    if raw_id is not msg_id and raw_id != msg_id:
-        raise _bad("message 'id' must be an int in [0, 2**63)", msg_id)
-    if not isinstance(raw_id, int) or isinstance(raw_id, bool):
+        raise _bad(f"unsupported protocol version {v} (this side speaks {PROTOCOL_VERSION})", msg_id)
+    if not id_ok:
         raise _bad("message 'id' must be an int in [0, 2**63)", msg_id)
     mtype = obj["type"]
     if not isinstance(mtype, str):

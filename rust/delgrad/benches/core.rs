@@ -1,1 +1,46 @@
-fn main() {}
+//! Criterion benchmarks of the forward and backward passes (H30 with synaptic delays, tau_m = 2 tau_s).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use delgrad::Matrix;
+use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
+use delgrad::delay::{DelayKind, DelayParam};
+use delgrad::forward::forward;
+use delgrad::gradient::{BackwardOptions, backward};
+use delgrad::loss::{Loss, evaluate};
+use delgrad::parallel::Executor;
+use delgrad::random::RandomState;
+use delgrad::solver::Method;
+use delgrad::train::{LayerSpec, init_network};
+
+fn bench(c: &mut Criterion) {
+    let d = yin_yang(Split::Test);
+    let x = encode_times(&d.x, T_EARLY, T_LATE).unwrap();
+    let x = Matrix::from_vec("x", 150, 4, x.as_slice()[..600].to_vec()).unwrap();
+    let y = &d.y[..150];
+    let layer = |n| LayerSpec {
+        delay_kinds: vec![DelayKind::Synaptic],
+        ..LayerSpec::new(n, 1.0, 1.0)
+    };
+    let net = init_network(
+        4,
+        &[layer(30), layer(3)],
+        DelayParam::default(),
+        &mut RandomState::new(0),
+    )
+    .unwrap();
+    for threads in [1, 2] {
+        let exec = Executor::new(threads).unwrap();
+        let times = forward(&net, &x, Method::Auto, &exec).unwrap();
+        let r = evaluate(&Loss::mse(), times.last().unwrap(), y, 100.0, false).unwrap();
+        let opts = BackwardOptions::default();
+        c.bench_function(&format!("h30_syn_forward_b150_t{threads}"), |b| {
+            b.iter(|| forward(&net, &x, Method::Auto, &exec).unwrap())
+        });
+        c.bench_function(&format!("h30_syn_backward_b150_t{threads}"), |b| {
+            b.iter(|| backward(&net, &x, &times, &r.dl_dt, &opts, &exec).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -38,14 +38,15 @@ fn yin_yang_inputs(repeat: usize) -> (Matrix, Vec<usize>) {
 
 fn cases() -> Vec<Case> {
     let mut rng = RandomState::new(0);
-    let spec = |size: usize, tau: (f64, f64), theta: f64, kinds: &[DelayKind], group: usize, mean: f64, std: f64| LayerSpec {
-        tau_m: tau.0,
-        tau_s: tau.1,
-        theta,
-        delay_kinds: kinds.to_vec(),
-        delay_group: group,
-        ..LayerSpec::new(size, mean, std)
-    };
+    let spec =
+        |size: usize, tau: (f64, f64), theta: f64, kinds: &[DelayKind], group: usize, mean: f64, std: f64| LayerSpec {
+            tau_m: tau.0,
+            tau_s: tau.1,
+            theta,
+            delay_kinds: kinds.to_vec(),
+            delay_group: group,
+            ..LayerSpec::new(size, mean, std)
+        };
     let sig = DelayParam::Sigmoid { shift: 0.0, scale: 1.0 };
     let hw = DelayParam::Sigmoid { shift: 2.0, scale: 1.5 };
     let syn = [DelayKind::Synaptic];
@@ -53,12 +54,54 @@ fn cases() -> Vec<Case> {
     let (x4, y4) = yin_yang_inputs(1);
     let (x20, y20) = yin_yang_inputs(5);
     let mut out = Vec::new();
-    let net = init_network(4, &[spec(30, (2.0, 1.0), 1.0, &syn, 1, 1.0, 1.0), spec(3, (2.0, 1.0), 1.0, &syn, 1, 1.0, 1.0)], sig, &mut rng).unwrap();
-    out.push(Case { name: "yinyang_h30_syn_tau2to1", net, x: x4.clone(), labels: y4.clone() });
-    let net = init_network(20, &[spec(30, (1.0, 1.0), 2.6, &axo, 5, 1.0, 0.12), spec(3, (1.0, 1.0), 2.6, &axo, 1, 0.075, 0.15)], hw, &mut rng).unwrap();
-    out.push(Case { name: "yinyang_20x30x3_axo_tau1to1", net, x: x20, labels: y20 });
-    let net = init_network(4, &[spec(120, (2.0, 1.0), 1.0, &syn, 1, 1.0, 1.0), spec(3, (2.0, 1.0), 1.0, &syn, 1, 0.3, 0.5)], sig, &mut rng).unwrap();
-    out.push(Case { name: "yinyang_h120_syn_tau2to1", net, x: x4, labels: y4 });
+    let net = init_network(
+        4,
+        &[
+            spec(30, (2.0, 1.0), 1.0, &syn, 1, 1.0, 1.0),
+            spec(3, (2.0, 1.0), 1.0, &syn, 1, 1.0, 1.0),
+        ],
+        sig,
+        &mut rng,
+    )
+    .unwrap();
+    out.push(Case {
+        name: "yinyang_h30_syn_tau2to1",
+        net,
+        x: x4.clone(),
+        labels: y4.clone(),
+    });
+    let net = init_network(
+        20,
+        &[
+            spec(30, (1.0, 1.0), 2.6, &axo, 5, 1.0, 0.12),
+            spec(3, (1.0, 1.0), 2.6, &axo, 1, 0.075, 0.15),
+        ],
+        hw,
+        &mut rng,
+    )
+    .unwrap();
+    out.push(Case {
+        name: "yinyang_20x30x3_axo_tau1to1",
+        net,
+        x: x20,
+        labels: y20,
+    });
+    let net = init_network(
+        4,
+        &[
+            spec(120, (2.0, 1.0), 1.0, &syn, 1, 1.0, 1.0),
+            spec(3, (2.0, 1.0), 1.0, &syn, 1, 0.3, 0.5),
+        ],
+        sig,
+        &mut rng,
+    )
+    .unwrap();
+    out.push(Case {
+        name: "yinyang_h120_syn_tau2to1",
+        net,
+        x: x4,
+        labels: y4,
+    });
     out
 }
 
@@ -77,9 +120,12 @@ fn batch_of(c: &Case, start: usize, batch: usize) -> (Matrix, Vec<usize>) {
 /// Samples per second of forward + loss + backward, median over `repeats` runs of ~`secs` each.
 fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -> f64 {
     let loss = Loss::mse();
-    let opts = BackwardOptions { max_dw_norm: Some(0.2), ..Default::default() };
+    let opts = BackwardOptions {
+        max_dw_norm: Some(0.2),
+        ..Default::default()
+    };
     let batches: Vec<_> = (0..32).map(|k| batch_of(c, k * batch, batch)).collect();
-    let mut run = |k: usize| {
+    let run = |k: usize| {
         let (x, y) = &batches[k % batches.len()];
         let t = forward(&c.net, x, Method::Auto, exec).unwrap();
         let r = evaluate(&loss, t.last().unwrap(), y, 100.0, false).unwrap();
@@ -103,7 +149,10 @@ fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -
 
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let secs: f64 = std::env::var("DELGRAD_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(0.5);
+    let secs: f64 = std::env::var("DELGRAD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.5);
     let execs = [Executor::new(1).unwrap(), Executor::new(2).unwrap()];
     for c in cases() {
         if filter.as_deref().is_some_and(|f| !c.name.contains(f)) {

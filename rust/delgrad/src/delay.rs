@@ -60,7 +60,10 @@ impl DelayKind {
 /// Checks that every delay is finite and >= 0; `arg` names them (built only on error).
 pub(crate) fn check_delays(arg: impl Fn() -> String, values: &[f64]) -> Result<()> {
     match values.iter().position(|d| !(d.is_finite() && *d >= 0.0)) {
-        Some(i) => Err(Error::value(arg(), format!("delays must be finite and >= 0; entry {i} is {}", values[i]))),
+        Some(i) => Err(Error::value(
+            arg(),
+            format!("delays must be finite and >= 0; entry {i} is {}", values[i]),
+        )),
         None => Ok(()),
     }
 }

@@ -89,6 +89,24 @@ struct KernelScratch {
     kappa: Vec<f64>,
     slope: Vec<f64>,
     arrivals: Vec<(f64, f64)>,
+    /// e^{(t_i - R)/tau_m} per input (R: the earliest input), for the factorised decays.
+    rise: Vec<f64>,
+}
+
+/// Exponents beyond this many time constants are evaluated directly, not as products.
+const FACTOR_RANGE: f64 = 300.0;
+
+/// Per layer, e^{d_ki/tau_m} `[n_out, n_in]` when the regime has closed-form kernels and the
+/// delays are in range: then e^{-(t_k - t_i - d_ki)/tau_m} = e^{-(t_k - R)/tau_m} e^{(t_i - R)/tau_m}
+/// e^{d_ki/tau_m} costs two multiplications instead of an exp per synapse.
+fn delay_decays(layer: &Layer, delays: &Matrix) -> Option<Matrix> {
+    let tm = layer.neuron.tau_m();
+    let closed = layer.neuron.regime() != crate::kernel::Regime::General;
+    let in_range = delays.as_slice().iter().all(|d| d / tm <= FACTOR_RANGE);
+    (closed && in_range).then(|| {
+        let data = delays.as_slice().iter().map(|d| (d / tm).exp()).collect();
+        Matrix::from_vec("delay_decays", delays.rows(), delays.cols(), data).expect("same shape as delays")
+    })
 }
 
 struct Scratch {
@@ -102,6 +120,7 @@ struct Scratch {
 fn layer_backward(
     layer: &Layer,
     delays: &Matrix,
+    decays: Option<&Matrix>,
     t_in: &[f64],
     t_out: &[f64],
     delta_out: &[f64],
@@ -114,8 +133,20 @@ fn layer_backward(
     let group = layer.delays.group.max(1);
     let neuron = &layer.neuron;
     let (mut invalid, mut clipped) = (0, 0);
+    let tm = neuron.tau_m();
     s.kappa.resize(n_in, 0.0);
     s.slope.resize(n_in, 0.0);
+    // The factorised decays need every exponent within range of the earliest input R.
+    let r = t_in.iter().copied().fold(f64::INFINITY, f64::min);
+    let in_range = |t: &f64| !t.is_finite() || (t - r) / tm <= FACTOR_RANGE;
+    let decays = decays.filter(|_| r.is_finite() && t_in.iter().all(in_range) && t_out.iter().all(in_range));
+    if decays.is_some() {
+        s.rise.clear();
+        s.rise.extend(
+            t_in.iter()
+                .map(|t| if t.is_finite() { ((t - r) / tm).exp() } else { 0.0 }),
+        );
+    }
     for (k, (&tk, &dk)) in t_out.iter().zip(delta_out).enumerate() {
         if !tk.is_finite() {
             continue; // silent neurons pass no error
@@ -123,11 +154,29 @@ fn layer_backward(
         let w = layer.w.row(k);
         let d = delays.row(k);
         let mut rho = 0.0;
-        for i in 0..n_in {
-            let (kap, slope) = neuron.kappa_and_slope(tk - (t_in[i] + d[i]));
-            s.kappa[i] = kap;
-            s.slope[i] = slope;
-            rho += w[i] * slope;
+        match decays {
+            Some(dec) => {
+                let fall = (-(tk - r) / tm).exp();
+                for (i, ((ti, di), gi)) in t_in.iter().zip(d).zip(dec.row(k)).enumerate() {
+                    let sd = tk - (ti + di);
+                    let (kap, slope) = if sd > 0.0 {
+                        neuron.kappa_and_slope_from_decay(sd, fall * s.rise[i] * gi)
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    s.kappa[i] = kap;
+                    s.slope[i] = slope;
+                    rho += w[i] * slope;
+                }
+            }
+            None => {
+                for i in 0..n_in {
+                    let (kap, slope) = neuron.kappa_and_slope(tk - (t_in[i] + d[i]));
+                    s.kappa[i] = kap;
+                    s.slope[i] = slope;
+                    rho += w[i] * slope;
+                }
+            }
         }
         let mut valid = rho > 0.0 && rho.is_finite();
         if valid && opts.check_given_times {
@@ -168,7 +217,7 @@ fn layer_backward(
 }
 
 /// Checks that the given per-layer times fit the network and the batch.
-fn validate_given(net: &Network, input: &Matrix, times: &[Matrix]) -> Result<()> {
+pub(crate) fn validate_given(net: &Network, input: &Matrix, times: &[Matrix]) -> Result<()> {
     net.validate()?;
     net.validate_times("input", input, net.n_in())?;
     if times.len() != net.layers.len() {
@@ -212,6 +261,12 @@ pub fn backward(
         .iter()
         .map(|l| l.delays.effective(l.n_in(), l.n_out()))
         .collect();
+    let decays: Vec<Option<Matrix>> = net
+        .layers
+        .iter()
+        .zip(&delays)
+        .map(|(l, d)| delay_decays(l, d))
+        .collect();
     let n_layers = net.layers.len();
     let n_in = net.n_in();
     let parts = exec.map_ranges(input.rows(), |range| {
@@ -233,6 +288,7 @@ pub fn backward(
                 let (inv, clip) = layer_backward(
                     &net.layers[l],
                     &delays[l],
+                    decays[l].as_ref(),
                     t_in,
                     times[l].row(b),
                     &above[0],

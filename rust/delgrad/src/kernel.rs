@@ -117,6 +117,18 @@ impl Neuron {
         }
     }
 
+    /// (kappa(s), kappa'(s)) for s > 0 from its membrane decay x = e^{-s/tau_m}, without another
+    /// exp in the closed-form regimes: equal kappa = s x, kappa' = x (1 - s/tau); double
+    /// kappa = tau_m x (1 - x), kappa' = x (2x - 1). The general regime evaluates directly.
+    #[inline]
+    pub fn kappa_and_slope_from_decay(&self, s: f64, x: f64) -> (f64, f64) {
+        match self.regime {
+            Regime::Equal => (s * x, x * (1.0 - s / self.tau_m)),
+            Regime::Double => (self.tau_m * x * (1.0 - x), x * (2.0 * x - 1.0)),
+            Regime::General => self.kappa_and_slope(s),
+        }
+    }
+
     /// g(s) = (1 - e^{-delta s}) / delta (= s when delta = 0), so that kappa(s) = e^{-s/tau_m} g(s).
     #[inline]
     pub fn g(&self, s: f64) -> f64 {

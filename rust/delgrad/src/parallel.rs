@@ -6,6 +6,9 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
+/// Samples per unit of parallel work (fixed, for results independent of the thread count).
+pub const CHUNK: usize = 16;
+
 /// Runs per-sample work on a fixed number of threads (1 = on the caller's thread).
 #[derive(Debug)]
 pub struct Executor {
@@ -46,20 +49,20 @@ impl Executor {
         self.threads
     }
 
-    /// Splits `0..n` into contiguous ranges (a few per thread, for balance), applies `f` to each
-    /// and returns the results in range order.
+    /// Splits `0..n` into contiguous ranges of `CHUNK` samples, applies `f` to each and returns the
+    /// results in range order. The split does not depend on the number of threads, so sums that
+    /// callers fold over the results in order are bit-identical for every thread count.
     pub fn map_ranges<T, F>(&self, n: usize, f: F) -> Vec<T>
     where
         T: Send,
         F: Fn(Range<usize>) -> T + Sync + Send,
     {
+        let ranges: Vec<Range<usize>> = (0..n.div_ceil(CHUNK))
+            .map(|c| c * CHUNK..((c + 1) * CHUNK).min(n))
+            .collect();
         match &self.pool {
-            Some(pool) if n > 1 => {
-                let parts = (self.threads * 2).min(n);
-                let ranges: Vec<Range<usize>> = (0..parts).map(|p| p * n / parts..(p + 1) * n / parts).collect();
-                pool.install(|| ranges.into_par_iter().map(&f).collect())
-            }
-            _ => vec![f(0..n)],
+            Some(pool) if ranges.len() > 1 => pool.install(|| ranges.into_par_iter().map(&f).collect()),
+            _ => ranges.into_iter().map(f).collect(),
         }
     }
 }

@@ -16,7 +16,12 @@ use delgrad::train::{LayerSpec, TrainConfig, Trainer, init_network};
 use delgrad::{Error, Matrix};
 
 fn net() -> Network {
-    random_network(&mut RandomState::new(1), &[3, 4, 2], (2.0, 1.0), &[DelayKind::Synaptic, DelayKind::Axonal])
+    random_network(
+        &mut RandomState::new(1),
+        &[3, 4, 2],
+        (2.0, 1.0),
+        &[DelayKind::Synaptic, DelayKind::Axonal],
+    )
 }
 
 fn err_text<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
@@ -29,7 +34,10 @@ fn bad_input_times_are_named() {
     let n = net();
     let wrong = Matrix::zeros(2, 4);
     let e = err_text(forward(&n, &wrong, Method::Auto, &exec));
-    assert!(e.contains("input") && e.contains("[batch, 3]") && e.contains("[2, 4]"), "{e}");
+    assert!(
+        e.contains("input") && e.contains("[batch, 3]") && e.contains("[2, 4]"),
+        "{e}"
+    );
     for bad in [f64::NAN, f64::NEG_INFINITY] {
         let x = Matrix::from_vec("x", 1, 3, vec![0.1, bad, 0.2]).unwrap();
         let e = err_text(forward(&n, &x, Method::Auto, &exec));
@@ -93,7 +101,10 @@ fn bad_given_times_and_gradients_are_named() {
 fn bad_training_options_are_named() {
     let n = net();
     let cfg = |f: fn(&mut TrainConfig)| {
-        let mut c = TrainConfig { bump_limits: vec![0.3, 0.0], ..TrainConfig::default() };
+        let mut c = TrainConfig {
+            bump_limits: vec![0.3, 0.0],
+            ..TrainConfig::default()
+        };
         f(&mut c);
         c
     };
@@ -101,13 +112,29 @@ fn bad_training_options_are_named() {
     assert!(err_text(Trainer::new(n.clone(), cfg(|c| c.bump_limits = vec![0.1]))).contains("bump_limits"));
     assert!(err_text(Trainer::new(n.clone(), cfg(|c| c.max_dw_norm = Some(0.0)))).contains("max_dw_norm"));
     assert!(err_text(Trainer::new(n.clone(), cfg(|c| c.loss = Loss::Mse { delta: f64::NAN }))).contains("delta"));
-    let bad_param = DelayParam::Sigmoid { shift: -1.0, scale: 1.0 };
-    assert!(err_text(Trainer::new(n.clone(), cfg(|c| c.delay_param = DelayParam::Sigmoid { shift: 0.0, scale: 0.0 }))).contains("delay_scale"));
+    let bad_param = DelayParam::Sigmoid {
+        shift: -1.0,
+        scale: 1.0,
+    };
+    assert!(
+        err_text(Trainer::new(
+            n.clone(),
+            cfg(|c| c.delay_param = DelayParam::Sigmoid { shift: 0.0, scale: 0.0 })
+        ))
+        .contains("delay_scale")
+    );
     let spec = [LayerSpec::new(3, 1.0, 1.0)];
     assert!(err_text(init_network(2, &spec, bad_param, &mut RandomState::new(0))).contains("delay_shift"));
-    let spec = [LayerSpec { weight_std: -1.0, ..LayerSpec::new(3, 1.0, 1.0) }];
+    let spec = [LayerSpec {
+        weight_std: -1.0,
+        ..LayerSpec::new(3, 1.0, 1.0)
+    }];
     assert!(err_text(init_network(2, &spec, DelayParam::Clip, &mut RandomState::new(0))).contains("weight_std"));
-    let spec = [LayerSpec { delay_group: 3, delay_kinds: vec![DelayKind::Axonal], ..LayerSpec::new(3, 1.0, 1.0) }];
+    let spec = [LayerSpec {
+        delay_group: 3,
+        delay_kinds: vec![DelayKind::Axonal],
+        ..LayerSpec::new(3, 1.0, 1.0)
+    }];
     assert!(err_text(init_network(4, &spec, DelayParam::Clip, &mut RandomState::new(0))).contains("delay_group"));
     assert!(err_text(DelayKind::from_name("somatic")).contains("delay_kinds"));
     let mut t = Trainer::new(n, cfg(|_| {})).unwrap();
@@ -118,6 +145,9 @@ fn bad_training_options_are_named() {
     assert!(err_text(t.step(&Matrix::zeros(0, 3), &[], 0, &exec)).contains("x"));
     assert!(err_text(t.train_epoch(&x, &[0, 1], &[0, 5], 1, 0, &exec)).contains("order"));
     assert!(err_text(t.train_epoch(&x, &[0, 1], &[0, 1], 0, 0, &exec)).contains("batch_size"));
-    let d = Delays { group: 0, ..Delays::default() };
+    let d = Delays {
+        group: 0,
+        ..Delays::default()
+    };
     assert!(d.validate("l", 3, 2).is_err());
 }

@@ -39,10 +39,20 @@ fn backward_matches_finite_differences() {
                 let net = random_network(&mut rng, &[3, 5, 4, 3], tau, &kinds);
                 let x = random_input(&mut rng, 2, 3);
                 let labels = [rng.randint(3) as usize, rng.randint(3) as usize];
-                let Some(_) = loss_of(&net, &x, &labels, &loss) else { continue };
+                let Some(_) = loss_of(&net, &x, &labels, &loss) else {
+                    continue;
+                };
                 let times = forward(&net, &x, Method::Auto, &Executor::default()).unwrap();
                 let r = evaluate(&loss, times.last().unwrap(), &labels, 100.0, true).unwrap();
-                let g = backward(&net, &x, &times, &r.dl_dt, &BackwardOptions::default(), &Executor::default()).unwrap();
+                let g = backward(
+                    &net,
+                    &x,
+                    &times,
+                    &r.dl_dt,
+                    &BackwardOptions::default(),
+                    &Executor::default(),
+                )
+                .unwrap();
                 let mut check = |name: String, analytic: f64, perturb: &dyn Fn(&mut Network, &mut Matrix, f64)| {
                     let numeric = fd(
                         |h| {
@@ -66,7 +76,9 @@ fn backward_matches_finite_differences() {
                 for (l, layer) in net.layers.iter().enumerate() {
                     let (n_out, n_in) = (layer.n_out(), layer.n_in());
                     for k in 0..n_out {
-                        check(format!("theta[{l}][{k}]"), g.layers[l].theta[k], &|n, _, h| n.layers[l].theta[k] += h);
+                        check(format!("theta[{l}][{k}]"), g.layers[l].theta[k], &|n, _, h| {
+                            n.layers[l].theta[k] += h
+                        });
                         check(format!("d_den[{l}][{k}]"), g.layers[l].d_den[k], &|n, _, h| {
                             n.layers[l].delays.den.as_mut().unwrap()[k] += h
                         });
@@ -75,9 +87,11 @@ fn backward_matches_finite_differences() {
                             check(format!("w[{l}][{k},{i}]"), g.layers[l].w.as_slice()[idx], &|n, _, h| {
                                 n.layers[l].w.as_mut_slice()[idx] += h
                             });
-                            check(format!("d_syn[{l}][{k},{i}]"), g.layers[l].d_syn.as_slice()[idx], &|n, _, h| {
-                                n.layers[l].delays.syn.as_mut().unwrap().as_mut_slice()[idx] += h
-                            });
+                            check(
+                                format!("d_syn[{l}][{k},{i}]"),
+                                g.layers[l].d_syn.as_slice()[idx],
+                                &|n, _, h| n.layers[l].delays.syn.as_mut().unwrap().as_mut_slice()[idx] += h,
+                            );
                         }
                     }
                     for i in 0..n_in {
@@ -88,12 +102,17 @@ fn backward_matches_finite_differences() {
                 }
                 for b in 0..x.rows() {
                     for i in 0..x.cols() {
-                        check(format!("input[{b},{i}]"), g.input.get(b, i), &|_, x, h| x.row_mut(b)[i] += h);
+                        check(format!("input[{b},{i}]"), g.input.get(b, i), &|_, x, h| {
+                            x.row_mut(b)[i] += h
+                        });
                     }
                 }
             }
         }
     }
     assert!(checked > 2000, "only {checked} gradients checked ({skipped} skipped)");
-    assert!(skipped * 20 < checked, "too many non-differentiable points: {skipped} of {checked}");
+    assert!(
+        skipped * 20 < checked,
+        "too many non-differentiable points: {skipped} of {checked}"
+    );
 }

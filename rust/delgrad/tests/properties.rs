@@ -21,7 +21,9 @@ fn times(net: &Network, x: &Matrix, method: Method) -> Vec<Matrix> {
 }
 
 fn same_times(a: &[f64], b: &[f64], tol: f64) -> bool {
-    a.iter().zip(b).all(|(x, y)| (x.is_infinite() && x == y) || (x - y).abs() <= tol * (1.0 + x.abs()))
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| (x.is_infinite() && x == y) || (x - y).abs() <= tol * (1.0 + x.abs()))
 }
 
 fn arb_net() -> impl Strategy<Value = (Network, Matrix)> {
@@ -187,7 +189,11 @@ fn near_tangential_crossings_are_found_and_misses_are_silent() {
     // One input: u(s) = w kappa(s); its peak kappa_max at s*, so w = theta/kappa_max is tangential.
     for &tau in &REGIMES {
         let n = Neuron::new(tau.0, tau.1).unwrap();
-        let s_star = if tau.0 == tau.1 { tau.0 } else { (tau.0 / tau.1).ln() / (1.0 / tau.1 - 1.0 / tau.0) };
+        let s_star = if tau.0 == tau.1 {
+            tau.0
+        } else {
+            (tau.0 / tau.1).ln() / (1.0 / tau.1 - 1.0 / tau.0)
+        };
         let kmax = n.kappa(s_star);
         for eps in [1e-3, 1e-8, 1e-12] {
             let above = one_neuron(tau, 1.0, &[(1.0 + eps) / kmax]);
@@ -195,7 +201,10 @@ fn near_tangential_crossings_are_found_and_misses_are_silent() {
             let x = Matrix::from_vec("x", 1, 1, vec![0.3]).unwrap();
             for method in [Method::Auto, Method::Bracket] {
                 let t = times(&above, &x, method)[0].get(0, 0);
-                assert!(t.is_finite() && t <= 0.3 + s_star + 1e-9, "{tau:?} eps {eps} {method:?}: {t}");
+                assert!(
+                    t.is_finite() && t <= 0.3 + s_star + 1e-9,
+                    "{tau:?} eps {eps} {method:?}: {t}"
+                );
                 let u = (1.0 + eps) / kmax * n.kappa(t - 0.3);
                 assert!((u - 1.0).abs() < 1e-9, "{tau:?} eps {eps}: u(t) = {u}");
                 assert!(times(&below, &x, method)[0].get(0, 0).is_infinite());
@@ -210,8 +219,16 @@ fn zero_negative_weights_and_equal_arrivals() {
         let n = Neuron::new(tau.0, tau.1).unwrap();
         // Zero weights are ignored; inhibition alone never spikes.
         let x = Matrix::from_vec("x", 1, 3, vec![0.1, 0.1, 0.1]).unwrap();
-        assert!(times(&one_neuron(tau, 1.0, &[0.0, 0.0, 0.0]), &x, Method::Auto)[0].get(0, 0).is_infinite());
-        assert!(times(&one_neuron(tau, 1.0, &[-2.0, -1.0, 0.0]), &x, Method::Auto)[0].get(0, 0).is_infinite());
+        assert!(
+            times(&one_neuron(tau, 1.0, &[0.0, 0.0, 0.0]), &x, Method::Auto)[0]
+                .get(0, 0)
+                .is_infinite()
+        );
+        assert!(
+            times(&one_neuron(tau, 1.0, &[-2.0, -1.0, 0.0]), &x, Method::Auto)[0]
+                .get(0, 0)
+                .is_infinite()
+        );
         // Three equal arrivals act like one input of the summed weight.
         let split = times(&one_neuron(tau, 1.0, &[1.5, 1.5, 1.5]), &x, Method::Auto)[0].get(0, 0);
         let merged = first_spike(&n, 1.0, &[(0.1, 4.5)], Method::Auto);
@@ -237,7 +254,13 @@ fn huge_and_tiny_delays() {
         for shift in [1e-12, 1e3, 1e6] {
             // A dendritic delay on every hidden neuron delays the whole network by exactly that much.
             let mut d = net.clone();
-            d.layers[0].delays.den.as_mut().unwrap().iter_mut().for_each(|v| *v += shift);
+            d.layers[0]
+                .delays
+                .den
+                .as_mut()
+                .unwrap()
+                .iter_mut()
+                .for_each(|v| *v += shift);
             let t = times(&d, &x, Method::Auto);
             for (a, b) in base.iter().zip(&t) {
                 let want: Vec<f64> = a.as_slice().iter().map(|v| v + shift).collect();
@@ -249,9 +272,32 @@ fn huge_and_tiny_delays() {
         }
         // A huge delay on a single input makes it arrive after everything else has happened.
         let mut one = net.clone();
-        let delays = Delays { axo: Some(vec![0.0, 0.0, 0.0, 1e9]), ..Delays::default() };
+        let delays = Delays {
+            axo: Some(vec![0.0, 0.0, 0.0, 1e9]),
+            ..Delays::default()
+        };
         one.layers[0].delays = delays;
         let t = times(&one, &x, Method::Auto);
         assert!(t[1].as_slice().iter().all(|v| !v.is_nan()));
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let mut rng = RandomState::new(11);
+    let net = random_network(&mut rng, &[4, 12, 3], (2.0, 1.0), &[DelayKind::Synaptic]);
+    let x = random_input(&mut rng, 150, 4);
+    let run = |threads: usize| {
+        let exec = Executor::new(threads).unwrap();
+        let t = forward(&net, &x, Method::Auto, &exec).unwrap();
+        let dl = Matrix::filled(150, 3, 0.01);
+        let g = backward(&net, &x, &t, &dl, &BackwardOptions::default(), &exec).unwrap();
+        (t, g)
+    };
+    let (t1, g1) = run(1);
+    for threads in [2, 3] {
+        let (t, g) = run(threads);
+        assert_eq!(t, t1);
+        assert_eq!(g, g1, "gradients differ with {threads} threads");
     }
 }

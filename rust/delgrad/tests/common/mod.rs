@@ -116,12 +116,19 @@ pub fn random_network(rng: &mut RandomState, sizes: &[usize], tau: (f64, f64), k
             let mut delay = |n: usize| -> Vec<f64> { (0..n).map(|_| 0.5 * rng.random_sample()).collect() };
             let delays = Delays {
                 group: 1,
-                syn: kinds.contains(&DelayKind::Synaptic).then(|| Matrix::from_vec("s", n_out, n_in, delay(n_in * n_out)).unwrap()),
+                syn: kinds
+                    .contains(&DelayKind::Synaptic)
+                    .then(|| Matrix::from_vec("s", n_out, n_in, delay(n_in * n_out)).unwrap()),
                 axo: kinds.contains(&DelayKind::Axonal).then(|| delay(n_in)),
                 den: kinds.contains(&DelayKind::Dendritic).then(|| delay(n_out)),
             };
             let theta = (0..n_out).map(|_| 0.8 + 0.4 * rng.random_sample()).collect();
-            Layer { neuron, theta, w: Matrix::from_vec("w", n_out, n_in, w).unwrap(), delays }
+            Layer {
+                neuron,
+                theta,
+                w: Matrix::from_vec("w", n_out, n_in, w).unwrap(),
+                delays,
+            }
         })
         .collect();
     Network::new(layers).unwrap()
@@ -129,5 +136,11 @@ pub fn random_network(rng: &mut RandomState, sizes: &[usize], tau: (f64, f64), k
 
 /// Random input times in [0, 1.5) for `batch` samples.
 pub fn random_input(rng: &mut RandomState, batch: usize, n: usize) -> Matrix {
-    Matrix::from_vec("x", batch, n, (0..batch * n).map(|_| 1.5 * rng.random_sample()).collect()).unwrap()
+    Matrix::from_vec(
+        "x",
+        batch,
+        n,
+        (0..batch * n).map(|_| 1.5 * rng.random_sample()).collect(),
+    )
+    .unwrap()
 }

@@ -1,0 +1,177 @@
+"""Command-line tool ``delgrad-hw``.
+
+``delgrad-hw serve --host 127.0.0.1 --port PORT --token-file FILE [--chip-id ID] [--seed N]
+[--backend MODULE:FACTORY]`` serves a chip over the delgrad-hw protocol. The backend is a Python factory
+called as ``FACTORY(chip_id=..., seed=...)`` (only the options given are passed); the default is the
+BrainScaleS-2 emulator ``delgrad_hw.emulator:EmulatedChip``, imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .chip import Chip
+from .protocol import Limits
+
+__all__ = ["DEFAULT_BACKEND", "load_factory", "main"]
+
+DEFAULT_BACKEND = "delgrad_hw.emulator:EmulatedChip"
+
+
+def load_factory(spec: str) -> Callable[..., Any]:
+    """Import ``"module:attribute"`` (attribute may be dotted) and return it.
+
+    Parameters
+    ----------
+    spec : str
+        Factory specification.
+
+    Returns
+    -------
+    callable
+        The factory.
+
+    Raises
+    ------
+    ValueError
+        If the specification is malformed, the module cannot be imported or the attribute is missing or
+        not callable.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--backend: expected MODULE:FACTORY, got {spec!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"--backend: cannot import module {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"--backend: module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise ValueError(f"--backend: {spec!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="delgrad-hw", description="delgrad-hw: chip server and tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="serve a chip (emulated by default) over the delgrad-hw protocol",
+        description="Serve a chip over the delgrad-hw protocol until SIGINT/SIGTERM.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, default=0, help="port to bind (default: 0 = any free port)")
+    serve.add_argument(
+        "--token-file",
+        required=False,
+        help="file holding the client token (default: the environment variable DELGRAD_HW_TOKEN)",
+    )
+    serve.add_argument("--chip-id", default=None, help="chip identifier passed to the backend")
+    serve.add_argument("--seed", type=int, default=None, help="seed passed to the backend")
+    serve.add_argument(
+        "--backend",
+        default=DEFAULT_BACKEND,
+        help=f"chip factory MODULE:FACTORY, called with chip_id= and seed= (default: {DEFAULT_BACKEND})",
+    )
+    serve.add_argument("--deadline", type=float, default=60.0, help="deadline of one work unit in seconds")
+    serve.add_argument(
+        "--max-frame-bytes", type=int, default=Limits.max_frame_bytes, help="largest accepted message in bytes"
+    )
+    serve.add_argument("--max-clients", type=int, default=64, help="largest number of concurrent clients")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import ExperimentServer
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.token_file is not None:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"delgrad-hw serve: cannot read --token-file: {exc}", file=sys.stderr)
+            return 2
+    else:
+        token = os.environ.get("DELGRAD_HW_TOKEN", "").strip()
+    if not token:
+        print("delgrad-hw serve: an empty token is not allowed (--token-file or DELGRAD_HW_TOKEN)", file=sys.stderr)
+        return 2
+    try:
+        factory = load_factory(args.backend)
+    except ValueError as exc:
+        print(f"delgrad-hw serve: {exc}", file=sys.stderr)
+        return 2
+    kwargs: dict[str, Any] = {}
+    if args.chip_id is not None:
+        kwargs["chip_id"] = args.chip_id
+    if args.seed is not None:
+        kwargs["seed"] = args.seed
+
+    def make_chip() -> Chip:
+        chip: Chip = factory(**kwargs)
+        return chip
+
+    server = ExperimentServer(
+        make_chip,
+        token=token,
+        host=args.host,
+        port=args.port,
+        deadline_s=args.deadline,
+        limits=Limits(max_frame_bytes=args.max_frame_bytes),
+        max_clients=args.max_clients,
+    )
+    server.start()
+    info = server.info
+    chip_id = info.chip_id if info is not None else "?"
+    print(f"delgrad-hw: serving chip {chip_id} on {server.address}", flush=True)
+    try:
+        import signal
+        import threading
+
+        done = threading.Event()
+
+        def handler(signum: int, frame: object) -> None:
+            done.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    print("delgrad-hw: stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command-line tool.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    args = _build_parser().parse_args(argv)
+    if args.command == "serve":
+        try:
+            return _serve(args)
+        except Exception as exc:  # binding failed or the backend could not be created
+            print(f"delgrad-hw serve: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    return 2  # pragma: no cover - argparse enforces a command

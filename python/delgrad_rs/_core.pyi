@@ -1,0 +1,233 @@
+"""Type stubs of the compiled extension ``delgrad_rs._core`` (PyO3 bindings of the Rust core).
+
+Every function converts array arguments with ``numpy.asarray`` (float or integer dtypes, any
+memory layout; other dtypes raise ``TypeError``), releases the GIL while the core computes and
+returns owned float64 (or int64) arrays. Errors of the core raise the exception classes below;
+their messages name the offending argument.
+"""
+
+from collections.abc import Sequence
+from typing import Any, Final, Literal, TypedDict, final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "DelgradError",
+    "ShapeError",
+    "InvalidValueError",
+    "OptionError",
+    "DivergedError",
+    "__version__",
+    "T_EARLY",
+    "T_LATE",
+    "Network",
+    "Trainer",
+    "init_network",
+    "yin_yang",
+    "encode_times",
+    "loss_and_grad",
+    "default_threads",
+    "_busy_wait",
+]
+
+__version__: Final[str]
+T_EARLY: Final[float]
+T_LATE: Final[float]
+
+class DelgradError(RuntimeError):
+    """Base class of every error raised by delgrad_rs."""
+
+class ShapeError(DelgradError, ValueError):
+    """An array has the wrong shape or number of dimensions."""
+
+class InvalidValueError(DelgradError, ValueError):
+    """A value is outside its domain (NaN, -inf, negative delay, ...)."""
+
+class OptionError(DelgradError, ValueError):
+    """An option or key is unknown or inconsistent."""
+
+class DivergedError(DelgradError, RuntimeError):
+    """Training produced non-finite parameters, gradients or losses."""
+
+_Method = Literal["auto", "bracket"]
+_LossKind = Literal["mse", "ce", "cross_entropy"]
+_DelayParamKind = Literal["sigmoid", "clip"]
+
+class _LayerGrad(TypedDict):
+    w: NDArray[np.float64]
+    theta: NDArray[np.float64]
+    d_syn: NDArray[np.float64]
+    d_axo: NDArray[np.float64]
+    d_den: NDArray[np.float64]
+
+class _BackwardResult(TypedDict):
+    layers: list[_LayerGrad]
+    input: NDArray[np.float64]
+    invalid: list[int]
+    clipped: list[int]
+
+class _StepResult(TypedDict):
+    loss: float
+    correct: int
+    batch: int
+    accuracy: float
+    silent_samples: int
+    silent_fraction: list[float]
+    bumped: int | None
+    invalid: list[int]
+    clipped: list[int]
+
+class _EpochResult(TypedDict):
+    loss: float
+    accuracy: float
+    samples: int
+    bumps: int
+    silent_fraction: list[float]
+
+class _EvalResult(TypedDict):
+    loss: float
+    accuracy: float
+    correct: int
+    samples: int
+    silent_samples: int
+    silent_fraction: list[float]
+    output_times: NDArray[np.float64]
+
+class _LossResult(TypedDict):
+    loss: float
+    per_sample: NDArray[np.float64]
+    dl_dt: NDArray[np.float64]
+    predicted: NDArray[np.int64]
+    correct: int
+    silent: int
+
+@final
+class Network:
+    """A feed-forward network of first-spike-time LIF layers.
+
+    Parameters
+    ----------
+    layers : list of dict
+        One dict per layer with ``w`` ``[n_out, n_in]`` (required), ``theta`` (number or
+        ``[n_out]``, default 1), ``tau_m`` (default 2), ``tau_s`` (default 1), ``d_syn``
+        ``[n_out, n_in / delay_group]``, ``d_axo`` ``[n_in / delay_group]``, ``d_den`` ``[n_out]``
+        (absent or None: no delay of that kind) and ``delay_group`` (default 1).
+    threads : int or None
+        Worker threads of this object's executor; None or 0 uses every core.
+    """
+
+    def __new__(cls, layers: list[dict[str, Any]], *, threads: int | None = None) -> Network: ...
+    @property
+    def sizes(self) -> list[int]:
+        """Layer sizes ``[n_in, n_1, ..., n_L]``."""
+    @property
+    def threads(self) -> int:
+        """Worker threads of the executor."""
+    def __len__(self) -> int: ...
+    def forward(self, x: ArrayLike, threads: int | None = None, method: _Method = "auto") -> list[NDArray[np.float64]]:
+        """First-spike times of every layer, ``[batch, n_l]`` each, +inf for silent neurons."""
+    def backward(
+        self,
+        x: ArrayLike,
+        times: Sequence[ArrayLike],
+        dl_dout: ArrayLike,
+        max_dw_norm: float | None = None,
+        check_given_times: bool = False,
+        method: _Method = "auto",
+    ) -> _BackwardResult:
+        """Exact gradients at the given spike times (summed over the batch) and dL/dt of the inputs."""
+    def params(self) -> list[dict[str, Any]]:
+        """Per-layer parameters as dicts of numpy arrays (absent delay kinds are None)."""
+    def set_params(self, layers: list[dict[str, Any]]) -> None:
+        """Replaces every parameter (same dict schema as the constructor)."""
+    def copy(self) -> Network:
+        """An independent copy sharing the executor."""
+
+@final
+class Trainer:
+    """Adam training with StepLR, max_dw_norm and weight bumping (the reference recipe)."""
+
+    def __new__(
+        cls,
+        network: Network,
+        *,
+        loss: _LossKind = "mse",
+        delta: float = 0.2,
+        xi: float = 0.2,
+        alpha: float = 0.005,
+        beta: float = 1.0,
+        silent_loss: float = 100.0,
+        lr_weights: float = 0.01,
+        lr_delays: float = 0.003,
+        step_size: int = 20,
+        gamma: float = 0.95,
+        adam_beta1: float = 0.9,
+        adam_beta2: float = 0.999,
+        adam_eps: float = 1e-8,
+        max_dw_norm: float | None = ...,
+        bump: float = 0.0005,
+        bump_limits: list[float] | None = None,
+        delay_param: _DelayParamKind = "sigmoid",
+        delay_shift: float = 0.0,
+        delay_scale: float = 1.0,
+        method: _Method = "auto",
+        threads: int | None = None,
+    ) -> Trainer: ...
+    @property
+    def threads(self) -> int:
+        """Worker threads of the executor."""
+    def network(self) -> Network:
+        """A copy of the network with the current parameters."""
+    def learning_rates(self, epoch: int) -> tuple[float, float]:
+        """Learning rates (weights, delays) in ``epoch``."""
+    def step(self, x: ArrayLike, y: ArrayLike, epoch: int) -> _StepResult:
+        """One step on a batch: forward, loss, backward, stabilisers, Adam."""
+    def step_from_times(self, x: ArrayLike, times: Sequence[ArrayLike], y: ArrayLike, epoch: int) -> _StepResult:
+        """One step from given (e.g. measured) spike times of every layer."""
+    def train_epoch(self, x: ArrayLike, y: ArrayLike, order: ArrayLike, batch: int, epoch: int) -> _EpochResult:
+        """One epoch in mini-batches of ``batch`` in the sample order ``order``."""
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> _EvalResult:
+        """Loss, accuracy, silent fractions and output times on a data set."""
+    def state(self) -> dict[str, Any]:
+        """Trained tensors with their Adam state, the next bump and the last bumped layer."""
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restores a ``state()`` snapshot exactly."""
+
+def init_network(
+    n_in: int,
+    layers: list[dict[str, Any]],
+    *,
+    delay_param: _DelayParamKind = "sigmoid",
+    delay_shift: float = 0.0,
+    delay_scale: float = 1.0,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Network:
+    """A randomly initialised network (numpy ``RandomState(seed)`` draws)."""
+
+def yin_yang(split: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The published Yin-Yang split (``train``, ``validation`` or ``test``), bit-exact."""
+
+def encode_times(x: ArrayLike, t_early: float = 0.15, t_late: float = 2.0) -> NDArray[np.float64]:
+    """Spike times ``t_early + x (t_late - t_early)``."""
+
+def loss_and_grad(
+    out_times: ArrayLike,
+    labels: ArrayLike,
+    loss: _LossKind = "mse",
+    *,
+    delta: float = 0.2,
+    xi: float = 0.2,
+    alpha: float = 0.005,
+    beta: float = 1.0,
+    silent_loss: float = 100.0,
+    strict: bool = False,
+) -> _LossResult:
+    """Per-sample losses and dL/dt of output spike times (silent samples: constant, zero gradient)."""
+
+def default_threads() -> int:
+    """Number of threads ``threads=None`` selects."""
+
+def _busy_wait(seconds: float) -> float:
+    """Spins in Rust with the GIL released (for tests)."""

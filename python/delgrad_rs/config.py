@@ -1,0 +1,291 @@
+"""TOML run configurations, validated strictly: unknown keys and wrong types are errors naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from delgrad_rs._core import OptionError
+
+
+class ConfigError(OptionError):
+    """A configuration is invalid; the message names the key (e.g. ``training.epochs``)."""
+
+
+@dataclass
+class NetworkConfig:
+    """Architecture and initialisation (``[network]``)."""
+
+    hidden: list[int] = field(default_factory=lambda: [30])
+    tau_m: float = 2.0
+    tau_s: float = 1.0
+    theta: float = 1.0
+    weight_mean: float = 1.0
+    weight_std: float = 1.0
+    delays: list[str] = field(default_factory=list)
+    delay_group: int = 1
+
+
+@dataclass
+class DelayConfig:
+    """Delay parametrisation ``d = shift + scale * sigmoid(p)`` and its initialisation (``[delays]``)."""
+
+    param: str = "sigmoid"
+    shift: float = 0.0
+    scale: float = 1.0
+    init_mean: float = 0.0
+    init_std: float = 0.25
+
+
+@dataclass
+class LossConfig:
+    """The loss (``[loss]``)."""
+
+    kind: str = "mse"
+    delta: float = 0.2
+    xi: float = 0.2
+    alpha: float = 0.005
+    beta: float = 1.0
+    silent_loss: float = 100.0
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam with per-group learning rates and StepLR (``[optimizer]``)."""
+
+    kind: str = "adam"
+    lr_weights: float = 0.01
+    lr_delays: float = 0.003
+    step_size: int = 20
+    gamma: float = 0.95
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass
+class TrainingConfig:
+    """Loop settings and stabilisers (``[training]``)."""
+
+    epochs: int = 300
+    batch_size: int = 150
+    max_dw_norm: float = 0.2
+    bump: float = 5e-4
+    bump_limits: list[float] = field(default_factory=lambda: [0.3, 0.0])
+    checkpoint_every: int = 10
+    silent_patience: int = 20
+    threads: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Input encoding (``[data]``)."""
+
+    dataset: str = "yin_yang"
+    t_early: float = 0.15
+    t_late: float = 2.0
+
+
+@dataclass
+class Config:
+    """A complete run configuration."""
+
+    name: str = "run"
+    seed: int = 0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    delays: DelayConfig = field(default_factory=DelayConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain nested dicts (TOML/JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """Return the configuration as TOML text that :func:`load_config` reads back."""
+        d = self.to_dict()
+        lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+        for section, values in d.items():
+            if isinstance(values, dict):
+                lines.append(f"\n[{section}]")
+                lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"option {key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError("unions are not used in configs")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"option {key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"option {key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"option {key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp}")
+
+
+def _build(cls: type[Any], data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"option {prefix}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"option {where}: unknown key; expected one of {', '.join(sorted(known))}")
+    kwargs: dict[str, Any] = {}
+    for name in known:
+        if name not in data:
+            continue
+        where = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], where)  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _check_type(data[name], tp, where)
+    return cls(**kwargs)
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"option {key}: {message}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check value ranges and option names of a configuration.
+
+    Parameters
+    ----------
+    cfg : Config
+        The configuration.
+
+    Returns
+    -------
+    Config
+        ``cfg`` itself.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first invalid key.
+
+    """
+    from delgrad_rs.network import parse_delay_kinds
+
+    n = cfg.network
+    _require(0 <= cfg.seed < 2**32, "seed", f"expected 0 <= seed < 2**32, got {cfg.seed}")
+    _require(all(h >= 1 for h in n.hidden), "network.hidden", f"layer sizes must be >= 1, got {n.hidden}")
+    _require(n.tau_m > 0 and n.tau_s > 0, "network.tau_m", "time constants must be > 0")
+    _require(n.theta > 0, "network.theta", f"must be > 0, got {n.theta}")
+    _require(n.weight_std >= 0, "network.weight_std", f"must be >= 0, got {n.weight_std}")
+    _require(n.delay_group >= 1, "network.delay_group", f"must be >= 1, got {n.delay_group}")
+    try:
+        parse_delay_kinds(n.delays, "network.delays")
+    except OptionError as e:
+        raise ConfigError(str(e)) from None
+    d = cfg.delays
+    _require(d.param in ("sigmoid", "clip"), "delays.param", f"expected 'sigmoid' or 'clip', got {d.param!r}")
+    _require(d.shift >= 0, "delays.shift", f"must be >= 0, got {d.shift}")
+    _require(d.scale > 0, "delays.scale", f"must be > 0, got {d.scale}")
+    _require(d.init_std >= 0, "delays.init_std", f"must be >= 0, got {d.init_std}")
+    lo = cfg.loss
+    _require(lo.kind in ("mse", "ce"), "loss.kind", f"expected 'mse' or 'ce', got {lo.kind!r}")
+    _require(lo.xi > 0 and lo.beta > 0, "loss.xi", "xi and beta must be > 0")
+    o = cfg.optimizer
+    _require(o.kind == "adam", "optimizer.kind", f"only 'adam' is supported, got {o.kind!r}")
+    _require(o.lr_weights >= 0, "optimizer.lr_weights", f"must be >= 0, got {o.lr_weights}")
+    _require(o.lr_delays >= 0, "optimizer.lr_delays", f"must be >= 0, got {o.lr_delays}")
+    _require(o.step_size >= 1, "optimizer.step_size", f"must be >= 1, got {o.step_size}")
+    _require(o.gamma > 0, "optimizer.gamma", f"must be > 0, got {o.gamma}")
+    t = cfg.training
+    _require(t.epochs >= 0, "training.epochs", f"must be >= 0, got {t.epochs}")
+    _require(t.batch_size >= 1, "training.batch_size", f"must be >= 1, got {t.batch_size}")
+    _require(t.max_dw_norm >= 0, "training.max_dw_norm", f"must be >= 0 (0 disables), got {t.max_dw_norm}")
+    _require(t.bump >= 0, "training.bump", f"must be >= 0, got {t.bump}")
+    n_layers = len(n.hidden) + 1
+    _require(
+        len(t.bump_limits) == n_layers,
+        "training.bump_limits",
+        f"expected one limit per layer ({n_layers}), got {len(t.bump_limits)}",
+    )
+    _require(t.checkpoint_every >= 1, "training.checkpoint_every", f"must be >= 1, got {t.checkpoint_every}")
+    _require(t.silent_patience >= 1, "training.silent_patience", f"must be >= 1, got {t.silent_patience}")
+    _require(t.threads >= 0, "training.threads", f"must be >= 0 (0 = all cores), got {t.threads}")
+    a = cfg.data
+    _require(a.dataset == "yin_yang", "data.dataset", f"only 'yin_yang' is supported, got {a.dataset!r}")
+    _require(a.t_early <= a.t_late, "data.t_late", "must be >= data.t_early")
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a configuration from nested dicts.
+
+    Parameters
+    ----------
+    data : dict
+        Nested tables as parsed from TOML.
+
+    Returns
+    -------
+    Config
+        The validated configuration.
+
+    """
+    cfg: Config = _build(Config, data, "")
+    return validate(cfg)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+
+    Returns
+    -------
+    Config
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        For syntax errors, unknown keys, wrong types or out-of-range values.
+
+    """
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"option {p}: not valid TOML: {e}") from None
+    return config_from_dict(data)

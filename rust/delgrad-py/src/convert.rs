@@ -1,0 +1,131 @@
+//! numpy <-> core conversions. Inputs: anything `numpy.asarray` accepts with a float or integer
+//! dtype, any memory layout (converted to contiguous float64); other dtypes are a `TypeError`,
+//! a wrong number of dimensions a `ShapeError`, both naming the argument. Outputs: owned arrays
+//! built from the core's buffers without a copy.
+
+use delgrad::Matrix;
+use numpy::ndarray::{Array1, Array2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::errors::{shape_err, value_err};
+
+/// A contiguous float64 copy of `obj` and its shape.
+pub fn f64_array(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<usize>, Vec<f64>)> {
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let arr = np
+        .call_method1("asarray", (obj,))
+        .map_err(|e| PyTypeError::new_err(format!("{arg}: expected an array of numbers, could not convert: {e}")))?;
+    let dtype = arr.getattr("dtype")?;
+    let kind: String = dtype.getattr("kind")?.extract()?;
+    if !matches!(kind.as_str(), "f" | "i" | "u") {
+        return Err(PyTypeError::new_err(format!(
+            "{arg}: expected a float or integer array, got dtype {}",
+            dtype.str()?
+        )));
+    }
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("dtype", np.getattr("float64")?)?;
+    kwargs.set_item("order", "C")?;
+    let arr = np.call_method("asarray", (arr,), Some(&kwargs))?;
+    let arr = arr.cast_into::<PyArrayDyn<f64>>()?;
+    let ro = arr.readonly();
+    let shape = ro.shape().to_vec();
+    let data = ro.as_slice()?.to_vec();
+    Ok((shape, data))
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}
+
+/// A 2-d array as a core matrix.
+pub fn matrix(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Matrix> {
+    let (shape, data) = f64_array(obj, arg)?;
+    if shape.len() != 2 {
+        return Err(shape_err(arg, "[rows, cols] (2-d)", shape_str(&shape)));
+    }
+    Matrix::from_vec(arg, shape[0], shape[1], data).map_err(|e| crate::errors::CoreError(e).into())
+}
+
+/// A 1-d array as a vector.
+pub fn vector(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Vec<f64>> {
+    let (shape, data) = f64_array(obj, arg)?;
+    if shape.len() != 1 {
+        return Err(shape_err(arg, "[n] (1-d)", shape_str(&shape)));
+    }
+    Ok(data)
+}
+
+/// A float scalar or a 1-d array of length `n` (a scalar is broadcast).
+pub fn scalar_or_vector(obj: &Bound<'_, PyAny>, arg: &str, n: usize) -> PyResult<Vec<f64>> {
+    let (shape, data) = f64_array(obj, arg)?;
+    match shape.len() {
+        0 => Ok(vec![data[0]; n]),
+        1 => Ok(data),
+        _ => Err(shape_err(
+            arg,
+            format!("[] or [{n}] (a number or one per neuron)"),
+            shape_str(&shape),
+        )),
+    }
+}
+
+/// A float scalar.
+pub fn scalar(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<f64> {
+    let (shape, data) = f64_array(obj, arg)?;
+    if !shape.is_empty() {
+        return Err(shape_err(arg, "[] (a number)", shape_str(&shape)));
+    }
+    Ok(data[0])
+}
+
+/// A 1-d array of non-negative integers (labels, sample indices).
+pub fn indices(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Vec<usize>> {
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let arr = np
+        .call_method1("asarray", (obj,))
+        .map_err(|e| PyTypeError::new_err(format!("{arg}: expected an array of integers, could not convert: {e}")))?;
+    let dtype = arr.getattr("dtype")?;
+    let kind: String = dtype.getattr("kind")?.extract()?;
+    if !matches!(kind.as_str(), "i" | "u") {
+        return Err(PyTypeError::new_err(format!(
+            "{arg}: expected an integer array, got dtype {}",
+            dtype.str()?
+        )));
+    }
+    let ndim: usize = arr.getattr("ndim")?.extract()?;
+    if ndim != 1 {
+        let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+        return Err(shape_err(arg, "[n] (1-d)", shape_str(&shape)));
+    }
+    let arr = np.call_method1("ascontiguousarray", (arr, np.getattr("int64")?))?;
+    let arr = arr.cast_into::<numpy::PyArray1<i64>>()?;
+    let ro = arr.readonly();
+    let v = ro.as_slice()?;
+    if let Some(i) = v.iter().position(|&x| x < 0) {
+        return Err(value_err(arg, format!("must be >= 0; entry {i} is {}", v[i])));
+    }
+    Ok(v.iter().map(|&x| x as usize).collect())
+}
+
+/// A matrix as an owned `[rows, cols]` float64 array (no copy).
+pub fn matrix_to_py<'py>(py: Python<'py>, m: Matrix) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let (r, c) = (m.rows(), m.cols());
+    let a = Array2::from_shape_vec((r, c), m.into_vec())
+        .map_err(|e| crate::errors::value_err("matrix", format!("internal shape error: {e}")))?;
+    Ok(a.into_pyarray(py))
+}
+
+/// A vector as an owned 1-d float64 array (no copy).
+pub fn vec_to_py<'py>(py: Python<'py>, v: Vec<f64>) -> Bound<'py, PyArray1<f64>> {
+    Array1::from_vec(v).into_pyarray(py)
+}
+
+/// Optional argument: `None` means absent.
+pub fn opt<'a, 'py>(obj: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
+    obj.filter(|o| !o.is_none())
+}
