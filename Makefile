@@ -28,8 +28,8 @@ lint-rust:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 lint-python:
-	$(PYTHON) -m ruff check python tests/python examples
-	$(PYTHON) -m ruff check --config hw/pyproject.toml hw tests/hw
+	$(PYTHON) -m ruff check python tests examples
+	cd hw && $(PYTHON) -m ruff check .
 
 test-rust:
 	cargo test --workspace --release
