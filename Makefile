@@ -35,7 +35,8 @@ test-rust:
 	cargo test --workspace --release
 
 test-python:
-	$(PYTHON) -m pytest tests/python tests/hw -q
+	$(PYTHON) -m pytest tests/python -q
+	$(PYTHON) -m pytest tests/hw -q -W error
 
 # Throughput of forward + loss + backward, one JSON object per line.
 bench:
