@@ -28,7 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use convert::{indices, matrix, matrix_to_py, opt, scalar, scalar_or_vector, vec_to_py, vector};
-use errors::{CoreError, compute, option_err, shape_err, value_err};
+use errors::{CoreError, compute, option_err, value_err};
 
 // ---------------------------------------------------------------------------------------------
 // option parsing
@@ -576,23 +576,11 @@ impl PyTrainer {
         let x = matrix(x, "x")?;
         let times = times_list(times, "times")?;
         let y = indices(y, "y")?;
-        let n_layers = self.trainer.network().layers.len();
-        if times.len() != n_layers {
-            return Err(shape_err(
-                "times",
-                format!("{n_layers} arrays (one per layer)"),
-                format!("{} arrays", times.len()),
-            ));
-        }
         let (tr, exec) = (&mut self.trainer, &*self.exec);
         let r = compute(py, || {
+            // The core checks the given times (count, shapes, values) before using them.
             let net = tr.network();
             net.validate_times("x", &x, net.n_in())?;
-            for (l, (t, layer)) in times.iter().zip(&net.layers).enumerate() {
-                let arg = format!("times[{l}]");
-                t.expect_shape(&arg, x.rows(), layer.n_out())?;
-                net.validate_times(&arg, t, layer.n_out())?;
-            }
             tr.step_from_times(&x, &times, &y, epoch, exec)
         })?;
         step_dict(py, &r)

@@ -128,26 +128,6 @@ impl Neuron {
             Regime::General => self.kappa_and_slope(s),
         }
     }
-
-    /// g(s) = (1 - e^{-delta s}) / delta (= s when delta = 0), so that kappa(s) = e^{-s/tau_m} g(s).
-    #[inline]
-    pub fn g(&self, s: f64) -> f64 {
-        if self.delta == 0.0 {
-            s
-        } else {
-            -(-self.delta * s).exp_m1() / self.delta
-        }
-    }
-
-    /// h(x) = (e^{delta x} - 1) / delta (= x when delta = 0).
-    #[inline]
-    pub fn h(&self, x: f64) -> f64 {
-        if self.delta == 0.0 {
-            x
-        } else {
-            (self.delta * x).exp_m1() / self.delta
-        }
-    }
 }
 
 #[cfg(test)]
