@@ -155,7 +155,17 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
             silent += 1;
             per_sample.push(silent_loss);
         } else {
-            per_sample.push(loss.value_and_grad(t, c, dl_dt.row_mut(b)));
+            let value = loss.value_and_grad(t, c, dl_dt.row_mut(b));
+            // Finite but astronomically late spikes can push the loss past f64: say so, never inf/NaN.
+            if !value.is_finite() || dl_dt.row(b).iter().any(|g| !g.is_finite()) {
+                return Err(Error::value(
+                    "output times",
+                    format!(
+                        "sample {b}: the loss of times {t:?} overflows float64; spike times this large are not meaningful"
+                    ),
+                ));
+            }
+            per_sample.push(value);
         }
     }
     let mean = if per_sample.is_empty() {
@@ -163,6 +173,12 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
     } else {
         per_sample.iter().sum::<f64>() / per_sample.len() as f64
     };
+    if !mean.is_finite() {
+        return Err(Error::value(
+            "output times",
+            "the batch-mean loss overflows float64; spike times are too large",
+        ));
+    }
     Ok(LossReport {
         per_sample,
         mean,
@@ -220,6 +236,21 @@ mod tests {
                 .silent,
             1
         );
+    }
+
+    #[test]
+    fn overflowing_losses_are_errors_not_infinities() {
+        let out = Matrix::from_rows("t", &[vec![1e200, 0.0, 0.0]]).unwrap();
+        for loss in [Loss::mse(), Loss::cross_entropy()] {
+            let e = evaluate(&loss, &out, &[0], 100.0, false).unwrap_err().to_string();
+            assert!(e.contains("output times") && e.contains("overflows"), "{e}");
+        }
+        // Each sample representable, their sum not.
+        let out = Matrix::from_rows("t", &[vec![1.2e154, 0.0, 0.0], vec![1.2e154, 0.0, 0.0]]).unwrap();
+        let e = evaluate(&Loss::mse(), &out, &[0, 0], 100.0, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("output times") && e.contains("overflows"), "{e}");
     }
 
     #[test]
