@@ -1,5 +1,6 @@
 //! End-to-end throughput of forward + loss + backward, one JSON object per line:
-//! `{"name", "batch", "threads", "samples_per_s", "us_per_sample", ...}` (median of repeats).
+//! `{"name", "batch", "threads", "samples_per_s", "us_per_sample", ...}` (median of repeats), and of
+//! the noisy hardware forward pass (`hw_noisy_*`: the emulated BSS-2 chip with every effect on).
 //!
 //! `cargo bench --bench throughput` (all cases) or `... -- NAME_FILTER`.
 
@@ -10,6 +11,7 @@ use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::{DelayKind, DelayParam};
 use delgrad::forward::forward;
 use delgrad::gradient::{BackwardOptions, backward};
+use delgrad::hardware::{ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
 use delgrad::loss::{Loss, evaluate};
 use delgrad::network::Network;
 use delgrad::parallel::Executor;
@@ -147,6 +149,90 @@ fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -
     rates[rates.len() / 2]
 }
 
+/// The hardware-aware 20(=4x5)-30-3 network with axonal delays, its Yin-Yang inputs `[n, 4]`
+/// and a placed fixed pattern with every mismatch on.
+fn hw_case() -> (Network, Matrix, Vec<LayerPattern>) {
+    let spec = |size, mean, std, group| LayerSpec {
+        tau_m: 1.0,
+        tau_s: 1.0,
+        theta: 2.6,
+        delay_kinds: vec![DelayKind::Axonal],
+        delay_group: group,
+        delay_init_std: 0.5,
+        ..LayerSpec::new(size, mean, std)
+    };
+    let net = init_network(
+        20,
+        &[spec(30, 1.0, 0.12, 5), spec(3, 0.075, 0.15, 1)],
+        DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
+        &mut RandomState::new(7),
+    )
+    .unwrap();
+    let params = PatternParams {
+        tau_m_mismatch: 0.03,
+        tau_s_mismatch: 0.03,
+        gain_mismatch: 0.05,
+        ..PatternParams::bss2()
+    };
+    let chip = ChipPattern::draw(512, 512, &params, 1).unwrap();
+    let (mut circuit, mut row) = (0, 0);
+    let pattern = net
+        .layers
+        .iter()
+        .map(|l| {
+            let (n_out, n_in) = (l.n_out(), l.n_in());
+            let c = circuit..circuit + n_out;
+            circuit += n_out;
+            let exc: Vec<f64> = (0..n_in).map(|i| chip.row_gain[row + 2 * i]).collect();
+            let inh: Vec<f64> = (0..n_in).map(|i| chip.row_gain[row + 2 * i + 1]).collect();
+            row += 2 * n_in;
+            LayerPattern {
+                theta_offset: chip.theta_offset[c.clone()].to_vec(),
+                tau_m: chip.tau_m_factor[c.clone()].to_vec(),
+                tau_s: chip.tau_s_factor[c].to_vec(),
+                gain_exc: exc,
+                gain_inh: inh,
+            }
+        })
+        .collect();
+    let d = yin_yang(Split::Train);
+    (net, encode_times(&d.x, T_EARLY, T_LATE).unwrap(), pattern)
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Samples per second of the noisy forward pass (median of `repeats` runs of ~`secs`).
+fn measure_hw(
+    net: &Network,
+    x: &Matrix,
+    pattern: Option<&[LayerPattern]>,
+    noise: &NoiseParams,
+    batch: usize,
+    exec: &Executor,
+    secs: f64,
+    repeats: usize,
+) -> f64 {
+    let n = x.rows();
+    let batches: Vec<Matrix> = (0..n / batch)
+        .map(|k| Matrix::from_vec("x", batch, 4, x.as_slice()[k * batch * 4..(k + 1) * batch * 4].to_vec()).unwrap())
+        .collect();
+    let mut rates = Vec::new();
+    let mut counter = 0u64;
+    for _ in 0..=repeats {
+        let start = Instant::now();
+        let mut k = 0;
+        while start.elapsed().as_secs_f64() < secs {
+            let r = noisy_forward(net, &batches[k % batches.len()], 5, pattern, noise, 1, counter, exec).unwrap();
+            std::hint::black_box(r);
+            counter += 1;
+            k += 1;
+        }
+        rates.push((k * batch) as f64 / start.elapsed().as_secs_f64());
+    }
+    rates.remove(0); // warm-up
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let secs: f64 = std::env::var("DELGRAD_BENCH_SECS")
@@ -164,6 +250,48 @@ fn main() {
                 println!(
                     "{{\"name\": \"{}\", \"batch\": {batch}, \"threads\": {}, \"samples_per_s\": {rate:.0}, \"us_per_sample\": {:.3}}}",
                     c.name,
+                    exec.threads(),
+                    1e6 / rate
+                );
+            }
+        }
+    }
+    let (net, x, pattern) = hw_case();
+    let all_on = NoiseParams {
+        theta_sample_std: 0.01,
+        output_jitter_std: 0.005,
+        event_loss: 0.01,
+        stall_prob: 0.01,
+        ..NoiseParams::bss2()
+    };
+    let hw_cases: [(&str, Option<&[LayerPattern]>, NoiseParams); 2] = [
+        ("hw_noisy_20x30x3_all_noise", Some(&pattern[..]), all_on),
+        ("hw_noisy_20x30x3_bss2_defaults", Some(&pattern[..]), NoiseParams::bss2()),
+    ];
+    for (name, pat, noise) in hw_cases {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        // the bss2-defaults case has tau mismatch off: use only the offsets of the pattern
+        let defaults: Vec<LayerPattern>;
+        let pat = if name.ends_with("defaults") {
+            defaults = pattern
+                .iter()
+                .zip(&net.layers)
+                .map(|(p, l)| LayerPattern {
+                    theta_offset: p.theta_offset.clone(),
+                    ..LayerPattern::ideal(l)
+                })
+                .collect();
+            Some(&defaults[..])
+        } else {
+            pat
+        };
+        for batch in [40, 1000] {
+            for exec in &execs {
+                let rate = measure_hw(&net, &x, pat, &noise, batch, exec, secs, 5);
+                println!(
+                    "{{\"name\": \"{name}\", \"batch\": {batch}, \"threads\": {}, \"samples_per_s\": {rate:.0}, \"us_per_sample\": {:.3}}}",
                     exec.threads(),
                     1e6 / rate
                 );

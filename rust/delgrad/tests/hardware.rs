@@ -1,0 +1,381 @@
+//! The noisy hardware forward pass: ideal limit, noise statistics, reproducibility, thread-count
+//! independence and bad input.
+
+use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
+use delgrad::delay::{DelayKind, DelayParam, Delays};
+use delgrad::forward::forward;
+use delgrad::hardware::{BSS2_TIME_STEP, ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
+use delgrad::kernel::Neuron;
+use delgrad::network::{Layer, Network};
+use delgrad::parallel::Executor;
+use delgrad::random::RandomState;
+use delgrad::solver::Method;
+use delgrad::train::{LayerSpec, init_network};
+use delgrad::{Error, Matrix};
+
+/// The hardware-aware 20(=4x5)-30-3 network with axonal delays.
+fn hw_net(seed: u32) -> Network {
+    let spec = |size, mean, std, group| LayerSpec {
+        tau_m: 1.0,
+        tau_s: 1.0,
+        theta: 2.6,
+        delay_kinds: vec![DelayKind::Axonal],
+        delay_group: group,
+        delay_init_std: 0.5,
+        ..LayerSpec::new(size, mean, std)
+    };
+    init_network(
+        20,
+        &[spec(30, 1.0, 0.12, 5), spec(3, 0.075, 0.15, 1)],
+        DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
+        &mut RandomState::new(seed),
+    )
+    .unwrap()
+}
+
+fn yy_inputs(n: usize) -> Matrix {
+    let d = yin_yang(Split::Test);
+    let x = encode_times(&d.x, T_EARLY, T_LATE).unwrap();
+    Matrix::from_vec("x", n, 4, x.as_slice()[..4 * n].to_vec()).unwrap()
+}
+
+fn repeat_cols(x: &Matrix, r: usize) -> Matrix {
+    let mut v = Vec::new();
+    for b in 0..x.rows() {
+        for &t in x.row(b) {
+            v.extend(std::iter::repeat_n(t, r));
+        }
+    }
+    Matrix::from_vec("x", x.rows(), x.cols() * r, v).unwrap()
+}
+
+fn all_on() -> NoiseParams {
+    NoiseParams {
+        theta_sample_std: 0.01,
+        output_jitter_std: 0.005,
+        event_loss: 0.01,
+        stall_prob: 0.0,
+        ..NoiseParams::bss2()
+    }
+}
+
+fn pattern_for(net: &Network, params: &PatternParams, seed: u64) -> Vec<LayerPattern> {
+    let chip = ChipPattern::draw(512, 512, params, seed).unwrap();
+    let mut circuit = 0;
+    let mut row = 0;
+    net.layers
+        .iter()
+        .map(|l| {
+            let (n_out, n_in) = (l.n_out(), l.n_in());
+            let c = circuit..circuit + n_out;
+            circuit += n_out;
+            let rows: Vec<usize> = (row..row + 2 * n_in).collect();
+            row += 2 * n_in;
+            LayerPattern {
+                theta_offset: chip.theta_offset[c.clone()].to_vec(),
+                tau_m: chip.tau_m_factor[c.clone()].iter().map(|f| f * l.neuron.tau_m()).collect(),
+                tau_s: chip.tau_s_factor[c].iter().map(|f| f * l.neuron.tau_s()).collect(),
+                gain_exc: rows.iter().step_by(2).map(|&r| chip.row_gain[r]).collect(),
+                gain_inh: rows.iter().skip(1).step_by(2).map(|&r| chip.row_gain[r]).collect(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn zero_noise_equals_the_ideal_forward_pass() {
+    let net = hw_net(3);
+    let x = yy_inputs(100);
+    let exec = Executor::new(2).unwrap();
+    let ideal = forward(&net, &repeat_cols(&x, 5), Method::Auto, &exec).unwrap();
+    let run = noisy_forward(&net, &x, 5, None, &NoiseParams::ideal(), 1, 0, &exec).unwrap();
+    assert_eq!(run.times, ideal);
+    assert_eq!(run.dropped_events, 0);
+    assert_eq!(run.stalled_from, None);
+    // an explicit perfect pattern changes nothing either
+    let perfect: Vec<LayerPattern> = net.layers.iter().map(LayerPattern::ideal).collect();
+    let run = noisy_forward(&net, &x, 5, Some(&perfect), &NoiseParams::ideal(), 1, 0, &exec).unwrap();
+    assert_eq!(run.times, ideal);
+    // and so does a seed
+    let run = noisy_forward(&net, &x, 5, None, &NoiseParams::ideal(), 99, 7, &exec).unwrap();
+    assert_eq!(run.times, ideal);
+}
+
+#[test]
+fn reproducible_by_seed_and_counter_and_independent_of_threads() {
+    let net = hw_net(4);
+    let x = yy_inputs(150);
+    let pat = pattern_for(
+        &net,
+        &PatternParams {
+            tau_m_mismatch: 0.03,
+            tau_s_mismatch: 0.03,
+            gain_mismatch: 0.05,
+            ..PatternParams::bss2()
+        },
+        5,
+    );
+    let noise = NoiseParams {
+        stall_prob: 0.3,
+        ..all_on()
+    };
+    let runs: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|&t| noisy_forward(&net, &x, 5, Some(&pat), &noise, 42, 9, &Executor::new(t).unwrap()).unwrap())
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0], runs[2]);
+    let exec = Executor::new(2).unwrap();
+    let other_counter = noisy_forward(&net, &x, 5, Some(&pat), &noise, 42, 10, &exec).unwrap();
+    let other_seed = noisy_forward(&net, &x, 5, Some(&pat), &noise, 43, 9, &exec).unwrap();
+    assert_ne!(runs[0].times, other_counter.times);
+    assert_ne!(runs[0].times, other_seed.times);
+    // a sample's noise does not depend on the batch it is in: the first 40 samples alone agree
+    let head = Matrix::from_vec("x", 40, 4, x.as_slice()[..160].to_vec()).unwrap();
+    let quiet = NoiseParams {
+        stall_prob: 0.0,
+        ..noise
+    };
+    let full = noisy_forward(&net, &x, 5, Some(&pat), &quiet, 42, 9, &exec).unwrap();
+    let part = noisy_forward(&net, &head, 5, Some(&pat), &quiet, 42, 9, &exec).unwrap();
+    for (f, p) in full.times.iter().zip(&part.times) {
+        assert_eq!(&f.as_slice()[..40 * f.cols()], p.as_slice());
+    }
+}
+
+/// One neuron, one input at time 0 with weight w, tau_m = tau_s = 1: u(t) = w t e^{-t}, so the
+/// threshold a spike at t saw is theta = w t e^{-t} (t below the peak at 1).
+fn single(theta: f64, w: f64, delay: Option<f64>) -> Network {
+    let mut layer = Layer::new(Neuron::new(1.0, 1.0).unwrap(), theta, Matrix::filled(1, 1, w));
+    if let Some(d) = delay {
+        layer.delays = Delays {
+            axo: Some(vec![d]),
+            ..Default::default()
+        };
+    }
+    Network::new(vec![layer]).unwrap()
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+    (m, s)
+}
+
+#[test]
+fn fixed_pattern_offsets_have_the_configured_distribution() {
+    let p = PatternParams::bss2();
+    let chip = ChipPattern::draw(20_000, 10, &p, 1).unwrap();
+    let (m, s) = mean_std(&chip.theta_offset);
+    assert!((m - 0.13).abs() < 0.003, "mean {m}");
+    assert!((s - 0.08).abs() < 0.003, "std {s}");
+    let p = PatternParams {
+        tau_m_mismatch: 0.03,
+        gain_mismatch: 0.1,
+        ..p
+    };
+    let chip = ChipPattern::draw(20_000, 20_000, &p, 2).unwrap();
+    let (m, s) = mean_std(&chip.tau_m_factor);
+    assert!((m - 1.0).abs() < 0.002 && (s - 0.03).abs() < 0.002, "{m} {s}");
+    let (m, s) = mean_std(&chip.row_gain);
+    assert!((m - 1.0).abs() < 0.005 && (s - 0.1).abs() < 0.005, "{m} {s}");
+    assert!(chip.tau_s_factor.iter().all(|&f| f == 1.0));
+}
+
+#[test]
+fn threshold_noise_is_per_batch_with_the_configured_std() {
+    // theta is recovered from the spike time; the offset is applied through the pattern.
+    let w = 3.0;
+    let net = single(0.5, w, None);
+    let pat = vec![LayerPattern {
+        theta_offset: vec![0.1],
+        ..LayerPattern::ideal(&net.layers[0])
+    }];
+    let noise = NoiseParams {
+        theta_batch_std: 0.04,
+        ..NoiseParams::ideal()
+    };
+    let x = Matrix::zeros(8, 1);
+    let exec = Executor::default();
+    let mut per_run = Vec::new();
+    for counter in 0..4000 {
+        let r = noisy_forward(&net, &x, 1, Some(&pat), &noise, 5, counter, &exec).unwrap();
+        let t = r.times[0].as_slice();
+        assert!(t.iter().all(|&v| v == t[0]), "one threshold per run");
+        per_run.push(w * t[0] * (-t[0]).exp());
+    }
+    let (m, s) = mean_std(&per_run);
+    assert!((m - 0.6).abs() < 0.003, "mean {m}");
+    assert!((s - 0.04).abs() < 0.002, "std {s}");
+    // per-sample noise varies within a run
+    let noise = NoiseParams {
+        theta_sample_std: 0.02,
+        ..NoiseParams::ideal()
+    };
+    let r = noisy_forward(&net, &Matrix::zeros(4000, 1), 1, None, &noise, 5, 0, &exec).unwrap();
+    let th: Vec<f64> = r.times[0].as_slice().iter().map(|t| w * t * (-t).exp()).collect();
+    let (m, s) = mean_std(&th);
+    assert!((m - 0.5).abs() < 0.002 && (s - 0.02).abs() < 0.001, "{m} {s}");
+}
+
+#[test]
+fn delayed_arrivals_are_jittered_with_the_configured_std() {
+    // time-translation invariance: a jittered single arrival shifts the spike by the jitter.
+    let net = single(0.5, 3.0, Some(2.0));
+    let ideal = forward(&net, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    let noise = NoiseParams {
+        jitter_std: 0.01,
+        ..NoiseParams::ideal()
+    };
+    let r = noisy_forward(&net, &Matrix::zeros(20_000, 1), 1, None, &noise, 3, 0, &Executor::new(2).unwrap()).unwrap();
+    let dev: Vec<f64> = r.times[0].as_slice().iter().map(|t| t - ideal).collect();
+    let (m, s) = mean_std(&dev);
+    assert!(m.abs() < 3e-4, "mean {m}");
+    assert!((s - 0.01).abs() < 3e-4, "std {s}");
+    // undelayed arrivals are not jittered
+    let plain = single(0.5, 3.0, None);
+    let r = noisy_forward(&plain, &Matrix::zeros(10, 1), 1, None, &noise, 3, 0, &Executor::default()).unwrap();
+    let t0 = forward(&plain, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    assert!(r.times[0].as_slice().iter().all(|&t| t == t0));
+}
+
+#[test]
+fn copies_of_an_input_share_the_delay_units_jitter() {
+    // 2 inputs x 3 copies, axonal delays per input: each output sees 2 distinct jitters, and the
+    // jitter of input j is common to its copies (checked through the single-copy equivalent).
+    let n = Neuron::new(1.0, 1.0).unwrap();
+    let mut layer = Layer::new(n, 0.5, Matrix::from_rows("w", &[vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).unwrap());
+    layer.delays = Delays {
+        group: 3,
+        axo: Some(vec![2.0, 2.0]),
+        ..Default::default()
+    };
+    let net = Network::new(vec![layer]).unwrap();
+    let noise = NoiseParams {
+        jitter_std: 0.01,
+        ..NoiseParams::ideal()
+    };
+    let r = noisy_forward(&net, &Matrix::zeros(2000, 2), 3, None, &noise, 8, 0, &Executor::default()).unwrap();
+    // if the three copies arrive together, the neuron behaves like one input of weight 3
+    let one = single(0.5, 3.0, Some(2.0));
+    let ideal = forward(&one, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    let dev: Vec<f64> = r.times[0].as_slice().iter().map(|t| t - ideal).collect();
+    let (_, s) = mean_std(&dev);
+    assert!((s - 0.01).abs() < 1e-3, "std {s}");
+}
+
+#[test]
+fn timestamps_lie_on_the_clock_grid_and_slots_cut_late_spikes() {
+    let net = hw_net(5);
+    let x = yy_inputs(64);
+    let noise = NoiseParams::bss2();
+    let r = noisy_forward(&net, &x, 5, None, &noise, 1, 0, &Executor::default()).unwrap();
+    let mut finite = 0;
+    for m in &r.times {
+        for &t in m.as_slice().iter().filter(|t| t.is_finite()) {
+            let n = t / BSS2_TIME_STEP;
+            assert!((n - n.round()).abs() < 1e-6, "{t} is not on the 8 ns grid");
+            assert!(t < noise.slot);
+            finite += 1;
+        }
+    }
+    assert!(finite > 64 * 20);
+    // a weak neuron that fires late: cut by a short slot, kept by a long one
+    let late = single(0.5, 0.5, None); // u = 0.5 t e^{-t} < 0.5: never fires
+    let r = noisy_forward(&late, &Matrix::zeros(1, 1), 1, None, &NoiseParams::ideal(), 0, 0, &Executor::default());
+    assert!(r.unwrap().times[0].get(0, 0).is_infinite());
+    let net = single(0.3, 1.0, Some(5.0)); // fires at about 5.49
+    let long = NoiseParams::ideal();
+    let short = NoiseParams {
+        slot: 5.0,
+        ..NoiseParams::ideal()
+    };
+    let e = Executor::default();
+    assert!(noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &long, 0, 0, &e).unwrap().times[0].get(0, 0) > 5.0);
+    assert!(noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &short, 0, 0, &e).unwrap().times[0].get(0, 0).is_infinite());
+}
+
+#[test]
+fn event_loss_rate_and_stalls() {
+    let net = hw_net(6);
+    let x = yy_inputs(400);
+    let noise = NoiseParams {
+        event_loss: 0.05,
+        ..NoiseParams::ideal()
+    };
+    let exec = Executor::new(2).unwrap();
+    let r = noisy_forward(&net, &x, 5, None, &noise, 1, 0, &exec).unwrap();
+    let ideal = noisy_forward(&net, &x, 5, None, &NoiseParams::ideal(), 1, 0, &exec).unwrap();
+    let recorded: usize = ideal.times.iter().map(|m| m.as_slice().iter().filter(|t| t.is_finite()).count()).sum();
+    // events: 400 * 20 inputs + the recorded spikes (fewer with lost inputs)
+    let events = (400 * 20 + recorded) as f64;
+    let rate = r.dropped_events as f64 / events;
+    assert!((rate - 0.05).abs() < 0.01, "loss rate {rate}");
+    let mut stalls = 0;
+    for c in 0..200 {
+        let noise = NoiseParams {
+            stall_prob: 0.25,
+            ..NoiseParams::ideal()
+        };
+        let r = noisy_forward(&net, &x, 5, None, &noise, 2, c, &exec).unwrap();
+        if let Some(s) = r.stalled_from {
+            stalls += 1;
+            for (m, i) in r.times.iter().zip(&ideal.times) {
+                assert!(m.as_slice()[s * m.cols()..].iter().all(|t| t.is_infinite()));
+                assert_eq!(&m.as_slice()[..s * m.cols()], &i.as_slice()[..s * m.cols()]);
+            }
+        } else {
+            assert_eq!(r.times, ideal.times);
+        }
+    }
+    assert!((30..=70).contains(&stalls), "{stalls} stalls in 200 runs at p = 0.25");
+}
+
+#[test]
+fn time_constant_mismatch_uses_the_general_solver() {
+    let net = single(0.5, 3.0, None);
+    let pat = vec![LayerPattern {
+        tau_m: vec![1.03],
+        tau_s: vec![0.98],
+        ..LayerPattern::ideal(&net.layers[0])
+    }];
+    let r = noisy_forward(&net, &Matrix::zeros(1, 1), 1, Some(&pat), &NoiseParams::ideal(), 0, 0, &Executor::default())
+        .unwrap();
+    let t = r.times[0].get(0, 0);
+    // u(t) = w (e^{-t/tm} - e^{-t/ts}) / (1/ts - 1/tm) must equal theta at t
+    let (tm, ts) = (1.03f64, 0.98f64);
+    let u = 3.0 * ((-t / tm).exp() - (-t / ts).exp()) / (1.0 / ts - 1.0 / tm);
+    assert!((u - 0.5).abs() < 1e-12, "u(t) = {u}");
+    let ideal = forward(&net, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    assert!((t - ideal).abs() > 1e-4);
+}
+
+#[test]
+fn bad_input_is_an_error_naming_the_argument() {
+    let net = hw_net(1);
+    let x = yy_inputs(4);
+    let e = Executor::default();
+    let n = NoiseParams::bss2();
+    let text = |r: Result<_, Error>| r.map(|_: delgrad::hardware::HwRun| ()).unwrap_err().to_string();
+    assert!(text(noisy_forward(&net, &x, 3, None, &n, 0, 0, &e)).contains("repeat"));
+    assert!(text(noisy_forward(&net, &x, 0, None, &n, 0, 0, &e)).contains("repeat"));
+    assert!(text(noisy_forward(&net, &repeat_cols(&x, 5), 5, None, &n, 0, 0, &e)).contains("input"));
+    let mut bad = x.clone();
+    bad.as_mut_slice()[3] = f64::NAN;
+    assert!(text(noisy_forward(&net, &bad, 5, None, &n, 0, 0, &e)).contains("input"));
+    let mut pat: Vec<LayerPattern> = net.layers.iter().map(LayerPattern::ideal).collect();
+    assert!(text(noisy_forward(&net, &x, 5, Some(&pat[..1]), &n, 0, 0, &e)).contains("pattern"));
+    pat[1].tau_s[2] = 0.0;
+    assert!(text(noisy_forward(&net, &x, 5, Some(&pat), &n, 0, 0, &e)).contains("pattern[1].tau_s"));
+    pat[1].tau_s[2] = 1.0;
+    pat[0].gain_inh.pop();
+    assert!(text(noisy_forward(&net, &x, 5, Some(&pat), &n, 0, 0, &e)).contains("pattern[0].gain_inh"));
+    let bad_noise = NoiseParams {
+        stall_prob: -0.1,
+        ..n
+    };
+    assert!(text(noisy_forward(&net, &x, 5, None, &bad_noise, 0, 0, &e)).contains("stall_prob"));
+    // an empty batch is fine
+    let r = noisy_forward(&net, &Matrix::zeros(0, 4), 5, None, &all_on(), 0, 0, &e).unwrap();
+    assert_eq!(r.times[0].rows(), 0);
+}
