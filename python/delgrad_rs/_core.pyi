@@ -28,6 +28,9 @@ __all__ = [
     "encode_times",
     "loss_and_grad",
     "default_threads",
+    "hardware_forward",
+    "chip_pattern",
+    "hardware_noise_defaults",
     "_busy_wait",
 ]
 
@@ -183,8 +186,14 @@ class Trainer:
         """Learning rates (weights, delays) in ``epoch``."""
     def step(self, x: ArrayLike, y: ArrayLike, epoch: int) -> _StepResult:
         """One step on a batch: forward, loss, backward, stabilisers, Adam."""
-    def step_from_times(self, x: ArrayLike, times: Sequence[ArrayLike], y: ArrayLike, epoch: int) -> _StepResult:
-        """One step from given (e.g. measured) spike times of every layer."""
+    def step_from_times(
+        self, x: ArrayLike, times: Sequence[ArrayLike], y: ArrayLike, epoch: int, at: Network | None = None
+    ) -> _StepResult:
+        """One step from given (e.g. measured) spike times of every layer.
+
+        With ``at`` (e.g. the quantised network a chip ran), the gradients of the ideal model with
+        ``at``'s parameters are applied to the trainer's float parameters (straight-through).
+        """
     def train_epoch(self, x: ArrayLike, y: ArrayLike, order: ArrayLike, batch: int, epoch: int) -> _EpochResult:
         """One epoch in mini-batches of ``batch`` in the sample order ``order``."""
     def evaluate(self, x: ArrayLike, y: ArrayLike) -> _EvalResult:
@@ -231,3 +240,49 @@ def default_threads() -> int:
 
 def _busy_wait(seconds: float) -> float:
     """Spins in Rust with the GIL released (for tests)."""
+
+class _HardwareRun(TypedDict):
+    times: list[NDArray[np.float64]]
+    dropped_events: int
+    stalled_from: int | None
+
+class _ChipPattern(TypedDict):
+    theta_offset: NDArray[np.float64]
+    tau_m_factor: NDArray[np.float64]
+    tau_s_factor: NDArray[np.float64]
+    row_gain: NDArray[np.float64]
+
+def hardware_forward(
+    network: Network,
+    x: ArrayLike,
+    *,
+    repeat: int = 1,
+    pattern: Sequence[dict[str, ArrayLike]] | None = None,
+    noise: dict[str, float] | None = None,
+    seed: int = 0,
+    counter: int = 0,
+) -> _HardwareRun:
+    """One run of the noisy BrainScaleS-2 forward pass (``delgrad::hardware::noisy_forward``).
+
+    ``x`` is ``[batch, n_in / repeat]`` (each input fed ``repeat`` times); ``pattern`` is one dict
+    per layer with ``theta_offset``, ``tau_m``, ``tau_s`` (``[n_out]``), ``gain_exc``, ``gain_inh``
+    (``[n_in]``), missing keys meaning a perfect chip; ``noise`` overrides the keys of
+    :func:`hardware_noise_defaults`; (``seed``, ``counter``) key the run's noise. Returns the
+    recorded times of every layer, the number of lost events and the stall sample (or None).
+    """
+
+def chip_pattern(
+    circuits: int,
+    rows: int,
+    *,
+    seed: int,
+    theta_offset_mean: float = 0.13,
+    theta_offset_std: float = 0.08,
+    tau_m_mismatch: float = 0.0,
+    tau_s_mismatch: float = 0.0,
+    gain_mismatch: float = 0.0,
+) -> _ChipPattern:
+    """The fixed pattern of a chip (per circuit: threshold offset, tau factors; per row: gain)."""
+
+def hardware_noise_defaults() -> dict[str, float]:
+    """The reference BSS-2 temporal-noise parameters in model units."""

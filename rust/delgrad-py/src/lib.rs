@@ -13,6 +13,7 @@ use delgrad::dataset::{Split, encode_times as core_encode, yin_yang as core_yin_
 use delgrad::delay::{DelayKind, DelayParam, Delays};
 use delgrad::forward::forward as core_forward;
 use delgrad::gradient::{BackwardOptions, backward as core_backward};
+use delgrad::hardware::{ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
 use delgrad::kernel::Neuron;
 use delgrad::loss::{Loss, evaluate as core_evaluate};
 use delgrad::network::{Layer, Network};
@@ -565,6 +566,7 @@ impl PyTrainer {
         step_dict(py, &r)
     }
 
+    #[pyo3(signature = (x, times, y, epoch, at=None))]
     fn step_from_times<'py>(
         &mut self,
         py: Python<'py>,
@@ -572,16 +574,21 @@ impl PyTrainer {
         times: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
         epoch: usize,
+        at: Option<PyRef<'py, PyNetwork>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let x = matrix(x, "x")?;
         let times = times_list(times, "times")?;
         let y = indices(y, "y")?;
+        let at = at.map(|n| n.net.clone());
         let (tr, exec) = (&mut self.trainer, &*self.exec);
         let r = compute(py, || {
             // The core checks the given times (count, shapes, values) before using them.
             let net = tr.network();
             net.validate_times("x", &x, net.n_in())?;
-            tr.step_from_times(&x, &times, &y, epoch, exec)
+            match &at {
+                Some(at) => tr.step_from_times_at(at, &x, &times, &y, epoch, exec),
+                None => tr.step_from_times(&x, &times, &y, epoch, exec),
+            }
         })?;
         step_dict(py, &r)
     }
@@ -868,6 +875,178 @@ fn _busy_wait(py: Python<'_>, seconds: f64) -> PyResult<f64> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// hardware emulation
+
+const NOISE_KEYS: [&str; 8] = [
+    "theta_batch_std",
+    "theta_sample_std",
+    "jitter_std",
+    "output_jitter_std",
+    "time_step",
+    "slot",
+    "event_loss",
+    "stall_prob",
+];
+
+fn noise_from_dict(d: Option<&Bound<'_, PyAny>>) -> PyResult<NoiseParams> {
+    let mut n = NoiseParams::bss2();
+    let Some(obj) = d.filter(|o| !o.is_none()) else {
+        return Ok(n);
+    };
+    let d = as_dict(obj, "noise")?;
+    check_keys(d, &NOISE_KEYS, "noise")?;
+    let fields: [(&str, &mut f64); 8] = [
+        ("theta_batch_std", &mut n.theta_batch_std),
+        ("theta_sample_std", &mut n.theta_sample_std),
+        ("jitter_std", &mut n.jitter_std),
+        ("output_jitter_std", &mut n.output_jitter_std),
+        ("time_step", &mut n.time_step),
+        ("slot", &mut n.slot),
+        ("event_loss", &mut n.event_loss),
+        ("stall_prob", &mut n.stall_prob),
+    ];
+    for (key, field) in fields {
+        *field = get_f64(d, key, "noise", *field)?;
+    }
+    n.validate().map_err(|e| {
+        CoreError(match e {
+            delgrad::Error::Value { arg, message } => delgrad::Error::value(format!("noise.{arg}"), message),
+            e => e,
+        })
+    })?;
+    Ok(n)
+}
+
+fn pattern_from_list(obj: &Bound<'_, PyAny>, net: &Network) -> PyResult<Vec<LayerPattern>> {
+    let items = as_list(obj, "pattern")?;
+    if items.len() != net.layers.len() {
+        return Err(CoreError(delgrad::Error::shape(
+            "pattern",
+            format!("[{}] (one dict per layer)", net.layers.len()),
+            format!("[{}]", items.len()),
+        ))
+        .into());
+    }
+    let keys = ["theta_offset", "tau_m", "tau_s", "gain_exc", "gain_inh"];
+    items
+        .iter()
+        .zip(&net.layers)
+        .enumerate()
+        .map(|(l, (o, layer))| {
+            let prefix = format!("pattern[{l}]");
+            let d = as_dict(o, &prefix)?;
+            check_keys(d, &keys, &prefix)?;
+            let mut p = LayerPattern::ideal(layer);
+            let fields: [(&str, &mut Vec<f64>); 5] = [
+                ("theta_offset", &mut p.theta_offset),
+                ("tau_m", &mut p.tau_m),
+                ("tau_s", &mut p.tau_s),
+                ("gain_exc", &mut p.gain_exc),
+                ("gain_inh", &mut p.gain_inh),
+            ];
+            for (key, field) in fields {
+                if let Some(v) = opt(d.get_item(key)?.as_ref()) {
+                    *field = vector(v, &format!("{prefix}.{key}"))?;
+                }
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
+fn u64_arg(v: i128, arg: &str) -> PyResult<u64> {
+    u64::try_from(v).map_err(|_| value_err(arg, format!("expected an integer in [0, 2**64), got {v}")))
+}
+
+#[pyfunction]
+#[pyo3(signature = (network, x, *, repeat=1, pattern=None, noise=None, seed=0, counter=0))]
+#[allow(clippy::too_many_arguments)]
+fn hardware_forward<'py>(
+    py: Python<'py>,
+    network: PyRef<'py, PyNetwork>,
+    x: &Bound<'py, PyAny>,
+    repeat: i64,
+    pattern: Option<&Bound<'py, PyAny>>,
+    noise: Option<&Bound<'py, PyAny>>,
+    seed: i128,
+    counter: i128,
+) -> PyResult<Bound<'py, PyDict>> {
+    let repeat = usize::try_from(repeat)
+        .map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
+    let (seed, counter) = (u64_arg(seed, "seed")?, u64_arg(counter, "counter")?);
+    let x = matrix(x, "x")?;
+    let noise = noise_from_dict(noise)?;
+    let net = &network.net;
+    let pattern = match pattern.filter(|p| !p.is_none()) {
+        Some(p) => Some(pattern_from_list(p, net)?),
+        None => None,
+    };
+    let exec = &*network.exec;
+    let run = compute(py, || noisy_forward(net, &x, repeat, pattern.as_deref(), &noise, seed, counter, exec))?;
+    let d = PyDict::new(py);
+    let times = run
+        .times
+        .into_iter()
+        .map(|m| matrix_to_py(py, m))
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("times", times)?;
+    d.set_item("dropped_events", run.dropped_events)?;
+    d.set_item("stalled_from", run.stalled_from)?;
+    Ok(d)
+}
+
+#[pyfunction]
+#[pyo3(signature = (circuits, rows, *, seed, theta_offset_mean=0.13, theta_offset_std=0.08, tau_m_mismatch=0.0, tau_s_mismatch=0.0, gain_mismatch=0.0))]
+#[allow(clippy::too_many_arguments)]
+fn chip_pattern<'py>(
+    py: Python<'py>,
+    circuits: usize,
+    rows: usize,
+    seed: i128,
+    theta_offset_mean: f64,
+    theta_offset_std: f64,
+    tau_m_mismatch: f64,
+    tau_s_mismatch: f64,
+    gain_mismatch: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let seed = u64_arg(seed, "seed")?;
+    let params = PatternParams {
+        theta_offset_mean,
+        theta_offset_std,
+        tau_m_mismatch,
+        tau_s_mismatch,
+        gain_mismatch,
+    };
+    let p = compute(py, move || ChipPattern::draw(circuits, rows, &params, seed))?;
+    let d = PyDict::new(py);
+    d.set_item("theta_offset", vec_to_py(py, p.theta_offset))?;
+    d.set_item("tau_m_factor", vec_to_py(py, p.tau_m_factor))?;
+    d.set_item("tau_s_factor", vec_to_py(py, p.tau_s_factor))?;
+    d.set_item("row_gain", vec_to_py(py, p.row_gain))?;
+    Ok(d)
+}
+
+/// The reference BSS-2 noise parameters (model units) as a dict.
+#[pyfunction]
+fn hardware_noise_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let n = NoiseParams::bss2();
+    let d = PyDict::new(py);
+    for (k, v) in [
+        ("theta_batch_std", n.theta_batch_std),
+        ("theta_sample_std", n.theta_sample_std),
+        ("jitter_std", n.jitter_std),
+        ("output_jitter_std", n.output_jitter_std),
+        ("time_step", n.time_step),
+        ("slot", n.slot),
+        ("event_loss", n.event_loss),
+        ("stall_prob", n.stall_prob),
+    ] {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -887,6 +1066,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_times, m)?)?;
     m.add_function(wrap_pyfunction!(loss_and_grad, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(hardware_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(chip_pattern, m)?)?;
+    m.add_function(wrap_pyfunction!(hardware_noise_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(_busy_wait, m)?)?;
     Ok(())
 }

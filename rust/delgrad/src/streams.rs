@@ -20,9 +20,11 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// A random stream addressed by a key of 64-bit words.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stream {
     state: u64,
+    /// The second deviate of the last Box-Muller pair, if not used yet.
+    spare: Option<f64>,
 }
 
 impl Stream {
@@ -32,7 +34,7 @@ impl Stream {
         for &k in key {
             h = mix(h.wrapping_add(GAMMA) ^ mix(k.wrapping_add(GAMMA)));
         }
-        Stream { state: h }
+        Stream { state: h, spare: None }
     }
 
     /// Next 64 random bits.
@@ -48,12 +50,18 @@ impl Stream {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// Standard normal deviate (Box-Muller, one deviate per two uniforms).
+    /// Standard normal deviate (Box-Muller: each pair of uniforms gives r cos(phi), then r sin(phi)).
     #[inline]
     pub fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
         let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
         let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+        self.spare = Some(r * sin);
+        r * cos
     }
 
     /// `true` with probability `p` (p <= 0: never, p >= 1: always).

@@ -390,7 +390,7 @@ impl Trainer {
     /// One step on a batch: forward, loss, backward, stabilisers, update.
     pub fn step(&mut self, x: &Matrix, labels: &[usize], epoch: usize, exec: &Executor) -> Result<StepReport> {
         let times = forward(&self.net, x, self.config.method, exec)?;
-        self.update(x, &times, labels, epoch, false, exec)
+        self.update(x, &times, labels, epoch, false, None, exec)
     }
 
     /// One step from **given** spike times of every layer (e.g. measured on a chip): the loss
@@ -404,9 +404,43 @@ impl Trainer {
         epoch: usize,
         exec: &Executor,
     ) -> Result<StepReport> {
-        self.update(x, times, labels, epoch, true, exec)
+        self.update(x, times, labels, epoch, true, None, exec)
     }
 
+    /// Chip-in-the-loop step: like [`Trainer::step_from_times`], but the gradients are those of the
+    /// ideal model with the parameters of `at` (e.g. the quantised weights and delays the chip ran),
+    /// applied to the trainer's float shadow parameters (straight-through estimator: dL/dw_float :=
+    /// dL/dw_q, dL/dp := dL/dd_q dd/dp). `at` must have the trainer's layer sizes and delay kinds.
+    pub fn step_from_times_at(
+        &mut self,
+        at: &Network,
+        x: &Matrix,
+        times: &[Matrix],
+        labels: &[usize],
+        epoch: usize,
+        exec: &Executor,
+    ) -> Result<StepReport> {
+        at.validate()?;
+        if at.sizes() != self.net.sizes() {
+            return Err(Error::shape(
+                "at",
+                format!("a network of sizes {:?}", self.net.sizes()),
+                format!("{:?}", at.sizes()),
+            ));
+        }
+        for (l, (a, b)) in at.layers.iter().zip(&self.net.layers).enumerate() {
+            let kinds = |d: &Delays| (d.group, d.syn.is_some(), d.axo.is_some(), d.den.is_some());
+            if kinds(&a.delays) != kinds(&b.delays) {
+                return Err(Error::value(
+                    format!("at.layers[{l}]"),
+                    "must have the trained network's delay kinds and delay group",
+                ));
+            }
+        }
+        self.update(x, times, labels, epoch, true, Some(at), exec)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
         x: &Matrix,
@@ -414,6 +448,7 @@ impl Trainer {
         labels: &[usize],
         epoch: usize,
         given: bool,
+        at: Option<&Network>,
         exec: &Executor,
     ) -> Result<StepReport> {
         let batch = x.rows();
@@ -459,7 +494,7 @@ impl Trainer {
             check_given_times: given,
             method: self.config.method,
         };
-        let grads = backward(&self.net, x, times, &dl_dt, &opts, exec)?;
+        let grads = backward(at.unwrap_or(&self.net), x, times, &dl_dt, &opts, exec)?;
         step.invalid = grads.invalid.clone();
         step.clipped = grads.clipped.clone();
         self.apply(&grads, epoch)?;

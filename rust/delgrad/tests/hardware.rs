@@ -379,3 +379,47 @@ fn bad_input_is_an_error_naming_the_argument() {
     let r = noisy_forward(&net, &Matrix::zeros(0, 4), 5, None, &all_on(), 0, 0, &e).unwrap();
     assert_eq!(r.times[0].rows(), 0);
 }
+
+#[test]
+fn step_at_quantised_parameters_updates_the_shadow_parameters() {
+    use delgrad::train::{TrainConfig, Trainer};
+    let mut net = hw_net(9);
+    // outputs that fire (the hardware initialisation leaves them silent until bumped)
+    net.layers[1].w.as_mut_slice().iter_mut().for_each(|w| *w = 0.6 + 2.0 * *w);
+    let x4 = yy_inputs(40);
+    let x = repeat_cols(&x4, 5);
+    let labels: Vec<usize> = yin_yang(Split::Test).y[..40].to_vec();
+    let exec = Executor::default();
+    let config = TrainConfig {
+        delay_param: DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
+        bump: 0.0,
+        ..TrainConfig::default()
+    };
+    let mut quant = net.clone();
+    for l in &mut quant.layers {
+        l.w.as_mut_slice().iter_mut().for_each(|w| *w = (30.0 * *w).round().clamp(-63.0, 63.0) / 30.0);
+    }
+    let run = noisy_forward(&quant, &x4, 5, None, &NoiseParams::bss2(), 1, 0, &exec).unwrap();
+    // at = the trainer's own network: identical to step_from_times
+    let mut a = Trainer::new(net.clone(), config.clone()).unwrap();
+    let mut b = Trainer::new(net.clone(), config.clone()).unwrap();
+    let ra = a.step_from_times(&x, &run.times, &labels, 0, &exec).unwrap();
+    let rb = b.step_from_times_at(&net, &x, &run.times, &labels, 0, &exec).unwrap();
+    assert_eq!(ra, rb);
+    assert!(a.tensors == b.tensors);
+    // at = quantised: a different update, applied to the float shadow weights (still unquantised)
+    let mut c = Trainer::new(net.clone(), config.clone()).unwrap();
+    c.step_from_times_at(&quant, &x, &run.times, &labels, 0, &exec).unwrap();
+    assert!(a.tensors[0].adam.m.iter().any(|&m| m != 0.0), "the step must update");
+    assert!(c.tensors != a.tensors);
+    let w = &c.tensors[0].values;
+    assert!(w.iter().any(|v| ((30.0 * v).round() - 30.0 * v).abs() > 1e-6));
+    // a network of other sizes or delay kinds is an error naming `at`
+    let other = init_network(20, &[LayerSpec::new(5, 1.0, 1.0), LayerSpec::new(3, 1.0, 1.0)], DelayParam::default(), &mut RandomState::new(0)).unwrap();
+    let e = c.step_from_times_at(&other, &x, &run.times, &labels, 0, &exec).unwrap_err().to_string();
+    assert!(e.contains("at"), "{e}");
+    let mut no_delays = net.clone();
+    no_delays.layers[1].delays.axo = None;
+    let e = c.step_from_times_at(&no_delays, &x, &run.times, &labels, 0, &exec).unwrap_err().to_string();
+    assert!(e.contains("at.layers[1]"), "{e}");
+}
