@@ -1,0 +1,349 @@
+"""An emulated BrainScaleS-2 chip behind the :class:`~delgrad_hw.chip.Chip` interface.
+
+:class:`EmulatedChip` places a network on the chip's resources (:func:`delgrad_hw.bss2.place`),
+quantises weights and delays (:func:`delgrad_hw.bss2.quantise_config`) and runs batches through the
+noisy forward pass of the Rust core (``delgrad_rs._core.hardware_forward``, see the Rust module
+``delgrad::hardware`` for the model). Every imperfection of ``shared/HARDWARE.md`` is a keyword
+argument with the reference value as default:
+
+========================  ===========  ==========================================================
+argument                  default      effect (model units; 1 unit = ``tau_us`` = 6 us)
+========================  ===========  ==========================================================
+theta_offset_mean/std     0.13 / 0.08  fixed-pattern threshold offset per neuron circuit (per chip id)
+tau_m_mismatch            0            relative std of tau_m per circuit (per chip id)
+tau_s_mismatch            0            relative std of tau_s per circuit (per chip id)
+gain_mismatch             0            relative std of the gain of every synapse row (per chip id)
+theta_batch_std           0.04         threshold noise per run (batch) and neuron
+theta_sample_std          0            threshold noise per sample and neuron
+jitter_std                0.01         jitter of every delayed spike arrival (60 ns)
+output_jitter_std         0            jitter of every output spike
+timestamp_ns              8            FPGA clock period (input playback and timestamps); 0 = exact
+slot                      30           sample slot; spikes at or after it are not of this sample
+event_loss                0            probability that an input or recorded event is lost
+stall_prob                0            probability that a run stalls (``Health.stall``)
+future_hardware           False        allow synaptic / dendritic delays (not on BSS-2)
+========================  ===========  ==========================================================
+
+The fixed pattern is drawn once from the chip id (two emulators with the same ``chip_id`` are the
+same chip); the temporal noise of run number r is keyed by (chip id, ``seed``, r), so the same chip id
+and seed give the same results, and a ``configure`` does not consume randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .bss2 import BSS2, Bss2Resources, Placement, place, quantise_config
+from .chip import (
+    PROTOCOL_VERSION,
+    BadRequest,
+    ChipConfig,
+    ChipInfo,
+    Health,
+    RunResult,
+    Timing,
+    config_hash,
+    count_changed_entries,
+)
+
+__all__ = ["EmulatedChip", "stable_seed"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def stable_seed(*parts: object) -> int:
+    """Return a 64-bit seed from the SHA-256 of ``parts`` (stable across processes and platforms).
+
+    Parameters
+    ----------
+    *parts : object
+        Values whose ``str`` forms are hashed (joined by NUL bytes).
+
+    Returns
+    -------
+    int
+        An integer in ``[0, 2**64)``.
+    """
+    h = hashlib.sha256("\0".join(str(p) for p in parts).encode())
+    return int.from_bytes(h.digest()[:8], "little")
+
+
+def _core() -> Any:
+    try:
+        from delgrad_rs import _core
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError("the emulator needs the delgrad_rs package (pip install delgrad_rs)") from exc
+    return _core
+
+
+class EmulatedChip:
+    """A BrainScaleS-2 chip emulated in the Rust core (see the module docstring for the parameters).
+
+    Parameters
+    ----------
+    chip_id : str
+        Identity of the chip; it selects the fixed pattern.
+    seed : int
+        Seed of the temporal noise.
+    future_hardware : bool
+        Allow synaptic and dendritic delays.
+    resources : Bss2Resources
+        Chip resources and conversion constants.
+    threads : int or None
+        Worker threads of the forward pass (None: every core).
+    max_batch : int
+        Largest batch of one run.
+    **noise : float
+        The noise parameters of the module docstring.
+
+    Raises
+    ------
+    ValueError
+        For an unknown or invalid noise parameter (naming it).
+    """
+
+    _PATTERN_KEYS = ("theta_offset_mean", "theta_offset_std", "tau_m_mismatch", "tau_s_mismatch", "gain_mismatch")
+    _NOISE_KEYS = (
+        "theta_batch_std",
+        "theta_sample_std",
+        "jitter_std",
+        "output_jitter_std",
+        "slot",
+        "event_loss",
+        "stall_prob",
+    )
+
+    def __init__(
+        self,
+        chip_id: str = "bss2-emu-0",
+        seed: int = 0,
+        *,
+        future_hardware: bool = False,
+        resources: Bss2Resources = BSS2,
+        threads: int | None = None,
+        max_batch: int = 100_000,
+        **noise: float,
+    ) -> None:
+        if not isinstance(chip_id, str) or not chip_id:
+            raise ValueError(f"chip_id: expected a non-empty string, got {chip_id!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+        core = _core()
+        pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
+        temporal: dict[str, float] = dict(core.hardware_noise_defaults())
+        timestamp_ns = 8.0
+        for key, value in noise.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+                raise ValueError(f"{key}: expected a number, got {type(value).__name__}")
+            if key in self._PATTERN_KEYS:
+                pattern[key] = float(value)
+            elif key in self._NOISE_KEYS:
+                temporal[key] = float(value)
+            elif key == "timestamp_ns":
+                timestamp_ns = float(value)
+            else:
+                known = ", ".join((*self._PATTERN_KEYS, *self._NOISE_KEYS, "timestamp_ns"))
+                raise ValueError(f"{key}: unknown noise parameter; expected one of {known}")
+        if not (math.isfinite(timestamp_ns) and timestamp_ns >= 0):
+            raise ValueError(f"timestamp_ns: expected a finite number >= 0, got {timestamp_ns}")
+        temporal["time_step"] = timestamp_ns * 1e-3 / resources.tau_us
+        self.chip_id = chip_id
+        self.seed = int(seed)
+        self.future_hardware = bool(future_hardware)
+        self.resources = resources
+        self.max_batch = int(max_batch)
+        self.noise_params = dict(temporal)
+        self.pattern_params = dict(pattern)
+        self._threads = threads
+        try:
+            self._pattern = core.chip_pattern(
+                resources.neurons_per_hemisphere,
+                resources.rows_per_hemisphere,
+                seed=stable_seed("delgrad-hw-pattern", chip_id),
+                **pattern,
+            )
+            core.hardware_forward(  # validates the temporal parameters once, here
+                core.Network([{"w": [[1.0]]}]), np.zeros((0, 1)), noise=temporal
+            )
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        self._noise_seed = stable_seed("delgrad-hw-noise", chip_id, self.seed)
+        self.calibration_id = "emu-cal-" + hashlib.sha256(repr(sorted(pattern.items())).encode()).hexdigest()[:12]
+        self._lock = threading.Lock()
+        self._config: ChipConfig | None = None
+        self._hash: str | None = None
+        self._net: Any = None
+        self._layer_pattern: list[dict[str, FloatArray]] | None = None
+        self._placement: Placement | None = None
+        self.last_written_entries = 0
+        #: Runs executed so far (the counter of the temporal noise).
+        self.runs = 0
+
+    # ----------------------------------------------------------------------------------------------
+    def info(self) -> ChipInfo:
+        """Return the chip's identity and limits.
+
+        Returns
+        -------
+        ChipInfo
+            ``max_neurons`` (one hemisphere), ``max_inputs`` (signed inputs per hemisphere),
+            ``max_batch``, ``delay_units``, ``synapse_rows``.
+        """
+        r = self.resources
+        return ChipInfo(
+            PROTOCOL_VERSION,
+            self.chip_id,
+            self.calibration_id,
+            {
+                "max_neurons": r.neurons_per_hemisphere,
+                "max_inputs": r.rows_per_hemisphere // 2,
+                "max_batch": self.max_batch,
+                "delay_units": r.delay_units,
+                "synapse_rows": r.rows_per_hemisphere,
+            },
+        )
+
+    def configure(self, config: ChipConfig) -> str:
+        """Place, quantise and write a configuration (only changed entries count as written).
+
+        Parameters
+        ----------
+        config : ChipConfig
+            The network in model units (tau_m must equal tau_s: the chip is calibrated that way).
+
+        Returns
+        -------
+        str
+            Hash of the quantised configuration.
+
+        Raises
+        ------
+        BadRequest
+            For tau_m != tau_s; :class:`~delgrad_hw.bss2.PlacementError` when the network does not fit.
+        """
+        if not isinstance(config, ChipConfig):
+            raise BadRequest(f"config: expected a ChipConfig, got {type(config).__name__}")
+        if config.tau_m != config.tau_s:
+            raise BadRequest(
+                f"tau_m, tau_s: the chip is calibrated to tau_m = tau_s; got tau_m={config.tau_m}, tau_s={config.tau_s}"
+            )
+        placement = place(config, self.resources, self.future_hardware)
+        q = quantise_config(config, self.resources)
+        net = self._core_network(q)
+        layer_pattern = self._place_pattern(q, placement)
+        with self._lock:
+            self.last_written_entries = count_changed_entries(self._config, q)
+            self._config, self._hash = q, config_hash(q)
+            self._net, self._layer_pattern, self._placement = net, layer_pattern, placement
+            return self._hash
+
+    def run(self, inputs: FloatArray) -> RunResult:
+        """Run one batch as one spike train.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray
+            ``[batch, n_inputs]`` input spike times (model units, >= 0 within the slot; +inf = none).
+
+        Returns
+        -------
+        RunResult
+            Recorded first-spike times of every layer (+inf: none recorded), health (dropped events,
+            stall flag) and timing.
+
+        Raises
+        ------
+        BadRequest
+            Before ``configure`` or for inputs of the wrong shape or with NaN / negative times.
+        """
+        t0 = time.perf_counter()
+        try:
+            x = np.array(inputs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"inputs: cannot convert to float64 ({exc})") from None
+        with self._lock:
+            if self._config is None or self._hash is None:
+                raise BadRequest("run() before configure()")
+            cfg, h, net, pattern = self._config, self._hash, self._net, self._layer_pattern
+            if x.ndim != 2 or x.shape[1] != cfg.n_inputs:
+                raise BadRequest(f"inputs: expected shape [batch, {cfg.n_inputs}], got {list(x.shape)}")
+            if x.shape[0] > self.max_batch:
+                raise BadRequest(f"inputs: batch {x.shape[0]} exceeds max_batch {self.max_batch}")
+            if np.isnan(x).any() or (x < 0).any():
+                raise BadRequest("inputs: spike times must be >= 0 or +inf (no NaN, no negative times)")
+            counter = self.runs
+            self.runs += 1
+        t1 = time.perf_counter()
+        out = _core().hardware_forward(
+            net, x, repeat=cfg.input_repeat, pattern=pattern, noise=self.noise_params, seed=self._noise_seed,
+            counter=counter,
+        )  # fmt: skip
+        t2 = time.perf_counter()
+        health = Health(dropped_events=int(out["dropped_events"]), stall=out["stalled_from"] is not None)
+        return RunResult(
+            times=[np.asarray(t, dtype=np.float64) for t in out["times"]],
+            health=health,
+            timing=Timing(encode_s=t1 - t0, execute_s=t2 - t1),
+            chip_id=self.chip_id,
+            config_hash=h,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def placement(self) -> Placement | None:
+        """The placement of the current configuration."""
+        return self._placement
+
+    @property
+    def config(self) -> ChipConfig | None:
+        """The quantised configuration on the chip."""
+        return self._config
+
+    def layer_pattern(self) -> list[dict[str, FloatArray]] | None:
+        """Return the fixed pattern of the placed network (per layer: offsets, time constants, row gains)."""
+        return self._layer_pattern
+
+    def _core_network(self, q: ChipConfig) -> Any:
+        core = _core()
+        layers = []
+        assert q.axonal_delays is not None and q.synaptic_delays is not None and q.dendritic_delays is not None
+        for layer, w in enumerate(q.weights):
+            d: dict[str, Any] = {"w": w, "theta": q.theta, "tau_m": q.tau_m, "tau_s": q.tau_s}
+            axo, syn, den = q.axonal_delays[layer], q.synaptic_delays[layer], q.dendritic_delays[layer]
+            rep = q.input_repeat if layer == 0 else 1
+            if rep > 1 and syn is not None:
+                # per-channel synaptic delays: no sharing, axonal delays expanded to the channels
+                axo = None if axo is None else np.repeat(axo, rep)
+            elif rep > 1:
+                d["delay_group"] = rep
+            if axo is not None:
+                d["d_axo"] = axo
+            if syn is not None:
+                d["d_syn"] = syn
+            if den is not None:
+                d["d_den"] = den
+            layers.append(d)
+        try:
+            return core.Network(layers, threads=self._threads)
+        except ValueError as exc:
+            raise BadRequest(f"config: {exc}") from None
+
+    def _place_pattern(self, q: ChipConfig, p: Placement) -> list[dict[str, FloatArray]]:
+        pat = self._pattern
+        return [
+            {
+                "theta_offset": pat["theta_offset"][c],
+                "tau_m": q.tau_m * pat["tau_m_factor"][c],
+                "tau_s": q.tau_s * pat["tau_s_factor"][c],
+                "gain_exc": pat["row_gain"][e],
+                "gain_inh": pat["row_gain"][i],
+            }
+            for c, e, i in zip(p.circuits, p.exc_rows, p.inh_rows, strict=True)
+        ]
