@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from delgrad_rs._core import DelgradError
 
@@ -16,13 +17,28 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    df = fit(cfg, out=out, epochs=args.epochs, seed=args.seed, threads=args.threads, quiet=args.quiet)
+    backend = _backend(args, cfg, seed=args.seed)
+    df = fit(cfg, out=out, epochs=args.epochs, seed=args.seed, threads=args.threads, quiet=args.quiet, backend=backend)
     test = df.filter(df["split"] == "test")
     if test.height:
         print(f"{cfg.name}: test accuracy {test['accuracy'][0]:.4f} (run directory {out})")
     else:
         print(f"{cfg.name}: stopped early (run directory {out})")
     return 0
+
+
+def _backend(args: argparse.Namespace, cfg: Any, seed: int | None) -> Any:
+    """The training backend of ``--backend`` (None = software); imports delgrad_hw only when needed."""
+    spec = getattr(args, "backend", "software") or "software"
+    if spec == "software":
+        return None
+    try:
+        from delgrad_hw.training import make_backend
+    except ImportError as e:
+        raise DelgradError(f"--backend {spec}: the hardware package delgrad-hw is not installed ({e})") from None
+    if seed is not None:
+        cfg.seed = int(seed)
+    return make_backend(spec, cfg, token_file=args.token_file)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -53,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory (default runs/<name>); resumes if it has a checkpoint")
     p.add_argument("--threads", type=int, default=None, help="worker threads (0 = all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--backend",
+        default="software",
+        help="where forward passes run: software (default), emulator (emulated BrainScaleS-2, "
+        "chip-in-the-loop) or remote://HOST:PORT (a delgrad-hw server)",
+    )
+    p.add_argument(
+        "--token-file", default=None, help="token of the remote server (default: the environment DELGRAD_HW_TOKEN)"
+    )
     p.set_defaults(func=_train)
     p = sub.add_parser("eval", help="evaluate a run on every split", description="Evaluate a run directory.")
     p.add_argument("run", help="run directory")
@@ -74,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (DelgradError, ValueError, OSError) as e:
+    except (DelgradError, ValueError, OSError, RuntimeError) as e:  # RuntimeError: chip errors of delgrad_hw
         print(f"delgrad: error: {e}", file=sys.stderr)
         return 1
 

@@ -29,6 +29,8 @@ class NetworkConfig:
     weight_std: float = 1.0
     delays: list[str] = field(default_factory=list)
     delay_group: int = 1
+    layer_weight_mean: list[float] = field(default_factory=list)  # per layer; overrides weight_mean
+    layer_weight_std: list[float] = field(default_factory=list)  # per layer; overrides weight_std
 
 
 @dataclass
@@ -92,6 +94,23 @@ class DataConfig:
 
 
 @dataclass
+class HardwareConfig:
+    """Input duplication and the chip used by ``delgrad train --backend`` (``[hardware]``).
+
+    ``input_repeat`` feeds every network input that many times (the first layer then has
+    ``4 * input_repeat`` inputs; set ``network.delay_group`` to it to share delays across copies).
+    The emulator backend is the chip ``chip_id`` with temporal-noise seed ``chip_seed + seed``;
+    a stalled run is repeated up to ``max_retries`` times; evaluation runs batches of ``eval_batch``.
+    """
+
+    input_repeat: int = 1
+    chip_id: str = "bss2-emu-0"
+    chip_seed: int = 0
+    max_retries: int = 5
+    eval_batch: int = 1000
+
+
+@dataclass
 class Config:
     """A complete run configuration."""
 
@@ -103,6 +122,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts (TOML/JSON-serialisable)."""
@@ -240,6 +260,24 @@ def validate(cfg: Config) -> Config:
     _require(t.checkpoint_every >= 1, "training.checkpoint_every", f"must be >= 1, got {t.checkpoint_every}")
     _require(t.silent_patience >= 1, "training.silent_patience", f"must be >= 1, got {t.silent_patience}")
     _require(t.threads >= 0, "training.threads", f"must be >= 0 (0 = all cores), got {t.threads}")
+    n_layers_w = len(n.hidden) + 1
+    for key in ("layer_weight_mean", "layer_weight_std"):
+        v = getattr(n, key)
+        _require(
+            len(v) in (0, n_layers_w), f"network.{key}", f"expected [] or one value per layer ({n_layers_w}), got {v}"
+        )
+    _require(all(s >= 0 for s in n.layer_weight_std), "network.layer_weight_std", "must be >= 0")
+    h = cfg.hardware
+    _require(h.input_repeat >= 1, "hardware.input_repeat", f"must be >= 1, got {h.input_repeat}")
+    _require(
+        (4 * h.input_repeat) % n.delay_group == 0,
+        "network.delay_group",
+        f"must divide the {4 * h.input_repeat} inputs (4 x hardware.input_repeat), got {n.delay_group}",
+    )
+    _require(bool(h.chip_id), "hardware.chip_id", "must not be empty")
+    _require(0 <= h.chip_seed < 2**63, "hardware.chip_seed", f"expected 0 <= chip_seed < 2**63, got {h.chip_seed}")
+    _require(h.max_retries >= 0, "hardware.max_retries", f"must be >= 0, got {h.max_retries}")
+    _require(h.eval_batch >= 1, "hardware.eval_batch", f"must be >= 1, got {h.eval_batch}")
     a = cfg.data
     _require(a.dataset == "yin_yang", "data.dataset", f"only 'yin_yang' is supported, got {a.dataset!r}")
     _require(a.t_early <= a.t_late, "data.t_late", "must be >= data.t_early")

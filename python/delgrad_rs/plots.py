@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from delgrad_rs.datasets import CLASS_NAMES, encode, yin_yang
+from delgrad_rs.training import repeat_inputs
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c")
 
@@ -78,7 +79,7 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
 
     # output spike times per class (test set)
     x, y = yin_yang("test")
-    t = encode(x, cfg.data.t_early, cfg.data.t_late)
+    t = repeat_inputs(encode(x, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat)
     out = net.forward(t)[-1]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
     finite = out[np.isfinite(out)]
@@ -97,7 +98,7 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
     g = np.linspace(0.0, 1.0, n)
     gx, gy = np.meshgrid(g, g)
     pts = np.stack([gx.ravel(), gy.ravel(), 1 - gx.ravel(), 1 - gy.ravel()], axis=1)
-    o = net.forward(encode(pts, cfg.data.t_early, cfg.data.t_late))[-1]
+    o = net.forward(repeat_inputs(encode(pts, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat))[-1]
     pred = np.where(np.isfinite(o).any(axis=1), np.argmin(o, axis=1), -1).reshape(n, n)
     fig, ax = plt.subplots(figsize=(5.2, 5))
     from matplotlib.colors import ListedColormap

@@ -11,7 +11,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -50,12 +50,12 @@ def build_network(cfg: Config, threads: int | None = None) -> Network:
     """
     n = cfg.network
     return Network.create(
-        [4, *n.hidden, 3],
+        [4 * cfg.hardware.input_repeat, *n.hidden, 3],
         tau_m=n.tau_m,
         tau_s=n.tau_s,
         theta=n.theta,
-        weight_mean=n.weight_mean,
-        weight_std=n.weight_std,
+        weight_mean=n.layer_weight_mean or n.weight_mean,
+        weight_std=n.layer_weight_std or n.weight_std,
         delays=parse_delay_kinds(n.delays, "network.delays"),
         delay_group=n.delay_group,
         delay_param="clip" if cfg.delays.param == "clip" else "sigmoid",
@@ -110,6 +110,57 @@ def build_trainer(cfg: Config, net: Network, threads: int | None = None) -> _cor
         delay_scale=cfg.delays.scale,
         threads=threads,
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# backends
+
+
+class Backend(Protocol):
+    """Where the forward pass of training and evaluation runs (software core, emulated or real chip).
+
+    ``train_epoch`` and ``evaluate`` take the same arguments and return the same keys as
+    :meth:`delgrad_rs._core.Trainer.train_epoch` / :meth:`~delgrad_rs._core.Trainer.evaluate`
+    (``loss``, ``accuracy``, ``silent_fraction``; ``bumps`` for epochs). ``describe`` names the
+    backend (and chip) in ``backend.json`` of the run directory; a run does not resume on another.
+    """
+
+    def train_epoch(
+        self, trainer: _core.Trainer, x: NDArray[np.float64], y: NDArray[Any], order: NDArray[Any], batch: int, epoch: int
+    ) -> dict[str, Any]:
+        """Train one epoch."""
+        ...
+
+    def evaluate(self, trainer: _core.Trainer, x: NDArray[np.float64], y: NDArray[Any]) -> dict[str, Any]:
+        """Evaluate the trainer's network."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Identify the backend (``{"backend": ..., "chip_id": ...}``)."""
+        ...
+
+
+class SoftwareBackend:
+    """The ideal model in the core (the default backend of :func:`fit`)."""
+
+    def train_epoch(
+        self, trainer: _core.Trainer, x: NDArray[np.float64], y: NDArray[Any], order: NDArray[Any], batch: int, epoch: int
+    ) -> dict[str, Any]:
+        """Train one epoch with the core's forward pass."""
+        return dict(trainer.train_epoch(x, y, order, batch, epoch))
+
+    def evaluate(self, trainer: _core.Trainer, x: NDArray[np.float64], y: NDArray[Any]) -> dict[str, Any]:
+        """Evaluate with the core's forward pass."""
+        return dict(trainer.evaluate(x, y))
+
+    def describe(self) -> dict[str, Any]:
+        """Return ``{"backend": "software"}``."""
+        return {"backend": "software"}
+
+
+def repeat_inputs(t: NDArray[np.float64], repeat: int) -> NDArray[np.float64]:
+    """Feed every input ``repeat`` times (copies adjacent): ``[n, 4] -> [n, 4 * repeat]``."""
+    return np.repeat(t, repeat, axis=1) if repeat > 1 else t
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,6 +374,7 @@ def fit(
     quiet: bool = False,
     resume: bool = True,
     stop_after: int | None = None,
+    backend: Backend | None = None,
 ) -> pl.DataFrame:
     """Train on Yin-Yang with validation every epoch, checkpoints and exact resumption.
 
@@ -347,6 +399,10 @@ def fit(
         except for ``training.epochs``).
     stop_after : int or None
         Stop (as if interrupted, after checkpointing) once this many epochs are done.
+    backend : Backend or None
+        Where forward passes run (None: :class:`SoftwareBackend`; chip-in-the-loop:
+        ``delgrad_hw.training.ChipBackend``). Resumption is exact for the software backend; a chip's
+        noise continues from the chip's own state.
 
     Returns
     -------
@@ -379,6 +435,7 @@ def fit(
     run = Path(out) if out is not None else None
     ckdir = run / "checkpoints" if run is not None else None
 
+    runner: Backend = backend if backend is not None else SoftwareBackend()
     net = build_network(cfg)
     trainer = build_trainer(cfg, net)
     rng = np.random.RandomState((cfg.seed + 1) % 2**32)
@@ -391,7 +448,11 @@ def fit(
         last = ckdir / "last.npz"
         if resume and last.exists():
             st = load_checkpoint(last)
-            diffs = _same_run(st.config, cfg.to_dict())
+            try:  # fill sections added since the checkpoint was written with their defaults
+                stored = config_from_dict(st.config).to_dict()
+            except DelgradError:
+                stored = st.config
+            diffs = _same_run(stored, cfg.to_dict())
             if diffs:
                 raise CheckpointError(
                     f"checkpoint {last} belongs to a different configuration (differs in {', '.join(diffs)}); "
@@ -404,13 +465,15 @@ def fit(
             rng.set_state(st.rng)
             rows, start_epoch, best, silent_streak = st.metrics, st.epoch, st.best_accuracy, st.silent_streak
             rows = [r for r in rows if r["split"] != "test"]
+        _check_backend(run, runner.describe(), resuming=resume and last.exists())
         (run / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
 
     t_early, t_late = cfg.data.t_early, cfg.data.t_late
     x_tr, y_tr = yin_yang("train")
     x_va, y_va = yin_yang("validation")
     x_te, y_te = yin_yang("test")
-    t_tr, t_va, t_te = (encode(v, t_early, t_late) for v in (x_tr, x_va, x_te))
+    repeat = cfg.hardware.input_repeat
+    t_tr, t_va, t_te = (repeat_inputs(encode(v, t_early, t_late), repeat) for v in (x_tr, x_va, x_te))
     n_epochs = cfg.training.epochs
     batch = cfg.training.batch_size
 
@@ -444,8 +507,8 @@ def fit(
             lrs = trainer.learning_rates(epoch)
             order = rng.permutation(len(y_tr))
             try:
-                tr = trainer.train_epoch(t_tr, y_tr, order, batch, epoch)
-                va = trainer.evaluate(t_va, y_va)
+                tr = runner.train_epoch(trainer, t_tr, y_tr, order, batch, epoch)
+                va = runner.evaluate(trainer, t_va, y_va)
             except DivergedError as e:
                 raise DivergedError(_diverged_message(str(e), epoch, ckdir)) from None
             if not (math.isfinite(tr["loss"]) and math.isfinite(va["loss"])):
@@ -483,7 +546,7 @@ def fit(
         raise
     bar.close()
     if epoch >= n_epochs:
-        te = trainer.evaluate(t_te, y_te)
+        te = runner.evaluate(trainer, t_te, y_te)
         rows.append(_metric_row(n_epochs - 1, "test", dict(te), trainer.learning_rates(n_epochs - 1), 0, 0.0))
         if run is not None:
             summary = {
@@ -492,12 +555,29 @@ def fit(
                 "test_accuracy": te["accuracy"],
                 "test_loss": te["loss"],
                 "best_validation_accuracy": best,
+                "backend": runner.describe(),
                 "versions": versions(),
             }
             (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if run is not None:
         return _write_metrics(run, rows)
     return metrics_frame(rows)
+
+
+def _check_backend(run: Path, desc: dict[str, Any], resuming: bool) -> None:
+    """Record the backend in ``run/backend.json``; refuse to resume a run on another backend or chip."""
+    path = run / "backend.json"
+    if resuming and path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old != desc:
+            raise CheckpointError(
+                f"run {run} was trained on {old}, not on {desc}; training must not silently continue on "
+                "another backend or chip (use another --out directory)"
+            )
+    path.write_text(json.dumps(desc) + "\n", encoding="utf-8")
 
 
 def _diverged_message(reason: str, epoch: int, ckdir: Path | None) -> str:
@@ -565,7 +645,7 @@ def evaluate_run(run: str | Path, which: str = "best") -> pl.DataFrame:
     rows = []
     for split in ("train", "validation", "test"):
         x, y = yin_yang(split)
-        r = trainer.evaluate(encode(x, cfg.data.t_early, cfg.data.t_late), y)
+        r = trainer.evaluate(repeat_inputs(encode(x, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat), y)
         rows.append(
             {"split": split, "loss": r["loss"], "accuracy": r["accuracy"], "silent_samples": r["silent_samples"]}
         )
@@ -573,7 +653,9 @@ def evaluate_run(run: str | Path, which: str = "best") -> pl.DataFrame:
 
 
 __all__ = [
+    "Backend",
     "CheckpointError",
+    "SoftwareBackend",
     "TrainState",
     "build_network",
     "build_trainer",
@@ -582,5 +664,6 @@ __all__ = [
     "load_checkpoint",
     "load_run",
     "metrics_frame",
+    "repeat_inputs",
     "save_checkpoint",
 ]

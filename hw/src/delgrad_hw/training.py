@@ -1,0 +1,331 @@
+"""Chip-in-the-loop training: the reference procedure of ``shared/HARDWARE.md`` on any :class:`Chip`.
+
+Per batch, :class:`ChipBackend`
+
+1. writes the trainer's float shadow parameters to the chip (the chip quantises; unchanged entries
+   are not rewritten),
+2. runs the batch as one spike train and reads the first spike of every neuron per sample slot,
+3. repeats a stalled run (``Health.stall``) up to ``max_retries`` times, then fails loudly,
+4. evaluates the exact gradients of the ideal model (nominal threshold, tau_m = tau_s) at the measured
+   times and at the quantised weights and delays the chip ran
+   (``Trainer.step_from_times(..., at=quantised)``): straight-through for weights and delays; neurons
+   the ideal model would leave silent get zero gradient,
+5. lets the trainer bump weights when more than ``training.bump_limits`` (5 % on hardware) of a
+   layer's spikes are missing, else take the Adam step on the shadow parameters,
+6. checks that every result comes from the chip the run started on (:class:`ChipMismatch`).
+
+Validation and test accuracies are measured on the chip as well.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .bss2 import BSS2, Bss2Resources, quantise_config
+from .chip import Chip, ChipConfig, ChipError, ChipMismatch, RunResult
+
+__all__ = ["ChipBackend", "StallError", "chip_config_from_params", "make_backend"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class StallError(ChipError):
+    """A run stalled on every attempt."""
+
+
+def chip_config_from_params(layers: list[dict[str, Any]], input_repeat: int) -> ChipConfig:
+    """Build the chip configuration of a core network's parameters.
+
+    Parameters
+    ----------
+    layers : list of dict
+        ``delgrad_rs`` layer parameters (``w``, ``theta``, ``tau_m``, ``tau_s``, ``d_axo``, ``d_syn``,
+        ``d_den``, ``delay_group``), e.g. ``Trainer.network().params()``.
+    input_repeat : int
+        Input duplication of the first layer.
+
+    Returns
+    -------
+    ChipConfig
+        Weights and delays in model units; the threshold and time constants of the first layer.
+
+    Raises
+    ------
+    ValueError
+        When the layers use per-neuron thresholds or different time constants (a chip has one
+        calibration), or synaptic delays of the first layer are shared across input copies.
+    """
+    theta = np.unique(np.concatenate([np.atleast_1d(np.asarray(p["theta"], dtype=float)) for p in layers]))
+    taus = {(float(p["tau_m"]), float(p["tau_s"])) for p in layers}
+    if theta.size != 1 or len(taus) != 1:
+        raise ValueError("network: a chip needs one threshold and one pair of time constants for every neuron")
+    (tau_m, tau_s) = taus.pop()
+    syn: list[FloatArray | None] = []
+    for i, p in enumerate(layers):
+        d = p.get("d_syn")
+        if d is not None and i == 0 and int(p.get("delay_group", 1)) > 1:
+            d = np.repeat(np.asarray(d, dtype=float), int(p["delay_group"]), axis=1)
+        syn.append(None if d is None else np.asarray(d, dtype=float))
+
+    def opt(key: str) -> list[FloatArray | None]:
+        return [None if p.get(key) is None else np.asarray(p[key], dtype=float) for p in layers]
+
+    return ChipConfig(
+        weights=[np.asarray(p["w"], dtype=float) for p in layers],
+        axonal_delays=opt("d_axo"),
+        synaptic_delays=syn,
+        dendritic_delays=opt("d_den"),
+        theta=float(theta[0]),
+        tau_m=tau_m,
+        tau_s=tau_s,
+        input_repeat=input_repeat,
+    )
+
+
+def _quantised_params(layers: list[dict[str, Any]], q: ChipConfig) -> list[dict[str, Any]]:
+    """The core layer parameters with the chip's quantised weights and delays."""
+    out = []
+    assert q.axonal_delays is not None and q.synaptic_delays is not None and q.dendritic_delays is not None
+    for i, p in enumerate(layers):
+        d = {k: v for k, v in p.items() if v is not None}
+        d["w"] = q.weights[i]
+        if p.get("d_axo") is not None:
+            d["d_axo"] = q.axonal_delays[i]
+        if p.get("d_syn") is not None:
+            syn = q.synaptic_delays[i]
+            assert syn is not None
+            g = int(p.get("delay_group", 1))
+            d["d_syn"] = syn[:, ::g] if (i == 0 and g > 1) else syn
+        if p.get("d_den") is not None:
+            d["d_den"] = q.dendritic_delays[i]
+        out.append(d)
+    return out
+
+
+class ChipBackend:
+    """Training and evaluation forward passes on a chip (a ``delgrad_rs.training.Backend``).
+
+    Parameters
+    ----------
+    chip : Chip
+        The chip (``EmulatedChip``, ``RemoteChip`` or a real backend).
+    input_repeat : int
+        Input duplication (the trainer's inputs have ``n_groups * input_repeat`` columns).
+    loss : dict
+        Loss options of ``delgrad_rs._core.loss_and_grad`` for evaluation (``loss``, ``delta``,
+        ``xi``, ``alpha``, ``beta``, ``silent_loss``).
+    max_retries : int
+        Repetitions of a stalled run before :class:`StallError`.
+    eval_batch : int
+        Samples per evaluation run.
+    resources : Bss2Resources
+        The quantisation rules of the chip (for the gradients at the quantised parameters).
+    name : str
+        Backend name recorded in the run directory.
+
+    Attributes
+    ----------
+    retries : int
+        Stalled runs repeated so far.
+    dropped_events : int
+        Events the chip reported lost so far.
+    """
+
+    def __init__(
+        self,
+        chip: Chip,
+        *,
+        input_repeat: int = 1,
+        loss: dict[str, Any] | None = None,
+        max_retries: int = 5,
+        eval_batch: int = 1000,
+        resources: Bss2Resources = BSS2,
+        name: str = "chip",
+    ) -> None:
+        if input_repeat < 1:
+            raise ValueError(f"input_repeat: must be >= 1, got {input_repeat}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries: must be >= 0, got {max_retries}")
+        if eval_batch < 1:
+            raise ValueError(f"eval_batch: must be >= 1, got {eval_batch}")
+        self.chip = chip
+        self.input_repeat = int(input_repeat)
+        self.loss = dict(loss or {"loss": "mse", "delta": 0.3})
+        self.max_retries = int(max_retries)
+        self.eval_batch = int(eval_batch)
+        self.resources = resources
+        self.name = name
+        self.chip_id = chip.info().chip_id
+        self.retries = 0
+        self.dropped_events = 0
+
+    # ----------------------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Return ``{"backend": name, "chip_id": ...}`` (recorded in the run directory)."""
+        return {"backend": self.name, "chip_id": self.chip_id}
+
+    def _configure(self, trainer: Any) -> tuple[list[dict[str, Any]], ChipConfig]:
+        params = trainer.network().params()
+        cfg = chip_config_from_params(params, self.input_repeat)
+        self.chip.configure(cfg)
+        return params, cfg
+
+    def _run(self, x: FloatArray) -> RunResult:
+        groups = np.ascontiguousarray(x[:, :: self.input_repeat])
+        for attempt in range(self.max_retries + 1):
+            res = self.chip.run(groups)
+            if res.chip_id != self.chip_id:
+                raise ChipMismatch(f"result from chip {res.chip_id!r}, but this run started on {self.chip_id!r}")
+            self.dropped_events += res.health.dropped_events
+            if not res.health.stall:
+                return res
+            if attempt < self.max_retries:
+                self.retries += 1
+        raise StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
+
+    def train_epoch(
+        self, trainer: Any, x: FloatArray, y: npt.NDArray[Any], order: npt.NDArray[Any], batch: int, epoch: int
+    ) -> dict[str, Any]:
+        """Train one epoch chip-in-the-loop (same keys as ``Trainer.train_epoch``).
+
+        Parameters
+        ----------
+        trainer : delgrad_rs._core.Trainer
+            The trainer (float shadow parameters and Adam state).
+        x : numpy.ndarray
+            Input times ``[n, n_groups * input_repeat]``.
+        y : numpy.ndarray
+            Labels.
+        order : numpy.ndarray
+            Sample order.
+        batch : int
+            Batch size.
+        epoch : int
+            Epoch (learning-rate schedule).
+
+        Returns
+        -------
+        dict
+            ``loss``, ``accuracy``, ``samples``, ``bumps``, ``silent_fraction``.
+        """
+        from delgrad_rs import _core
+
+        loss_sum = correct = samples = bumps = 0.0
+        silent: np.ndarray | None = None
+        for start in range(0, len(order), batch):
+            idx = np.asarray(order[start : start + batch])
+            xb, yb = x[idx], y[idx]
+            params, cfg = self._configure(trainer)
+            res = self._run(xb)
+            at = _core.Network(_quantised_params(params, quantise_config(cfg, self.resources)))
+            r = trainer.step_from_times(xb, res.times, yb, epoch, at=at)
+            n = len(idx)
+            loss_sum += r["loss"] * n
+            correct += r["correct"]
+            samples += n
+            bumps += r["bumped"] is not None
+            f = np.asarray(r["silent_fraction"], dtype=float) * n
+            silent = f if silent is None else silent + f
+        return {
+            "loss": loss_sum / max(samples, 1),
+            "accuracy": correct / max(samples, 1),
+            "samples": int(samples),
+            "bumps": int(bumps),
+            "silent_fraction": [] if silent is None else list(silent / max(samples, 1)),
+        }
+
+    def evaluate(self, trainer: Any, x: FloatArray, y: npt.NDArray[Any]) -> dict[str, Any]:
+        """Measure loss, accuracy and silent fractions on the chip.
+
+        Parameters
+        ----------
+        trainer : delgrad_rs._core.Trainer
+            The trainer whose parameters are evaluated.
+        x : numpy.ndarray
+            Input times ``[n, n_groups * input_repeat]``.
+        y : numpy.ndarray
+            Labels.
+
+        Returns
+        -------
+        dict
+            ``loss``, ``accuracy``, ``correct``, ``samples``, ``silent_samples``, ``silent_fraction``,
+            ``output_times``.
+        """
+        from delgrad_rs import _core
+
+        self._configure(trainer)
+        parts = [self._run(x[s : s + self.eval_batch]).times for s in range(0, len(x), self.eval_batch)]
+        layers = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))] if parts else []
+        out = layers[-1] if layers else np.zeros((0, 3))
+        opts = dict(self.loss)
+        kind = opts.pop("loss", "mse")
+        r = _core.loss_and_grad(out, np.asarray(y), kind, **opts)
+        n = len(y)
+        return {
+            "loss": float(r["loss"]),
+            "accuracy": r["correct"] / n if n else 0.0,
+            "correct": int(r["correct"]),
+            "samples": n,
+            "silent_samples": int(r["silent"]),
+            "silent_fraction": [float(np.isinf(t).mean()) if t.size else 0.0 for t in layers],
+            "output_times": out,
+        }
+
+
+def make_backend(spec: str, cfg: Any, token_file: str | os.PathLike[str] | None = None) -> ChipBackend:
+    """Build the backend of ``delgrad train --backend SPEC``.
+
+    Parameters
+    ----------
+    spec : str
+        ``emulator`` (an :class:`~delgrad_hw.emulator.EmulatedChip` with ``cfg.hardware.chip_id`` and
+        seed ``cfg.hardware.chip_seed + cfg.seed``) or ``remote://HOST:PORT`` (a
+        :class:`~delgrad_hw.client.RemoteChip`; token from ``token_file`` or ``DELGRAD_HW_TOKEN``).
+    cfg : delgrad_rs.config.Config
+        The run configuration.
+    token_file : path-like, optional
+        File holding the server token.
+
+    Returns
+    -------
+    ChipBackend
+        The backend.
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend specification.
+    """
+    h, lo = cfg.hardware, cfg.loss
+    loss = {
+        "loss": lo.kind,
+        "delta": lo.delta,
+        "xi": lo.xi,
+        "alpha": lo.alpha,
+        "beta": lo.beta,
+        "silent_loss": lo.silent_loss,
+    }
+    kw: dict[str, Any] = {
+        "input_repeat": h.input_repeat,
+        "loss": loss,
+        "max_retries": h.max_retries,
+        "eval_batch": h.eval_batch,
+    }
+    chip: Chip
+    if spec == "emulator":
+        from .emulator import EmulatedChip
+
+        chip = EmulatedChip(h.chip_id, h.chip_seed + cfg.seed, threads=cfg.training.threads or None)
+        return ChipBackend(chip, name="emulator", **kw)
+    if spec.startswith("remote://"):
+        from .client import RemoteChip
+
+        chip = RemoteChip(spec, token_file=Path(token_file) if token_file is not None else None)
+        return ChipBackend(chip, name="remote", **kw)
+    raise ValueError(f"--backend: expected 'software', 'emulator' or 'remote://HOST:PORT', got {spec!r}")
