@@ -1,0 +1,193 @@
+"""Chip-in-the-loop training on the emulator, through the server, across a server restart, and the CLI."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from delgrad_hw.chip import ChipConfig, ChipError, ChipMismatch, Health, RunResult, Timing
+from delgrad_hw.client import RemoteChip
+from delgrad_hw.emulator import EmulatedChip
+from delgrad_hw.server import ExperimentServer
+from delgrad_hw.training import ChipBackend, StallError, chip_config_from_params, make_backend
+from hw_support import TOKEN, free_port
+
+from delgrad_rs import _core
+from delgrad_rs.cli import main as delgrad_main
+from delgrad_rs.config import load_config
+from delgrad_rs.training import CheckpointError, build_network, fit
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "examples" / "configs"
+MakeServer = Callable[..., ExperimentServer]
+
+
+def small_cfg(name: str = "hwaware_WA", epochs: int = 2) -> Any:
+    cfg = load_config(CONFIGS / f"{name}.toml")
+    cfg.training.epochs = epochs
+    cfg.training.threads = 1
+    cfg.hardware.chip_id = "train-chip"
+    return cfg
+
+
+def backend_for(chip: Any, cfg: Any) -> ChipBackend:
+    return ChipBackend(chip, input_repeat=cfg.hardware.input_repeat, loss={"loss": "mse", "delta": cfg.loss.delta})
+
+
+def metrics(df: pl.DataFrame) -> pl.DataFrame:
+    return df.drop("wall_time")
+
+
+def test_hwaware_configs_build_the_reference_network() -> None:
+    for name, kinds in (("hwaware_W", None), ("hwaware_WA", "axo")):
+        cfg = load_config(CONFIGS / f"{name}.toml")
+        net = build_network(cfg, threads=1)
+        assert net.sizes == [20, 30, 3]
+        p = net.params
+        assert p[0]["tau_m"] == p[0]["tau_s"] == 1.0 and float(np.unique(p[0]["theta"])[0]) == 2.6
+        assert abs(p[0]["w"].mean() - 1.0) < 0.02 and abs(p[1]["w"].mean() - 0.075) < 0.06
+        if kinds:
+            assert p[0]["d_axo"].shape == (4,) and p[0]["delay_group"] == 5 and p[1]["d_axo"].shape == (30,)
+            assert np.all((p[0]["d_axo"] > 2.0) & (p[0]["d_axo"] < 3.5))
+        else:
+            assert p[0]["d_axo"] is None
+        cc = chip_config_from_params(p, 5)
+        assert cc.n_inputs == 4 and cc.theta == 2.6
+
+
+def test_training_on_the_emulator_learns_and_records_the_chip(tmp_path: Path) -> None:
+    cfg = small_cfg(epochs=3)
+    chip = EmulatedChip("train-chip", 0)
+    df = fit(cfg, out=tmp_path / "run", quiet=True, backend=backend_for(chip, cfg))
+    val = df.filter(pl.col("split") == "validation")["accuracy"].to_list()
+    assert len(val) == 3 and val[-1] > 0.6  # well above chance (1/3) after 3 epochs on the chip
+    assert chip.runs >= 3 * 125  # every training batch ran on the chip
+    assert '"chip_id": "train-chip"' in (tmp_path / "run" / "backend.json").read_text()
+    # a run does not silently continue on another chip
+    cfg.training.epochs = 4
+    other = backend_for(EmulatedChip("another-chip", 0), cfg)
+    with pytest.raises(CheckpointError, match="another-chip"):
+        fit(cfg, out=tmp_path / "run", quiet=True, backend=other)
+
+
+def test_emulator_and_server_give_identical_training(make_server: MakeServer) -> None:
+    cfg = small_cfg(epochs=2)
+    local = fit(cfg, quiet=True, backend=backend_for(EmulatedChip("train-chip", 4), cfg))
+    srv = make_server(EmulatedChip("train-chip", 4))
+    with RemoteChip(srv.address, token=TOKEN) as rc:
+        remote = fit(cfg, quiet=True, backend=backend_for(rc, cfg))
+    assert metrics(local).equals(metrics(remote))
+
+
+@pytest.mark.timeout(120)
+def test_server_killed_and_restarted_mid_training(make_server: MakeServer) -> None:
+    cfg = small_cfg("hwaware_W", epochs=3)
+    port = free_port()
+    servers = [make_server(EmulatedChip("train-chip", 0), port=port)]
+    restarted = threading.Event()
+
+    def restarter() -> None:  # kill the server during the second epoch, restart it on the same port
+        while servers[0].stats["work_units"] < 190:
+            time.sleep(0.01)
+        servers[0].stop()
+        time.sleep(0.5)
+        servers.append(make_server(EmulatedChip("train-chip", 0), port=port))
+        restarted.set()
+
+    th = threading.Thread(target=restarter, daemon=True)
+    th.start()
+    with RemoteChip(f"127.0.0.1:{port}", token=TOKEN, retries=20, backoff=0.05, max_backoff=0.5) as rc:
+        df = fit(cfg, quiet=True, backend=backend_for(rc, cfg))
+        reconnects = rc.reconnects
+    th.join(10)
+    assert restarted.is_set()
+    assert reconnects >= 1
+    epochs = df.filter(pl.col("split") == "train")["epoch"].to_list()
+    assert epochs == [0, 1, 2]  # no lost epoch
+    assert df.filter(pl.col("split") == "test").height == 1
+    assert servers[1].stats["work_units"] > 0
+
+
+class _Stalling:
+    """A chip whose first ``stalls`` runs stall (wraps an emulator)."""
+
+    def __init__(self, stalls: int) -> None:
+        self.inner = EmulatedChip("stall-chip", 0)
+        self.stalls = stalls
+        self.last_written_entries = 0
+
+    def info(self) -> Any:
+        return self.inner.info()
+
+    def configure(self, config: ChipConfig) -> str:
+        return self.inner.configure(config)
+
+    def run(self, inputs: Any) -> RunResult:
+        res = self.inner.run(inputs)
+        if self.stalls > 0:
+            self.stalls -= 1
+            return RunResult(
+                [np.full_like(t, np.inf) for t in res.times], Health(stall=True), Timing(), res.chip_id, res.config_hash
+            )
+        return res
+
+
+def test_stalled_runs_are_retried_then_fail_loudly() -> None:
+    cfg = small_cfg(epochs=1)
+    net = build_network(cfg, threads=1)
+    from delgrad_rs.training import build_trainer
+
+    trainer = build_trainer(cfg, net)
+    x = np.repeat(np.asarray(_core.encode_times(_core.yin_yang("test")[0][:40])), 5, axis=1)
+    y = _core.yin_yang("test")[1][:40]
+    b = ChipBackend(_Stalling(3), input_repeat=5, max_retries=5)
+    r = b.train_epoch(trainer, x, y, np.arange(40), 40, 0)
+    assert b.retries == 3 and r["samples"] == 40
+    b = ChipBackend(_Stalling(10), input_repeat=5, max_retries=5)
+    with pytest.raises(StallError, match="6 attempts"):
+        b.evaluate(trainer, x, y)
+    assert issubclass(StallError, ChipError)
+
+
+def test_results_from_another_chip_are_refused() -> None:
+    class Impostor(_Stalling):
+        def run(self, inputs: Any) -> RunResult:
+            res = self.inner.run(inputs)
+            res.chip_id = "impostor"
+            return res
+
+    cfg = small_cfg(epochs=1)
+    from delgrad_rs.training import build_trainer
+
+    trainer = build_trainer(cfg, build_network(cfg, threads=1))
+    x = np.repeat(np.asarray(_core.encode_times(_core.yin_yang("test")[0][:8])), 5, axis=1)
+    with pytest.raises(ChipMismatch, match="impostor"):
+        ChipBackend(Impostor(0), input_repeat=5).evaluate(trainer, x, _core.yin_yang("test")[1][:8])
+
+
+def test_cli_backends(tmp_path: Path, make_server: MakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg_path = CONFIGS / "hwaware_WA.toml"
+    assert delgrad_main(["train", str(cfg_path), "--backend", "emulator", "--epochs", "1", "--threads", "1",
+                         "--quiet", "--out", str(tmp_path / "emu")]) == 0  # fmt: skip
+    assert (tmp_path / "emu" / "summary.json").exists()
+    srv = make_server(EmulatedChip("bss2-emu-0", 0))
+    tf = tmp_path / "token"
+    tf.write_text(TOKEN + "\n")
+    assert delgrad_main(["train", str(cfg_path), "--backend", f"remote://{srv.address}", "--token-file", str(tf),
+                         "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path / "remote")]) == 0  # fmt: skip
+    a = pl.read_csv(tmp_path / "emu" / "metrics.csv").drop("wall_time")
+    b = pl.read_csv(tmp_path / "remote" / "metrics.csv").drop("wall_time")
+    assert a.equals(b)  # the same chip id and seed, in-process or through the server
+    monkeypatch.setenv("DELGRAD_HW_TOKEN", TOKEN)
+    backend = make_backend(f"remote://{srv.address}", load_config(cfg_path))
+    assert backend.describe() == {"backend": "remote", "chip_id": "bss2-emu-0"}
+    with pytest.raises(ValueError, match="--backend"):
+        make_backend("quantum", load_config(cfg_path))
+    assert delgrad_main(["train", str(cfg_path), "--backend", "quantum", "--epochs", "1", "--quiet",
+                         "--out", str(tmp_path / "bad")]) == 1  # fmt: skip
