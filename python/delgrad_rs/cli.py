@@ -28,7 +28,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace, cfg: Any, seed: int | None) -> Any:
-    """The training backend of ``--backend`` (None = software); imports delgrad_hw only when needed."""
+    """Return the training backend of ``--backend`` (None = software); imports delgrad_hw only then."""
     spec = getattr(args, "backend", "software") or "software"
     if spec == "software":
         return None

@@ -126,7 +126,13 @@ class Backend(Protocol):
     """
 
     def train_epoch(
-        self, trainer: _core.Trainer, x: NDArray[np.float64], y: NDArray[Any], order: NDArray[Any], batch: int, epoch: int
+        self,
+        trainer: _core.Trainer,
+        x: NDArray[np.float64],
+        y: NDArray[Any],
+        order: NDArray[Any],
+        batch: int,
+        epoch: int,
     ) -> dict[str, Any]:
         """Train one epoch."""
         ...
@@ -144,7 +150,13 @@ class SoftwareBackend:
     """The ideal model in the core (the default backend of :func:`fit`)."""
 
     def train_epoch(
-        self, trainer: _core.Trainer, x: NDArray[np.float64], y: NDArray[Any], order: NDArray[Any], batch: int, epoch: int
+        self,
+        trainer: _core.Trainer,
+        x: NDArray[np.float64],
+        y: NDArray[Any],
+        order: NDArray[Any],
+        batch: int,
+        epoch: int,
     ) -> dict[str, Any]:
         """Train one epoch with the core's forward pass."""
         return dict(trainer.train_epoch(x, y, order, batch, epoch))

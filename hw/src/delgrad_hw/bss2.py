@@ -144,7 +144,7 @@ def quantise_delays(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
         Quantised delays (float64, same shape), inside :attr:`Bss2Resources.delay_range`.
     """
     n = delay_settings(d, res)
-    return (n * res.delay_step_us + res.delay_offset_us) / res.tau_us
+    return np.asarray((n * res.delay_step_us + res.delay_offset_us) / res.tau_us, dtype=np.float64)
 
 
 def quantise_config(config: ChipConfig, res: Bss2Resources = BSS2) -> ChipConfig:

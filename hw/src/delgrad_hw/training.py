@@ -88,7 +88,7 @@ def chip_config_from_params(layers: list[dict[str, Any]], input_repeat: int) -> 
 
 
 def _quantised_params(layers: list[dict[str, Any]], q: ChipConfig) -> list[dict[str, Any]]:
-    """The core layer parameters with the chip's quantised weights and delays."""
+    """Return the core layer parameters with the quantised weights and delays the chip ran."""
     out = []
     assert q.axonal_delays is not None and q.synaptic_delays is not None and q.dendritic_delays is not None
     for i, p in enumerate(layers):

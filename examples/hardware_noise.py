@@ -1,0 +1,78 @@
+"""Accuracy against noise strength on the emulated BrainScaleS-2 chip, with and without delays.
+
+Trains ``hwaware_W`` (weights) and ``hwaware_WA`` (weights + axonal delays) chip-in-the-loop on
+emulated chips whose noise is scaled by a factor s: fixed-pattern threshold offsets N(0.13 s, 0.08 s),
+threshold noise per batch 0.04 s and arrival jitter 0.01 s (s = 1: the reference hardware model of
+``shared/HARDWARE.md``; weight/delay quantisation, 8 ns timestamps and sample slots stay on). Prints
+the median test accuracy over seeds (and the per-seed values) per noise scale.
+
+    python examples/hardware_noise.py --scales 0 1 2 4 --seeds 3 --epochs 60 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_one(args: tuple[str, float, int, int]) -> float:
+    """Train one configuration on a chip with noise scale ``s`` and return its test accuracy."""
+    import polars as pl
+    from delgrad_hw.emulator import EmulatedChip
+    from delgrad_hw.training import ChipBackend
+
+    from delgrad_rs.config import load_config
+    from delgrad_rs.training import fit
+
+    name, s, seed, epochs = args
+    cfg = load_config(HERE / "configs" / f"{name}.toml")
+    cfg.seed, cfg.training.epochs, cfg.training.threads = seed, epochs, 1
+    chip = EmulatedChip(
+        cfg.hardware.chip_id,
+        cfg.hardware.chip_seed + seed,
+        threads=1,
+        theta_offset_mean=0.13 * s,
+        theta_offset_std=0.08 * s,
+        theta_batch_std=0.04 * s,
+        jitter_std=0.01 * s,
+    )
+    backend = ChipBackend(
+        chip, input_repeat=cfg.hardware.input_repeat, loss={"loss": cfg.loss.kind, "delta": cfg.loss.delta}
+    )
+    df = fit(cfg, quiet=True, backend=backend)
+    return float(df.filter(pl.col("split") == "test")["accuracy"][0])
+
+
+def main() -> None:
+    """Run the sweep and print the table."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0], help="noise scale factors s")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per point (median reported)")
+    p.add_argument("--epochs", type=int, default=60, help="epochs per training")
+    p.add_argument("--jobs", type=int, default=1, help="parallel trainings (one thread each)")
+    a = p.parse_args()
+    names = ("hwaware_W", "hwaware_WA")
+    tasks = [(n, s, seed, a.epochs) for s in a.scales for n in names for seed in range(a.seeds)]
+    with ProcessPoolExecutor(max_workers=a.jobs) as pool:
+        accs = list(pool.map(run_one, tasks))
+    res: dict[tuple[str, float], list[float]] = {}
+    for (n, s, _, _), acc in zip(tasks, accs, strict=True):
+        res.setdefault((n, s), []).append(acc)
+    print(f"test accuracy [%], median over {a.seeds} seeds, {a.epochs} epochs (per-seed values in brackets)")
+    print(f"{'noise scale':>11} | {'W':>28} | {'W + axonal delays':>28} | {'delta':>6}")
+    for s in a.scales:
+        w, wa = res[("hwaware_W", s)], res[("hwaware_WA", s)]
+        mw, mwa = 100 * statistics.median(w), 100 * statistics.median(wa)
+
+        def cell(m: float, v: list[float]) -> str:
+            return f"{m:5.1f} [{' '.join(f'{100 * x:.1f}' for x in v)}]"
+
+        print(f"{s:>11g} | {cell(mw, w):>28} | {cell(mwa, wa):>28} | {mwa - mw:+6.1f}")
+
+
+if __name__ == "__main__":
+    main()
