@@ -972,8 +972,8 @@ fn hardware_forward<'py>(
     seed: i128,
     counter: i128,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let repeat = usize::try_from(repeat)
-        .map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
+    let repeat =
+        usize::try_from(repeat).map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
     let (seed, counter) = (u64_arg(seed, "seed")?, u64_arg(counter, "counter")?);
     let x = matrix(x, "x")?;
     let noise = noise_from_dict(noise)?;
@@ -983,7 +983,9 @@ fn hardware_forward<'py>(
         None => None,
     };
     let exec = &*network.exec;
-    let run = compute(py, || noisy_forward(net, &x, repeat, pattern.as_deref(), &noise, seed, counter, exec))?;
+    let run = compute(py, || {
+        noisy_forward(net, &x, repeat, pattern.as_deref(), &noise, seed, counter, exec)
+    })?;
     let d = PyDict::new(py);
     let times = run
         .times

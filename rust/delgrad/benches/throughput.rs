@@ -266,7 +266,11 @@ fn main() {
     };
     let hw_cases: [(&str, Option<&[LayerPattern]>, NoiseParams); 2] = [
         ("hw_noisy_20x30x3_all_noise", Some(&pattern[..]), all_on),
-        ("hw_noisy_20x30x3_bss2_defaults", Some(&pattern[..]), NoiseParams::bss2()),
+        (
+            "hw_noisy_20x30x3_bss2_defaults",
+            Some(&pattern[..]),
+            NoiseParams::bss2(),
+        ),
     ];
     for (name, pat, noise) in hw_cases {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {

@@ -127,7 +127,7 @@ impl NoiseParams {
                 return Err(Error::value(name, format!("expected a finite number >= 0, got {v}")));
             }
         }
-        if !(self.slot > 0.0) {
+        if self.slot.is_nan() || self.slot <= 0.0 {
             return Err(Error::value(
                 "slot",
                 format!("expected a number > 0 (inf = unlimited), got {}", self.slot),
@@ -260,29 +260,40 @@ impl LayerPattern {
     }
 
     fn validate(&self, prefix: &str, n_in: usize, n_out: usize) -> Result<()> {
-        let fields: [(&str, &Vec<f64>, usize, f64); 5] = [
-            ("theta_offset", &self.theta_offset, n_out, f64::NEG_INFINITY),
-            ("tau_m", &self.tau_m, n_out, 0.0),
-            ("tau_s", &self.tau_s, n_out, 0.0),
-            ("gain_exc", &self.gain_exc, n_in, -1.0),
-            ("gain_inh", &self.gain_inh, n_in, -1.0),
+        /// What the entries of a field must be.
+        #[derive(Clone, Copy)]
+        enum Domain {
+            Finite,
+            Positive,
+            NonNegative,
+        }
+        let fields = [
+            ("theta_offset", &self.theta_offset, n_out, Domain::Finite),
+            ("tau_m", &self.tau_m, n_out, Domain::Positive),
+            ("tau_s", &self.tau_s, n_out, Domain::Positive),
+            ("gain_exc", &self.gain_exc, n_in, Domain::NonNegative),
+            ("gain_inh", &self.gain_inh, n_in, Domain::NonNegative),
         ];
-        for (name, v, len, lower) in fields {
+        for (name, v, len, domain) in fields {
             let arg = || format!("{prefix}.{name}");
             if v.len() != len {
                 return Err(Error::shape(arg(), format!("[{len}]"), format!("[{}]", v.len())));
             }
-            // taus must be > 0, gains >= 0 (lower -1 means ">= 0"), offsets finite.
-            let bad = v.iter().position(|x| {
-                !x.is_finite() || (lower == 0.0 && *x <= 0.0) || (lower == -1.0 && *x < 0.0)
-            });
-            if let Some(i) = bad {
-                let want = match lower {
-                    0.0 => "finite and > 0",
-                    -1.0 => "finite and >= 0",
-                    _ => "finite",
+            let ok = |x: f64| match domain {
+                Domain::Finite => x.is_finite(),
+                Domain::Positive => x.is_finite() && x > 0.0,
+                Domain::NonNegative => x.is_finite() && x >= 0.0,
+            };
+            if let Some(i) = v.iter().position(|&x| !ok(x)) {
+                let want = match domain {
+                    Domain::Finite => "finite",
+                    Domain::Positive => "finite and > 0",
+                    Domain::NonNegative => "finite and >= 0",
                 };
-                return Err(Error::value(arg(), format!("entries must be {want}; entry {i} is {}", v[i])));
+                return Err(Error::value(
+                    arg(),
+                    format!("entries must be {want}; entry {i} is {}", v[i]),
+                ));
             }
         }
         Ok(())
@@ -378,7 +389,15 @@ pub fn noisy_forward(
             if stalled_from.is_some_and(|s| b >= s) {
                 continue; // nothing recorded after the stall
             }
-            dropped += sample(&layers, input.row(b), repeat, noise, [seed, counter, b as u64], row, &mut scratch);
+            dropped += sample(
+                &layers,
+                input.row(b),
+                repeat,
+                noise,
+                [seed, counter, b as u64],
+                row,
+                &mut scratch,
+            );
         }
         (rows, dropped)
     });
@@ -422,11 +441,11 @@ fn prepare<'a>(
             let mut theta = layer.theta.clone();
             let neurons = match pattern.map(|p| &p[l]) {
                 Some(p) => {
-                    for k in 0..n_out {
+                    for (k, th) in theta.iter_mut().enumerate() {
                         for (i, w) in weights.row_mut(k).iter_mut().enumerate() {
                             *w *= if *w > 0.0 { p.gain_exc[i] } else { p.gain_inh[i] };
                         }
-                        theta[k] += p.theta_offset[k];
+                        *th += p.theta_offset[k];
                     }
                     (0..n_out)
                         .map(|k| {
@@ -489,7 +508,11 @@ fn sample(
     let mut loss = Stream::new(&[seed, counter, b, effect::INPUT_LOSS]);
     for &t in x {
         for _ in 0..repeat {
-            let mut t = if dt > 0.0 && t.is_finite() { dt * (t / dt).round() } else { t };
+            let mut t = if dt > 0.0 && t.is_finite() {
+                dt * (t / dt).round()
+            } else {
+                t
+            };
             if t >= noise.slot {
                 t = f64::INFINITY;
             }
@@ -589,7 +612,10 @@ mod tests {
         };
         let a = ChipPattern::draw(512, 512, &p, 11).unwrap();
         assert_eq!(a, ChipPattern::draw(512, 512, &p, 11).unwrap());
-        assert_ne!(a.theta_offset, ChipPattern::draw(512, 512, &p, 12).unwrap().theta_offset);
+        assert_ne!(
+            a.theta_offset,
+            ChipPattern::draw(512, 512, &p, 12).unwrap().theta_offset
+        );
         // switching one effect on leaves the others' draws unchanged
         let b = ChipPattern::draw(512, 512, &PatternParams::bss2(), 11).unwrap();
         assert_eq!(a.theta_offset, b.theta_offset);

@@ -77,10 +77,22 @@ mod tests {
 
     #[test]
     fn same_key_same_stream_different_key_different_stream() {
-        let a: Vec<u64> = (0..4).map(|_| 0).scan(Stream::new(&[1, 2, 3]), |s, _| Some(s.next_u64())).collect();
-        let b: Vec<u64> = (0..4).map(|_| 0).scan(Stream::new(&[1, 2, 3]), |s, _| Some(s.next_u64())).collect();
-        let c: Vec<u64> = (0..4).map(|_| 0).scan(Stream::new(&[1, 2, 4]), |s, _| Some(s.next_u64())).collect();
-        let d: Vec<u64> = (0..4).map(|_| 0).scan(Stream::new(&[1, 2]), |s, _| Some(s.next_u64())).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(Stream::new(&[1, 2, 3]), |s, _| Some(s.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(Stream::new(&[1, 2, 3]), |s, _| Some(s.next_u64()))
+            .collect();
+        let c: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(Stream::new(&[1, 2, 4]), |s, _| Some(s.next_u64()))
+            .collect();
+        let d: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(Stream::new(&[1, 2]), |s, _| Some(s.next_u64()))
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

@@ -73,7 +73,10 @@ fn pattern_for(net: &Network, params: &PatternParams, seed: u64) -> Vec<LayerPat
             row += 2 * n_in;
             LayerPattern {
                 theta_offset: chip.theta_offset[c.clone()].to_vec(),
-                tau_m: chip.tau_m_factor[c.clone()].iter().map(|f| f * l.neuron.tau_m()).collect(),
+                tau_m: chip.tau_m_factor[c.clone()]
+                    .iter()
+                    .map(|f| f * l.neuron.tau_m())
+                    .collect(),
                 tau_s: chip.tau_s_factor[c].iter().map(|f| f * l.neuron.tau_s()).collect(),
                 gain_exc: rows.iter().step_by(2).map(|&r| chip.row_gain[r]).collect(),
                 gain_inh: rows.iter().skip(1).step_by(2).map(|&r| chip.row_gain[r]).collect(),
@@ -227,14 +230,34 @@ fn delayed_arrivals_are_jittered_with_the_configured_std() {
         jitter_std: 0.01,
         ..NoiseParams::ideal()
     };
-    let r = noisy_forward(&net, &Matrix::zeros(20_000, 1), 1, None, &noise, 3, 0, &Executor::new(2).unwrap()).unwrap();
+    let r = noisy_forward(
+        &net,
+        &Matrix::zeros(20_000, 1),
+        1,
+        None,
+        &noise,
+        3,
+        0,
+        &Executor::new(2).unwrap(),
+    )
+    .unwrap();
     let dev: Vec<f64> = r.times[0].as_slice().iter().map(|t| t - ideal).collect();
     let (m, s) = mean_std(&dev);
     assert!(m.abs() < 3e-4, "mean {m}");
     assert!((s - 0.01).abs() < 3e-4, "std {s}");
     // undelayed arrivals are not jittered
     let plain = single(0.5, 3.0, None);
-    let r = noisy_forward(&plain, &Matrix::zeros(10, 1), 1, None, &noise, 3, 0, &Executor::default()).unwrap();
+    let r = noisy_forward(
+        &plain,
+        &Matrix::zeros(10, 1),
+        1,
+        None,
+        &noise,
+        3,
+        0,
+        &Executor::default(),
+    )
+    .unwrap();
     let t0 = forward(&plain, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
     assert!(r.times[0].as_slice().iter().all(|&t| t == t0));
 }
@@ -244,7 +267,11 @@ fn copies_of_an_input_share_the_delay_units_jitter() {
     // 2 inputs x 3 copies, axonal delays per input: each output sees 2 distinct jitters, and the
     // jitter of input j is common to its copies (checked through the single-copy equivalent).
     let n = Neuron::new(1.0, 1.0).unwrap();
-    let mut layer = Layer::new(n, 0.5, Matrix::from_rows("w", &[vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).unwrap());
+    let mut layer = Layer::new(
+        n,
+        0.5,
+        Matrix::from_rows("w", &[vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).unwrap(),
+    );
     layer.delays = Delays {
         group: 3,
         axo: Some(vec![2.0, 2.0]),
@@ -255,7 +282,17 @@ fn copies_of_an_input_share_the_delay_units_jitter() {
         jitter_std: 0.01,
         ..NoiseParams::ideal()
     };
-    let r = noisy_forward(&net, &Matrix::zeros(2000, 2), 3, None, &noise, 8, 0, &Executor::default()).unwrap();
+    let r = noisy_forward(
+        &net,
+        &Matrix::zeros(2000, 2),
+        3,
+        None,
+        &noise,
+        8,
+        0,
+        &Executor::default(),
+    )
+    .unwrap();
     // if the three copies arrive together, the neuron behaves like one input of weight 3
     let one = single(0.5, 3.0, Some(2.0));
     let ideal = forward(&one, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
@@ -282,7 +319,16 @@ fn timestamps_lie_on_the_clock_grid_and_slots_cut_late_spikes() {
     assert!(finite > 64 * 20);
     // a weak neuron that fires late: cut by a short slot, kept by a long one
     let late = single(0.5, 0.5, None); // u = 0.5 t e^{-t} < 0.5: never fires
-    let r = noisy_forward(&late, &Matrix::zeros(1, 1), 1, None, &NoiseParams::ideal(), 0, 0, &Executor::default());
+    let r = noisy_forward(
+        &late,
+        &Matrix::zeros(1, 1),
+        1,
+        None,
+        &NoiseParams::ideal(),
+        0,
+        0,
+        &Executor::default(),
+    );
     assert!(r.unwrap().times[0].get(0, 0).is_infinite());
     let net = single(0.3, 1.0, Some(5.0)); // fires at about 5.49
     let long = NoiseParams::ideal();
@@ -291,8 +337,20 @@ fn timestamps_lie_on_the_clock_grid_and_slots_cut_late_spikes() {
         ..NoiseParams::ideal()
     };
     let e = Executor::default();
-    assert!(noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &long, 0, 0, &e).unwrap().times[0].get(0, 0) > 5.0);
-    assert!(noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &short, 0, 0, &e).unwrap().times[0].get(0, 0).is_infinite());
+    assert!(
+        noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &long, 0, 0, &e)
+            .unwrap()
+            .times[0]
+            .get(0, 0)
+            > 5.0
+    );
+    assert!(
+        noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &short, 0, 0, &e)
+            .unwrap()
+            .times[0]
+            .get(0, 0)
+            .is_infinite()
+    );
 }
 
 #[test]
@@ -306,7 +364,11 @@ fn event_loss_rate_and_stalls() {
     let exec = Executor::new(2).unwrap();
     let r = noisy_forward(&net, &x, 5, None, &noise, 1, 0, &exec).unwrap();
     let ideal = noisy_forward(&net, &x, 5, None, &NoiseParams::ideal(), 1, 0, &exec).unwrap();
-    let recorded: usize = ideal.times.iter().map(|m| m.as_slice().iter().filter(|t| t.is_finite()).count()).sum();
+    let recorded: usize = ideal
+        .times
+        .iter()
+        .map(|m| m.as_slice().iter().filter(|t| t.is_finite()).count())
+        .sum();
     // events: 400 * 20 inputs + the recorded spikes (fewer with lost inputs)
     let events = (400 * 20 + recorded) as f64;
     let rate = r.dropped_events as f64 / events;
@@ -339,8 +401,17 @@ fn time_constant_mismatch_uses_the_general_solver() {
         tau_s: vec![0.98],
         ..LayerPattern::ideal(&net.layers[0])
     }];
-    let r = noisy_forward(&net, &Matrix::zeros(1, 1), 1, Some(&pat), &NoiseParams::ideal(), 0, 0, &Executor::default())
-        .unwrap();
+    let r = noisy_forward(
+        &net,
+        &Matrix::zeros(1, 1),
+        1,
+        Some(&pat),
+        &NoiseParams::ideal(),
+        0,
+        0,
+        &Executor::default(),
+    )
+    .unwrap();
     let t = r.times[0].get(0, 0);
     // u(t) = w (e^{-t/tm} - e^{-t/ts}) / (1/ts - 1/tm) must equal theta at t
     let (tm, ts) = (1.03f64, 0.98f64);
@@ -370,10 +441,7 @@ fn bad_input_is_an_error_naming_the_argument() {
     pat[1].tau_s[2] = 1.0;
     pat[0].gain_inh.pop();
     assert!(text(noisy_forward(&net, &x, 5, Some(&pat), &n, 0, 0, &e)).contains("pattern[0].gain_inh"));
-    let bad_noise = NoiseParams {
-        stall_prob: -0.1,
-        ..n
-    };
+    let bad_noise = NoiseParams { stall_prob: -0.1, ..n };
     assert!(text(noisy_forward(&net, &x, 5, None, &bad_noise, 0, 0, &e)).contains("stall_prob"));
     // an empty batch is fine
     let r = noisy_forward(&net, &Matrix::zeros(0, 4), 5, None, &all_on(), 0, 0, &e).unwrap();
@@ -385,7 +453,11 @@ fn step_at_quantised_parameters_updates_the_shadow_parameters() {
     use delgrad::train::{TrainConfig, Trainer};
     let mut net = hw_net(9);
     // outputs that fire (the hardware initialisation leaves them silent until bumped)
-    net.layers[1].w.as_mut_slice().iter_mut().for_each(|w| *w = 0.6 + 2.0 * *w);
+    net.layers[1]
+        .w
+        .as_mut_slice()
+        .iter_mut()
+        .for_each(|w| *w = 0.6 + 2.0 * *w);
     let x4 = yy_inputs(40);
     let x = repeat_cols(&x4, 5);
     let labels: Vec<usize> = yin_yang(Split::Test).y[..40].to_vec();
@@ -397,7 +469,9 @@ fn step_at_quantised_parameters_updates_the_shadow_parameters() {
     };
     let mut quant = net.clone();
     for l in &mut quant.layers {
-        l.w.as_mut_slice().iter_mut().for_each(|w| *w = (30.0 * *w).round().clamp(-63.0, 63.0) / 30.0);
+        l.w.as_mut_slice()
+            .iter_mut()
+            .for_each(|w| *w = (30.0 * *w).round().clamp(-63.0, 63.0) / 30.0);
     }
     let run = noisy_forward(&quant, &x4, 5, None, &NoiseParams::bss2(), 1, 0, &exec).unwrap();
     // at = the trainer's own network: identical to step_from_times
@@ -415,11 +489,23 @@ fn step_at_quantised_parameters_updates_the_shadow_parameters() {
     let w = &c.tensors[0].values;
     assert!(w.iter().any(|v| ((30.0 * v).round() - 30.0 * v).abs() > 1e-6));
     // a network of other sizes or delay kinds is an error naming `at`
-    let other = init_network(20, &[LayerSpec::new(5, 1.0, 1.0), LayerSpec::new(3, 1.0, 1.0)], DelayParam::default(), &mut RandomState::new(0)).unwrap();
-    let e = c.step_from_times_at(&other, &x, &run.times, &labels, 0, &exec).unwrap_err().to_string();
+    let other = init_network(
+        20,
+        &[LayerSpec::new(5, 1.0, 1.0), LayerSpec::new(3, 1.0, 1.0)],
+        DelayParam::default(),
+        &mut RandomState::new(0),
+    )
+    .unwrap();
+    let e = c
+        .step_from_times_at(&other, &x, &run.times, &labels, 0, &exec)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at"), "{e}");
     let mut no_delays = net.clone();
     no_delays.layers[1].delays.axo = None;
-    let e = c.step_from_times_at(&no_delays, &x, &run.times, &labels, 0, &exec).unwrap_err().to_string();
+    let e = c
+        .step_from_times_at(&no_delays, &x, &run.times, &labels, 0, &exec)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at.layers[1]"), "{e}");
 }
