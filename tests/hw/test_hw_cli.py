@@ -77,3 +77,34 @@ def test_serve_subprocess(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_serve_default_backend_is_the_emulator(tmp_path: Path) -> None:
+    """``delgrad-hw serve`` without --backend serves an EmulatedChip with the given chip id and seed."""
+    from delgrad_hw.emulator import EmulatedChip
+    from test_hw_emulator import hw_config, yy_inputs
+
+    tf = tmp_path / "token"
+    tf.write_text(TOKEN + "\n")
+    cmd = [
+        sys.executable, "-m", "delgrad_hw", "serve", "--host", "127.0.0.1", "--port", "0", "--token-file", str(tf),
+        "--chip-id", "emu-cli", "--seed", "7",
+    ]  # fmt: skip
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "serving chip emu-cli on 127.0.0.1:" in line, line + (proc.stderr.read() if proc.stderr else "")
+            address = line.strip().rsplit(" ", 1)[-1]
+            local = EmulatedChip("emu-cli", 7)
+            cfg, x = hw_config(20), yy_inputs(16)
+            with RemoteChip(address, token=TOKEN) as rc:
+                assert rc.info().calibration_id == local.info().calibration_id
+                assert rc.configure(cfg) == local.configure(cfg)
+                assert_times_equal(rc.run(x).times, local.run(x).times)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -2,9 +2,12 @@
 
 The chip interface (:mod:`delgrad_hw.chip`), the driver wire protocol (:mod:`delgrad_hw.protocol`), the
 experiment server that shares one chip between clients (:mod:`delgrad_hw.server`) and the remote chip
-client (:mod:`delgrad_hw.client`). The BrainScaleS-2 emulator lives in :mod:`delgrad_hw.emulator`.
+client (:mod:`delgrad_hw.client`), the BrainScaleS-2 facts (:mod:`delgrad_hw.bss2`: resources,
+quantisation, placement), the emulated chip (:mod:`delgrad_hw.emulator`, running the noisy forward pass
+of the delgrad_rs core) and chip-in-the-loop training (:mod:`delgrad_hw.training`).
 """
 
+from .bss2 import BSS2, Bss2Resources, PlacementError, quantise_config
 from .chip import (
     PROTOCOL_VERSION,
     BadRequest,
@@ -24,20 +27,25 @@ from .chip import (
     expand_inputs,
 )
 from .client import RemoteChip
+from .emulator import EmulatedChip
 from .server import ExperimentServer
 
 __all__ = [
+    "BSS2",
     "PROTOCOL_VERSION",
     "BadRequest",
+    "Bss2Resources",
     "Chip",
     "ChipConfig",
     "ChipError",
     "ChipInfo",
     "ChipMismatch",
     "ChipTimeout",
+    "EmulatedChip",
     "ExperimentServer",
     "Health",
     "LinkError",
+    "PlacementError",
     "RemoteChip",
     "RunResult",
     "Timing",
@@ -45,6 +53,7 @@ __all__ = [
     "config_hash",
     "count_changed_entries",
     "expand_inputs",
+    "quantise_config",
 ]
 
 __version__ = "0.1.0"
