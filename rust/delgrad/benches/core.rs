@@ -1,4 +1,5 @@
-//! Criterion benchmarks of the forward and backward passes (H30 with synaptic delays, tau_m = 2 tau_s).
+//! Criterion benchmarks of the forward and backward passes (H30 with synaptic delays, tau_m = 2 tau_s)
+//! and of the noisy BrainScaleS-2 forward pass (20(=4x5)-30-3, axonal delays, reference noise).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use delgrad::Matrix;
@@ -6,6 +7,7 @@ use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::{DelayKind, DelayParam};
 use delgrad::forward::forward;
 use delgrad::gradient::{BackwardOptions, backward};
+use delgrad::hardware::{NoiseParams, noisy_forward};
 use delgrad::loss::{Loss, evaluate};
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
@@ -42,5 +44,38 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn bench_hardware(c: &mut Criterion) {
+    let d = yin_yang(Split::Test);
+    let x = encode_times(&d.x, T_EARLY, T_LATE).unwrap();
+    let x = Matrix::from_vec("x", 40, 4, x.as_slice()[..160].to_vec()).unwrap();
+    let spec = |size, mean, std, group| LayerSpec {
+        tau_m: 1.0,
+        tau_s: 1.0,
+        theta: 2.6,
+        delay_kinds: vec![DelayKind::Axonal],
+        delay_group: group,
+        delay_init_std: 0.5,
+        ..LayerSpec::new(size, mean, std)
+    };
+    let net = init_network(
+        20,
+        &[spec(30, 1.0, 0.12, 5), spec(3, 0.075, 0.15, 1)],
+        DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
+        &mut RandomState::new(0),
+    )
+    .unwrap();
+    let noise = NoiseParams::bss2();
+    for threads in [1, 2] {
+        let exec = Executor::new(threads).unwrap();
+        let mut counter = 0;
+        c.bench_function(&format!("hw_noisy_forward_20x30x3_b40_t{threads}"), |b| {
+            b.iter(|| {
+                counter += 1;
+                noisy_forward(&net, &x, 5, None, &noise, 1, counter, &exec).unwrap()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_hardware);
 criterion_main!(benches);
