@@ -42,9 +42,13 @@ def _backend(args: argparse.Namespace, cfg: Any, seed: int | None) -> Any:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from delgrad_rs.config import load_config
     from delgrad_rs.training import evaluate_run
 
-    df = evaluate_run(args.run, args.checkpoint)
+    backend = None
+    if args.backend != "software":
+        backend = _backend(args, load_config(Path(args.run) / "config.toml"), seed=None)
+    df = evaluate_run(args.run, args.checkpoint, backend=backend)
     for row in df.iter_rows(named=True):
         print(f"{row['split']:<11} loss {row['loss']:.5f}  accuracy {row['accuracy']:.4f}")
     return 0
@@ -82,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run on every split", description="Evaluate a run directory.")
     p.add_argument("run", help="run directory")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file name (default best)")
+    p.add_argument("--backend", default="software", help="software (ideal model), emulator or remote://HOST:PORT")
+    p.add_argument("--token-file", default=None, help="token of the remote server (default: DELGRAD_HW_TOKEN)")
     p.set_defaults(func=_eval)
     p = sub.add_parser("plot", help="write the run's figures (PNG)", description="Plot a run directory (PNGs).")
     p.add_argument("run", help="run directory")

@@ -637,7 +637,7 @@ def load_run(run: str | Path, which: str = "best") -> tuple[Config, Network, _co
     return cfg, net, trainer
 
 
-def evaluate_run(run: str | Path, which: str = "best") -> pl.DataFrame:
+def evaluate_run(run: str | Path, which: str = "best", backend: Backend | None = None) -> pl.DataFrame:
     """Evaluate a run's checkpoint on every split.
 
     Parameters
@@ -646,6 +646,9 @@ def evaluate_run(run: str | Path, which: str = "best") -> pl.DataFrame:
         The run directory.
     which : str
         ``best`` or ``last`` (or a checkpoint file name).
+    backend : Backend or None
+        Where to run the forward passes (None: the ideal model in software; a network trained
+        chip-in-the-loop is adapted to its chip and should be evaluated on it).
 
     Returns
     -------
@@ -654,10 +657,12 @@ def evaluate_run(run: str | Path, which: str = "best") -> pl.DataFrame:
 
     """
     cfg, _, trainer = load_run(run, which)
+    runner: Backend = backend if backend is not None else SoftwareBackend()
     rows = []
     for split in ("train", "validation", "test"):
         x, y = yin_yang(split)
-        r = trainer.evaluate(repeat_inputs(encode(x, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat), y)
+        t = repeat_inputs(encode(x, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat)
+        r = runner.evaluate(trainer, t, y)
         rows.append(
             {"split": split, "loss": r["loss"], "accuracy": r["accuracy"], "silent_samples": r["silent_samples"]}
         )

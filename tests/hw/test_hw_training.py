@@ -176,6 +176,7 @@ def test_cli_backends(tmp_path: Path, make_server: MakeServer, monkeypatch: pyte
     assert delgrad_main(["train", str(cfg_path), "--backend", "emulator", "--epochs", "1", "--threads", "1",
                          "--quiet", "--out", str(tmp_path / "emu")]) == 0  # fmt: skip
     assert (tmp_path / "emu" / "summary.json").exists()
+    assert delgrad_main(["eval", str(tmp_path / "emu"), "--checkpoint", "last", "--backend", "emulator"]) == 0
     srv = make_server(EmulatedChip("bss2-emu-0", 0))
     tf = tmp_path / "token"
     tf.write_text(TOKEN + "\n")
