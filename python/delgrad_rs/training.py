@@ -358,6 +358,9 @@ def _metric_row(
     }
     for i, f in enumerate(r["silent_fraction"]):
         row[f"silent_l{i}"] = float(f)
+    for key in ("retries", "dropped_events"):  # chip health, reported by hardware backends
+        if key in r:
+            row[key] = int(r[key])
     row["wall_time"] = float(wall)
     return row
 

@@ -68,6 +68,7 @@ def test_training_on_the_emulator_learns_and_records_the_chip(tmp_path: Path) ->
     val = df.filter(pl.col("split") == "validation")["accuracy"].to_list()
     assert len(val) == 3 and val[-1] > 0.6  # well above chance (1/3) after 3 epochs on the chip
     assert chip.runs >= 3 * 125  # every training batch ran on the chip
+    assert df["retries"].to_list() == [0] * len(df) and df["dropped_events"].to_list() == [0] * len(df)
     assert '"chip_id": "train-chip"' in (tmp_path / "run" / "backend.json").read_text()
     # a run does not silently continue on another chip
     cfg.training.epochs = 4
@@ -148,7 +149,7 @@ def test_stalled_runs_are_retried_then_fail_loudly() -> None:
     y = _core.yin_yang("test")[1][:40]
     b = ChipBackend(_Stalling(3), input_repeat=5, max_retries=5)
     r = b.train_epoch(trainer, x, y, np.arange(40), 40, 0)
-    assert b.retries == 3 and r["samples"] == 40
+    assert b.retries == 3 and r["samples"] == 40 and r["retries"] == 3
     b = ChipBackend(_Stalling(10), input_repeat=5, max_retries=5)
     with pytest.raises(StallError, match="6 attempts"):
         b.evaluate(trainer, x, y)

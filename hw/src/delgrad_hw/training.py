@@ -211,12 +211,14 @@ class ChipBackend:
         Returns
         -------
         dict
-            ``loss``, ``accuracy``, ``samples``, ``bumps``, ``silent_fraction``.
+            ``loss``, ``accuracy``, ``samples``, ``bumps``, ``silent_fraction``, and the chip's health
+            in this epoch: ``retries`` (stalled runs repeated), ``dropped_events``.
         """
         from delgrad_rs import _core
 
         loss_sum = correct = samples = bumps = 0.0
         silent: np.ndarray | None = None
+        retries0, dropped0 = self.retries, self.dropped_events
         for start in range(0, len(order), batch):
             idx = np.asarray(order[start : start + batch])
             xb, yb = x[idx], y[idx]
@@ -237,6 +239,8 @@ class ChipBackend:
             "samples": int(samples),
             "bumps": int(bumps),
             "silent_fraction": [] if silent is None else list(silent / max(samples, 1)),
+            "retries": self.retries - retries0,
+            "dropped_events": self.dropped_events - dropped0,
         }
 
     def evaluate(self, trainer: Any, x: FloatArray, y: npt.NDArray[Any]) -> dict[str, Any]:
@@ -255,11 +259,12 @@ class ChipBackend:
         -------
         dict
             ``loss``, ``accuracy``, ``correct``, ``samples``, ``silent_samples``, ``silent_fraction``,
-            ``output_times``.
+            ``output_times``, ``retries``, ``dropped_events``.
         """
         from delgrad_rs import _core
 
         self._configure(trainer)
+        retries0, dropped0 = self.retries, self.dropped_events
         parts = [self._run(x[s : s + self.eval_batch]).times for s in range(0, len(x), self.eval_batch)]
         layers = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))] if parts else []
         out = layers[-1] if layers else np.zeros((0, 3))
@@ -275,6 +280,8 @@ class ChipBackend:
             "silent_samples": int(r["silent"]),
             "silent_fraction": [float(np.isinf(t).mean()) if t.size else 0.0 for t in layers],
             "output_times": out,
+            "retries": self.retries - retries0,
+            "dropped_events": self.dropped_events - dropped0,
         }
 
 
