@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod factored;
 pub mod matrix;
 
 pub use error::{Error, Result};
@@ -26,4 +27,5 @@ pub mod optim;
 pub mod parallel;
 pub mod random;
 pub mod solver;
+pub mod step;
 pub mod train;
