@@ -12,6 +12,7 @@ use delgrad::loss::{Loss, evaluate};
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
 use delgrad::solver::Method;
+use delgrad::step::forward_backward;
 use delgrad::train::{LayerSpec, init_network};
 
 fn bench(c: &mut Criterion) {
@@ -40,6 +41,9 @@ fn bench(c: &mut Criterion) {
         });
         c.bench_function(&format!("h30_syn_backward_b150_t{threads}"), |b| {
             b.iter(|| backward(&net, &x, &times, &r.dl_dt, &opts, &exec).unwrap())
+        });
+        c.bench_function(&format!("h30_syn_step_b150_t{threads}"), |b| {
+            b.iter(|| forward_backward(&net, &x, y, &Loss::mse(), 100.0, &opts, &exec).unwrap())
         });
     }
 }

@@ -9,14 +9,13 @@ use std::time::Instant;
 use delgrad::Matrix;
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::{DelayKind, DelayParam};
-use delgrad::forward::forward;
-use delgrad::gradient::{BackwardOptions, backward};
+use delgrad::gradient::BackwardOptions;
 use delgrad::hardware::{ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
-use delgrad::loss::{Loss, evaluate};
+use delgrad::loss::Loss;
 use delgrad::network::Network;
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
-use delgrad::solver::Method;
+use delgrad::step::forward_backward;
 use delgrad::train::{LayerSpec, init_network};
 
 struct Case {
@@ -127,12 +126,11 @@ fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -
         ..Default::default()
     };
     let batches: Vec<_> = (0..32).map(|k| batch_of(c, k * batch, batch)).collect();
+    // What a training step computes (the fused pass `Trainer::step` uses).
     let run = |k: usize| {
         let (x, y) = &batches[k % batches.len()];
-        let t = forward(&c.net, x, Method::Auto, exec).unwrap();
-        let r = evaluate(&loss, t.last().unwrap(), y, 100.0, false).unwrap();
-        let g = backward(&c.net, x, &t, &r.dl_dt, &opts, exec).unwrap();
-        std::hint::black_box(g);
+        let pass = forward_backward(&c.net, x, y, &loss, 100.0, &opts, exec).unwrap();
+        std::hint::black_box(pass);
     };
     let mut rates = Vec::new();
     for _ in 0..=repeats {

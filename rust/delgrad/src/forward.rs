@@ -1,6 +1,8 @@
 //! The event-based forward pass: first-spike times of every layer for a batch.
 
 use crate::error::Result;
+use crate::factored::{Arrival, MAX_SPAN, applies, first_spike_factored};
+use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
@@ -43,37 +45,206 @@ pub(crate) fn neuron_time(
     first_spike(&layer.neuron, layer.theta[k], arrivals, method)
 }
 
-/// Forward pass of a batch `input` `[batch, n_in]` (+inf = silent input): returns the spike
-/// times of every layer, `[batch, n_l]` each, +inf where a neuron stays silent.
-pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -> Result<Vec<Matrix>> {
-    net.validate()?;
-    net.validate_times("input", input, net.n_in())?;
-    let delays: Vec<Matrix> = net
-        .layers
-        .iter()
-        .map(|l| l.delays.effective(l.n_in(), l.n_out()))
-        .collect();
-    let sizes = net.sizes();
-    let width: usize = sizes[1..].iter().sum();
-    let batch = input.rows();
-    let parts = exec.map_ranges(batch, |range| {
-        let mut rows = vec![0.0; range.len() * width];
-        let mut arrivals = Vec::new();
-        for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
-            let mut t_in = input.row(b);
-            let mut rest = row;
-            for (layer, d) in net.layers.iter().zip(&delays) {
-                let (t_out, tail) = rest.split_at_mut(layer.n_out());
-                layer_times(layer, d, t_in, t_out, &mut arrivals, method);
-                t_in = t_out;
-                rest = tail;
+/// What [`forward`] prepares once per layer for a batch (the parameters are fixed during it).
+pub(crate) struct LayerPlan<'a> {
+    layer: &'a Layer,
+    /// Effective delays d_ki `[n_out, n_in]`.
+    delays: Matrix,
+    /// No synaptic delays: every neuron sees its inputs in the same order, a_i = t_i + d_axo[i],
+    /// and its dendritic delay only shifts its spike.
+    shared: Option<SharedOrder>,
+    /// e^{d_ki/tau_m} when the scan can use factored decays (closed-form regime, `Method::Auto`,
+    /// delays within half of `MAX_SPAN` time constants); synaptic layers only.
+    decays: Option<Matrix>,
+    /// Whether the factored scans apply to this layer at all.
+    factored: bool,
+    /// Largest e^{d_ki/tau_m} (1 without `decays`).
+    max_decay: f64,
+    /// sum_i |w_ki| per neuron (bounds the factored sums).
+    w_abs: Vec<f64>,
+}
+
+impl<'a> LayerPlan<'a> {
+    pub(crate) fn new(layer: &'a Layer, method: Method) -> Self {
+        let (n_in, n_out) = (layer.n_in(), layer.n_out());
+        let delays = layer.delays.effective(n_in, n_out);
+        let tm = layer.neuron.tau_m();
+        let factored = method == Method::Auto && layer.neuron.regime() != Regime::General;
+        let g = layer.delays.group.max(1);
+        let shared = layer.delays.syn.is_none().then(|| SharedOrder {
+            axo: (0..n_in)
+                .map(|i| layer.delays.axo.as_ref().map_or(0.0, |v| v[i / g]))
+                .collect(),
+            den: layer.delays.den.clone().unwrap_or_else(|| vec![0.0; n_out]),
+        });
+        let in_range = delays.as_slice().iter().all(|d| d / tm <= 0.5 * MAX_SPAN);
+        let decays = (factored && shared.is_none() && in_range).then(|| {
+            let data = delays.as_slice().iter().map(|d| (d / tm).exp()).collect();
+            Matrix::from_vec("decays", n_out, n_in, data).expect("same shape as the delays")
+        });
+        let max_decay = decays
+            .as_ref()
+            .map_or(1.0, |m| m.as_slice().iter().copied().fold(1.0, f64::max));
+        let w_abs = (0..n_out)
+            .map(|k| layer.w.row(k).iter().map(|w| w.abs()).sum())
+            .collect();
+        LayerPlan {
+            layer,
+            delays,
+            shared,
+            decays,
+            factored,
+            max_decay,
+            w_abs,
+        }
+    }
+}
+
+/// Per-input axonal and per-neuron dendritic delays of a layer without synaptic delays.
+struct SharedOrder {
+    axo: Vec<f64>,
+    den: Vec<f64>,
+}
+
+/// Per-thread scratch space of the forward pass.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    arrivals: Vec<Arrival>,
+    /// Inputs sorted by arrival (shared order): (arrival, factor, input index).
+    order: Vec<(f64, f64, usize)>,
+    pairs: Vec<(f64, f64)>,
+}
+
+/// Spike time of neuron `k` from its arrivals sorted by time: the factored scan where it applies
+/// (`e_max` bounds the factors; `None`: no factors), else `solver::first_spike`.
+fn spike(
+    plan: &LayerPlan,
+    k: usize,
+    arrivals: &[Arrival],
+    factors: Option<(f64, f64)>,
+    method: Method,
+    pairs: &mut Vec<(f64, f64)>,
+) -> f64 {
+    let layer = plan.layer;
+    let theta = layer.theta[k];
+    if let Some((r0, e_max)) = factors {
+        if applies(&layer.neuron, theta, plan.w_abs[k], e_max) {
+            return first_spike_factored(&layer.neuron, theta, arrivals, r0);
+        }
+    }
+    pairs.clear();
+    pairs.extend(arrivals.iter().map(|x| (x.a, x.w)));
+    first_spike(&layer.neuron, theta, pairs, method)
+}
+
+/// Sorts nearly sorted arrivals by time: linear when each neuron's delays barely reorder the
+/// presorted inputs, and branch-predictable for the short rows where it is used.
+fn insertion_sort(v: &mut [Arrival]) {
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1].a > x.a {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
+    }
+}
+
+/// Rows longer than this are sorted with the standard library's sort.
+const INSERTION_MAX: usize = 32;
+
+/// Spike times of one layer for one sample (see [`layer_times`]), using the plan's shortcuts.
+///
+/// The inputs are sorted once per sample, by a_i = t_i + d_axo_i for shared-order layers (then
+/// every neuron scans them in that order) and by t_i for synaptic ones (then each neuron's
+/// arrivals t_i + d_ki are nearly sorted and an insertion sort finishes the job).
+pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &mut Scratch, method: Method) {
+    let layer = plan.layer;
+    let tm = layer.neuron.tau_m();
+    s.order.clear();
+    s.order
+        .extend(t_in.iter().enumerate().filter(|(_, t)| t.is_finite()).map(|(i, &t)| {
+            let a = plan.shared.as_ref().map_or(t, |sh| t + sh.axo[i]);
+            (a, 0.0, i)
+        }));
+    s.order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+    // Factored decays e_i = e^{(a_i - R)/tau_m} relative to the earliest input R; synaptic layers
+    // multiply in e^{d_ki/tau_m}, so each part gets half of the span.
+    let (limit, usable) = match &plan.shared {
+        Some(_) => (MAX_SPAN, plan.factored),
+        None => (0.5 * MAX_SPAN, plan.decays.is_some()),
+    };
+    let r0 = match (s.order.first(), s.order.last()) {
+        (Some(first), Some(last)) if usable && (last.0 - first.0) / tm <= limit => Some(first.0),
+        _ => None,
+    };
+    let mut factors = None;
+    if let Some(r) = r0 {
+        s.order.iter_mut().for_each(|x| x.1 = ((x.0 - r) / tm).exp());
+        let e_last = s.order.last().map_or(1.0, |x| x.1);
+        factors = Some((r, e_last * plan.max_decay));
+    }
+    for (k, out) in t_out.iter_mut().enumerate() {
+        let w = layer.w.row(k);
+        s.arrivals.clear();
+        let kept = s.order.iter().filter(|x| w[x.2] != 0.0);
+        match &plan.shared {
+            Some(shared) => {
+                s.arrivals.extend(kept.map(|&(a, e, i)| Arrival { a, w: w[i], e }));
+                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs) + shared.den[k];
+            }
+            None => {
+                let d = plan.delays.row(k);
+                match plan.decays.as_ref().filter(|_| r0.is_some()) {
+                    Some(dec) => {
+                        let dec = dec.row(k);
+                        s.arrivals.extend(kept.map(|&(t, e, i)| Arrival {
+                            a: t + d[i],
+                            w: w[i],
+                            e: e * dec[i],
+                        }))
+                    }
+                    None => s.arrivals.extend(kept.map(|&(t, _, i)| Arrival {
+                        a: t + d[i],
+                        w: w[i],
+                        e: 0.0,
+                    })),
+                }
+                if s.arrivals.len() <= INSERTION_MAX {
+                    insertion_sort(&mut s.arrivals);
+                } else {
+                    s.arrivals.sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
+                }
+                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs);
             }
         }
-        rows
-    });
-    let mut out: Vec<Matrix> = sizes[1..].iter().map(|&n| Matrix::zeros(batch, n)).collect();
+    }
+}
+
+/// Spike times of every layer for one sample, written one layer after the other into `row`
+/// (the layers' sizes summed).
+pub(crate) fn sample_times(plans: &[LayerPlan], input: &[f64], row: &mut [f64], s: &mut Scratch, method: Method) {
+    let mut t_in = input;
+    let mut rest = row;
+    for plan in plans {
+        let (t_out, tail) = rest.split_at_mut(plan.layer.n_out());
+        plan_times(plan, t_in, t_out, s, method);
+        t_in = t_out;
+        rest = tail;
+    }
+}
+
+/// Splits per-sample rows of concatenated layer times (in batch order) into one matrix per layer.
+pub(crate) fn split_layers<'r>(
+    sizes: &[usize],
+    batch: usize,
+    rows: impl IntoIterator<Item = &'r [f64]>,
+) -> Vec<Matrix> {
+    let width: usize = sizes.iter().sum();
+    let mut out: Vec<Matrix> = sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect();
     let mut b = 0;
-    for rows in parts {
+    for rows in rows {
         for row in rows.chunks_exact(width) {
             let mut off = 0;
             for m in out.iter_mut() {
@@ -84,5 +255,24 @@ pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -
             b += 1;
         }
     }
-    Ok(out)
+    out
+}
+
+/// Forward pass of a batch `input` `[batch, n_in]` (+inf = silent input): returns the spike
+/// times of every layer, `[batch, n_l]` each, +inf where a neuron stays silent.
+pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -> Result<Vec<Matrix>> {
+    net.validate()?;
+    net.validate_times("input", input, net.n_in())?;
+    let plans: Vec<LayerPlan> = net.layers.iter().map(|l| LayerPlan::new(l, method)).collect();
+    let sizes = &net.sizes()[1..];
+    let width: usize = sizes.iter().sum();
+    let parts = exec.map_ranges(input.rows(), |range| {
+        let mut rows = vec![0.0; range.len() * width];
+        let mut scratch = Scratch::default();
+        for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
+            sample_times(&plans, input.row(b), row, &mut scratch, method);
+        }
+        rows
+    });
+    Ok(split_layers(sizes, input.rows(), parts.iter().map(Vec::as_slice)))
 }

@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::forward::neuron_time;
+use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
@@ -101,7 +102,7 @@ const FACTOR_RANGE: f64 = 300.0;
 /// e^{d_ki/tau_m} costs two multiplications instead of an exp per synapse.
 fn delay_decays(layer: &Layer, delays: &Matrix) -> Option<Matrix> {
     let tm = layer.neuron.tau_m();
-    let closed = layer.neuron.regime() != crate::kernel::Regime::General;
+    let closed = layer.neuron.regime() != Regime::General;
     let in_range = delays.as_slice().iter().all(|d| d / tm <= FACTOR_RANGE);
     (closed && in_range).then(|| {
         let data = delays.as_slice().iter().map(|d| (d / tm).exp()).collect();
@@ -132,14 +133,16 @@ fn layer_backward(
     let n_in = layer.n_in();
     let group = layer.delays.group.max(1);
     let neuron = &layer.neuron;
+
     let (mut invalid, mut clipped) = (0, 0);
     let tm = neuron.tau_m();
     s.kappa.resize(n_in, 0.0);
     s.slope.resize(n_in, 0.0);
     // The factorised decays need every exponent within range of the earliest input R.
     let r = t_in.iter().copied().fold(f64::INFINITY, f64::min);
-    let in_range = |t: &f64| !t.is_finite() || (t - r) / tm <= FACTOR_RANGE;
-    let decays = decays.filter(|_| r.is_finite() && t_in.iter().all(in_range) && t_out.iter().all(in_range));
+    let latest = |t: &[f64]| t.iter().copied().filter(|t| t.is_finite()).fold(r, f64::max);
+    let in_range = r.is_finite() && latest(t_in).max(latest(t_out)) - r <= FACTOR_RANGE * tm;
+    let decays = decays.filter(|_| in_range);
     if decays.is_some() {
         s.rise.clear();
         s.rise.extend(
@@ -153,31 +156,48 @@ fn layer_backward(
         }
         let w = layer.w.row(k);
         let d = delays.row(k);
-        let mut rho = 0.0;
+        let (kappa, slope) = (&mut s.kappa[..n_in], &mut s.slope[..n_in]);
+        // Kernel values and slopes at s = t_k - a_ki (zero before the arrival); written as plain
+        // element-wise loops so that they vectorise.
         match decays {
             Some(dec) => {
                 let fall = (-(tk - r) / tm).exp();
-                for (i, ((ti, di), gi)) in t_in.iter().zip(d).zip(dec.row(k)).enumerate() {
-                    let sd = tk - (ti + di);
-                    let (kap, slope) = if sd > 0.0 {
-                        neuron.kappa_and_slope_from_decay(sd, fall * s.rise[i] * gi)
-                    } else {
-                        (0.0, 0.0)
-                    };
-                    s.kappa[i] = kap;
-                    s.slope[i] = slope;
-                    rho += w[i] * slope;
+                // Equal-length slices and index loops: no bounds checks, so the loops vectorise.
+                let (t_in, d, rise, dec) = (&t_in[..n_in], &d[..n_in], &s.rise[..n_in], &dec.row(k)[..n_in]);
+                match neuron.regime() {
+                    // x = e^{-s/tau_m}: kappa = tau_m x (1 - x), kappa' = x (2x - 1)
+                    Regime::Double => {
+                        for i in 0..n_in {
+                            let live = tk - (t_in[i] + d[i]) > 0.0;
+                            let x = if live { fall * rise[i] * dec[i] } else { 0.0 };
+                            kappa[i] = tm * x * (1.0 - x);
+                            slope[i] = x * (2.0 * x - 1.0);
+                        }
+                    }
+                    // kappa = s x, kappa' = x (1 - s/tau)
+                    _ => {
+                        for i in 0..n_in {
+                            let sd = tk - (t_in[i] + d[i]);
+                            let live = sd > 0.0;
+                            let x = if live { fall * rise[i] * dec[i] } else { 0.0 };
+                            let sd = if live { sd } else { 0.0 };
+                            kappa[i] = sd * x;
+                            slope[i] = x * (1.0 - sd / tm);
+                        }
+                    }
                 }
             }
             None => {
                 for i in 0..n_in {
-                    let (kap, slope) = neuron.kappa_and_slope(tk - (t_in[i] + d[i]));
-                    s.kappa[i] = kap;
-                    s.slope[i] = slope;
-                    rho += w[i] * slope;
+                    (kappa[i], slope[i]) = neuron.kappa_and_slope(tk - (t_in[i] + d[i]));
                 }
             }
         }
+        // rho = sum_i w_ki kappa'_ki and the largest |kappa| (for max_dw_norm).
+        let rho: f64 = w.iter().zip(slope.iter()).map(|(wi, sl)| wi * sl).sum();
+        let kappa_max = kappa
+            .iter()
+            .fold(0.0f64, |m, kap| if kap.abs() > m { kap.abs() } else { m });
         let mut valid = rho > 0.0 && rho.is_finite();
         if valid && opts.check_given_times {
             valid = neuron_time(layer, k, d, t_in, &mut s.arrivals, opts.method).is_finite();
@@ -190,30 +210,40 @@ fn layer_backward(
             continue;
         }
         let scale = dk / rho;
-        let keep_w = match opts.max_dw_norm {
-            Some(max) => s.kappa.iter().all(|kap| (scale * kap).abs() <= max),
-            None => true,
-        };
+        // |scale kappa_i| <= max for all i  <=>  |scale| max_i |kappa_i| <= max (exact in floats).
+        let keep_w = opts.max_dw_norm.is_none_or(|max| scale.abs() * kappa_max <= max);
         if keep_w {
-            for (gw, kap) in g.w.row_mut(k).iter_mut().zip(&s.kappa) {
-                *gw -= scale * kap;
+            let gw = &mut g.w.row_mut(k)[..n_in];
+            for i in 0..n_in {
+                gw[i] -= scale * kappa[i];
             }
         } else {
             clipped += 1;
         }
         g.theta[k] += scale;
-        let gsyn = g.d_syn.row_mut(k);
-        let mut den = 0.0;
+        // dL/da_ki = scale w_ki kappa'_ki feeds the inputs and every delay kind (present or not).
+        let (ga, w, delta_in) = (&mut slope[..n_in], &w[..n_in], &mut delta_in[..n_in]);
         for i in 0..n_in {
-            let ga = scale * w[i] * s.slope[i];
-            gsyn[i / group] += ga;
-            g.d_axo[i / group] += ga;
-            den += ga;
-            delta_in[i] += ga;
+            ga[i] *= scale * w[i];
+            delta_in[i] += ga[i];
         }
-        g.d_den[k] += den;
+        let ga = &*ga;
+        add_grouped(g.d_syn.row_mut(k), ga, group);
+        add_grouped(&mut g.d_axo, ga, group);
+        g.d_den[k] += ga.iter().sum::<f64>();
     }
     (invalid, clipped)
+}
+
+/// Adds `values` into `acc`, `group` consecutive values per entry.
+fn add_grouped(acc: &mut [f64], values: &[f64], group: usize) {
+    if group == 1 {
+        acc.iter_mut().zip(values).for_each(|(a, v)| *a += v);
+    } else {
+        for (a, chunk) in acc.iter_mut().zip(values.chunks_exact(group)) {
+            *a += chunk.iter().sum::<f64>();
+        }
+    }
 }
 
 /// Checks that the given per-layer times fit the network and the batch.
@@ -235,6 +265,129 @@ pub(crate) fn validate_given(net: &Network, input: &Matrix, times: &[Matrix]) ->
     Ok(())
 }
 
+/// What the backward pass prepares once per layer for a batch: effective delays and, where the
+/// factored kernels apply, e^{d_ki/tau_m}.
+pub(crate) struct BackwardPlan {
+    delays: Vec<Matrix>,
+    decays: Vec<Option<Matrix>>,
+}
+
+impl BackwardPlan {
+    pub(crate) fn new(net: &Network) -> Self {
+        let delays: Vec<Matrix> = net
+            .layers
+            .iter()
+            .map(|l| l.delays.effective(l.n_in(), l.n_out()))
+            .collect();
+        let decays = net
+            .layers
+            .iter()
+            .zip(&delays)
+            .map(|(l, d)| delay_decays(l, d))
+            .collect();
+        BackwardPlan { delays, decays }
+    }
+}
+
+/// Per-chunk accumulators of the backward pass: gradients summed over the chunk's samples,
+/// (invalid, clipped) counts per layer, dL/dt of the inputs per sample, and scratch space.
+pub(crate) struct Accumulator {
+    grads: Vec<LayerGrad>,
+    counts: Vec<(usize, usize)>,
+    input_rows: Vec<f64>,
+    scratch: Scratch,
+}
+
+impl Accumulator {
+    pub(crate) fn new(net: &Network, samples: usize) -> Self {
+        Accumulator {
+            grads: net.layers.iter().map(LayerGrad::zeros).collect(),
+            counts: vec![(0, 0); net.layers.len()],
+            input_rows: Vec::with_capacity(samples * net.n_in()),
+            scratch: Scratch {
+                kernel: KernelScratch::default(),
+                deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
+            },
+        }
+    }
+
+    /// Adds the backward pass of one sample: its `input` times, `times(l)` its spike times of
+    /// layer l and `dl_dout` dL/dt of its outputs.
+    pub(crate) fn add_sample<'t>(
+        &mut self,
+        net: &Network,
+        plan: &BackwardPlan,
+        input: &'t [f64],
+        times: impl Fn(usize) -> &'t [f64],
+        dl_dout: &[f64],
+        opts: &BackwardOptions,
+    ) {
+        let n_layers = net.layers.len();
+        let s = &mut self.scratch;
+        // deltas[l] holds dL/dt of the inputs of layer l; deltas[L] the output errors.
+        s.deltas[n_layers].copy_from_slice(dl_dout);
+        for l in (0..n_layers).rev() {
+            let t_in = if l == 0 { input } else { times(l - 1) };
+            let (below, above) = s.deltas.split_at_mut(l + 1);
+            let delta_in = &mut below[l];
+            delta_in.fill(0.0);
+            let (inv, clip) = layer_backward(
+                &net.layers[l],
+                &plan.delays[l],
+                plan.decays[l].as_ref(),
+                t_in,
+                times(l),
+                &above[0],
+                delta_in,
+                &mut self.grads[l],
+                opts,
+                &mut s.kernel,
+            );
+            self.counts[l].0 += inv;
+            self.counts[l].1 += clip;
+        }
+        self.input_rows.extend_from_slice(&s.deltas[0]);
+    }
+}
+
+/// Sums per-chunk accumulators in chunk order into the batch's gradients.
+pub(crate) fn combine(net: &Network, batch: usize, parts: impl IntoIterator<Item = Accumulator>) -> Result<Gradients> {
+    let n_layers = net.layers.len();
+    let mut layers: Vec<LayerGrad> = net.layers.iter().map(LayerGrad::zeros).collect();
+    let mut invalid = vec![0; n_layers];
+    let mut clipped = vec![0; n_layers];
+    let mut input_grad = Vec::with_capacity(batch * net.n_in());
+    for part in parts {
+        for (acc, g) in layers.iter_mut().zip(&part.grads) {
+            acc.add(g);
+        }
+        for (l, (inv, clip)) in part.counts.into_iter().enumerate() {
+            invalid[l] += inv;
+            clipped[l] += clip;
+        }
+        input_grad.extend(part.input_rows);
+    }
+    let input = Matrix::from_vec("input_grad", batch, net.n_in(), input_grad)?;
+    Ok(Gradients {
+        layers,
+        input,
+        invalid,
+        clipped,
+    })
+}
+
+/// Checks that `dl_dout` is `[batch, n_out]` and finite.
+fn validate_dl_dout(net: &Network, batch: usize, dl_dout: &Matrix) -> Result<()> {
+    dl_dout.expect_shape("dl_dout", batch, net.n_out())?;
+    if let Some(i) = dl_dout.as_slice().iter().position(|v| !v.is_finite()) {
+        return Err(Error::value(
+            "dl_dout",
+            format!("loss gradients must be finite; entry {i} is {}", dl_dout.as_slice()[i]),
+        ));
+    }
+    Ok(())
+}
+
 /// Exact backward pass at given spike times.
 ///
 /// `times[l]` `[batch, n_l]` are the first-spike times of layer l (from [`forward`](crate::forward::forward)
@@ -249,80 +402,14 @@ pub fn backward(
     exec: &Executor,
 ) -> Result<Gradients> {
     validate_given(net, input, times)?;
-    dl_dout.expect_shape("dl_dout", input.rows(), net.n_out())?;
-    if let Some(i) = dl_dout.as_slice().iter().position(|v| !v.is_finite()) {
-        return Err(Error::value(
-            "dl_dout",
-            format!("loss gradients must be finite; entry {i} is {}", dl_dout.as_slice()[i]),
-        ));
-    }
-    let delays: Vec<Matrix> = net
-        .layers
-        .iter()
-        .map(|l| l.delays.effective(l.n_in(), l.n_out()))
-        .collect();
-    let decays: Vec<Option<Matrix>> = net
-        .layers
-        .iter()
-        .zip(&delays)
-        .map(|(l, d)| delay_decays(l, d))
-        .collect();
-    let n_layers = net.layers.len();
-    let n_in = net.n_in();
+    validate_dl_dout(net, input.rows(), dl_dout)?;
+    let plan = BackwardPlan::new(net);
     let parts = exec.map_ranges(input.rows(), |range| {
-        let mut grads: Vec<LayerGrad> = net.layers.iter().map(LayerGrad::zeros).collect();
-        let mut counts = vec![(0usize, 0usize); n_layers];
-        let mut input_rows = Vec::with_capacity(range.len() * n_in);
-        let mut s = Scratch {
-            kernel: KernelScratch::default(),
-            deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
-        };
+        let mut acc = Accumulator::new(net, range.len());
         for b in range {
-            // deltas[l] holds dL/dt of the inputs of layer l; deltas[L] the output errors.
-            s.deltas[n_layers].copy_from_slice(dl_dout.row(b));
-            for l in (0..n_layers).rev() {
-                let t_in = if l == 0 { input.row(b) } else { times[l - 1].row(b) };
-                let (below, above) = s.deltas.split_at_mut(l + 1);
-                let delta_in = &mut below[l];
-                delta_in.fill(0.0);
-                let (inv, clip) = layer_backward(
-                    &net.layers[l],
-                    &delays[l],
-                    decays[l].as_ref(),
-                    t_in,
-                    times[l].row(b),
-                    &above[0],
-                    delta_in,
-                    &mut grads[l],
-                    opts,
-                    &mut s.kernel,
-                );
-                counts[l].0 += inv;
-                counts[l].1 += clip;
-            }
-            input_rows.extend_from_slice(&s.deltas[0]);
+            acc.add_sample(net, &plan, input.row(b), |l| times[l].row(b), dl_dout.row(b), opts);
         }
-        (grads, counts, input_rows)
+        acc
     });
-    let mut layers: Vec<LayerGrad> = net.layers.iter().map(LayerGrad::zeros).collect();
-    let mut invalid = vec![0; n_layers];
-    let mut clipped = vec![0; n_layers];
-    let mut input_grad = Vec::with_capacity(input.rows() * n_in);
-    for (grads, counts, rows) in parts {
-        for (acc, g) in layers.iter_mut().zip(&grads) {
-            acc.add(g);
-        }
-        for (l, (inv, clip)) in counts.into_iter().enumerate() {
-            invalid[l] += inv;
-            clipped[l] += clip;
-        }
-        input_grad.extend(rows);
-    }
-    let input = Matrix::from_vec("input_grad", input.rows(), n_in, input_grad)?;
-    Ok(Gradients {
-        layers,
-        input,
-        invalid,
-        clipped,
-    })
+    combine(net, input.rows(), parts)
 }

@@ -30,6 +30,7 @@
 //! equals `forward::forward` bit for bit.
 
 use crate::error::{Error, Result};
+use crate::forward::{LayerPlan, Scratch as PlanScratch, plan_times};
 use crate::kernel::Neuron;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -323,13 +324,20 @@ enum Jitter {
 }
 
 /// A layer with the run's fixed and per-batch noise applied.
-struct RunLayer<'a> {
-    layer: &'a Layer,
+struct RunLayer {
+    /// The layer as this run's chip realises it: weights times row gains, thresholds with the
+    /// fixed-pattern offsets and the batch noise (clamped to >= `MIN_THETA`).
+    run: Layer,
+    /// Effective delays d_ki `[n_out, n_in]`.
     delays: Matrix,
-    weights: Matrix,
+    /// Per-neuron time constants (the fixed pattern's tau mismatch).
     neurons: Vec<Neuron>,
-    theta: Vec<f64>,
     jitter: Jitter,
+    /// Whether every neuron has the layer's time constants, no per-sample threshold noise is drawn
+    /// and jitter is per delay group: then the ideal forward pass's planned scans
+    /// (`forward::plan_times`) compute the layer, with the jitter added to the input times
+    /// (a_ki = (t_i + j_g(i)) + d_axo[i]).
+    planned: bool,
 }
 
 /// The noisy forward pass of one run (one batch) of an emulated chip; see the module docs for
@@ -374,6 +382,10 @@ pub fn noisy_forward(
         }
     }
     let layers = prepare(net, pattern, noise, seed, counter)?;
+    let plans: Vec<Option<LayerPlan<'_>>> = layers
+        .iter()
+        .map(|rl| rl.planned.then(|| LayerPlan::new(&rl.run, Method::Auto)))
+        .collect();
     let batch = input.rows();
     let stalled_from = {
         let mut s = Stream::new(&[seed, counter, effect::STALL]);
@@ -389,15 +401,8 @@ pub fn noisy_forward(
             if stalled_from.is_some_and(|s| b >= s) {
                 continue; // nothing recorded after the stall
             }
-            dropped += sample(
-                &layers,
-                input.row(b),
-                repeat,
-                noise,
-                [seed, counter, b as u64],
-                row,
-                &mut scratch,
-            );
+            let key = [seed, counter, b as u64];
+            dropped += sample(&layers, &plans, input.row(b), repeat, noise, key, row, &mut scratch);
         }
         (rows, dropped)
     });
@@ -424,25 +429,24 @@ pub fn noisy_forward(
 }
 
 /// Applies the fixed pattern and draws the per-run threshold noise.
-fn prepare<'a>(
-    net: &'a Network,
+fn prepare(
+    net: &Network,
     pattern: Option<&[LayerPattern]>,
     noise: &NoiseParams,
     seed: u64,
     counter: u64,
-) -> Result<Vec<RunLayer<'a>>> {
+) -> Result<Vec<RunLayer>> {
     net.layers
         .iter()
         .enumerate()
         .map(|(l, layer)| {
             let (n_out, n_in) = (layer.n_out(), layer.n_in());
             let delays = layer.delays.effective(n_in, n_out);
-            let mut weights = layer.w.clone();
-            let mut theta = layer.theta.clone();
+            let mut run = layer.clone();
             let neurons = match pattern.map(|p| &p[l]) {
                 Some(p) => {
-                    for (k, th) in theta.iter_mut().enumerate() {
-                        for (i, w) in weights.row_mut(k).iter_mut().enumerate() {
+                    for (k, th) in run.theta.iter_mut().enumerate() {
+                        for (i, w) in run.w.row_mut(k).iter_mut().enumerate() {
                             *w *= if *w > 0.0 { p.gain_exc[i] } else { p.gain_inh[i] };
                         }
                         *th += p.theta_offset[k];
@@ -460,7 +464,12 @@ fn prepare<'a>(
             };
             if noise.theta_batch_std > 0.0 {
                 let mut s = Stream::new(&[seed, counter, effect::THETA_BATCH, l as u64]);
-                theta.iter_mut().for_each(|t| *t += noise.theta_batch_std * s.normal());
+                run.theta
+                    .iter_mut()
+                    .for_each(|t| *t += noise.theta_batch_std * s.normal());
+            }
+            if noise.theta_sample_std == 0.0 {
+                run.theta.iter_mut().for_each(|t| *t = t.max(MIN_THETA));
             }
             let d = &layer.delays;
             let jitter = if noise.jitter_std == 0.0 || !d.any() {
@@ -470,13 +479,15 @@ fn prepare<'a>(
             } else {
                 Jitter::PerGroup(d.group.max(1))
             };
+            let planned = noise.theta_sample_std == 0.0
+                && jitter != Jitter::PerSynapse
+                && neurons.iter().all(|n| *n == layer.neuron);
             Ok(RunLayer {
-                layer,
+                run,
                 delays,
-                weights,
                 neurons,
-                theta,
                 jitter,
+                planned,
             })
         })
         .collect()
@@ -486,14 +497,18 @@ fn prepare<'a>(
 struct Scratch {
     t_in: Vec<f64>,
     t_out: Vec<f64>,
+    shifted: Vec<f64>,
     group_jitter: Vec<f64>,
     arrivals: Vec<(f64, f64)>,
+    plan: PlanScratch,
 }
 
 /// One sample through every layer; writes the recorded times into `row` and returns the number of
 /// lost events. `key` = (seed, counter, sample).
+#[allow(clippy::too_many_arguments)]
 fn sample(
-    layers: &[RunLayer<'_>],
+    layers: &[RunLayer],
+    plans: &[Option<LayerPlan<'_>>],
     x: &[f64],
     repeat: usize,
     noise: &NoiseParams,
@@ -524,47 +539,69 @@ fn sample(
         }
     }
     let mut off = 0;
-    for (l, rl) in layers.iter().enumerate() {
+    for (l, (rl, plan)) in layers.iter().zip(plans).enumerate() {
         let lkey = |eff: u64| Stream::new(&[seed, counter, b, l as u64, eff]);
         let mut jit = lkey(effect::JITTER);
         if let Jitter::PerGroup(g) = rl.jitter {
             sc.group_jitter.clear();
             sc.group_jitter
-                .extend((0..rl.layer.n_in() / g).map(|_| noise.jitter_std * jit.normal()));
+                .extend((0..rl.run.n_in() / g).map(|_| noise.jitter_std * jit.normal()));
         }
-        let mut theta_noise = lkey(effect::THETA_SAMPLE);
-        let mut out_jitter = lkey(effect::OUTPUT_JITTER);
+        let n_out = rl.run.n_out();
         sc.t_out.clear();
-        for k in 0..rl.layer.n_out() {
-            sc.arrivals.clear();
-            let (d, w) = (rl.delays.row(k), rl.weights.row(k));
-            for (i, &t) in sc.t_in.iter().enumerate() {
-                if !t.is_finite() || w[i] == 0.0 {
-                    continue;
-                }
-                let a = match rl.jitter {
-                    Jitter::Off => t + d[i],
-                    Jitter::PerGroup(g) => t + d[i] + sc.group_jitter[i / g],
-                    Jitter::PerSynapse => t + d[i] + noise.jitter_std * jit.normal(),
+        match plan {
+            Some(plan) => {
+                // axonal delays only: the jitter of a delay unit shifts its source's spike
+                let t_in: &[f64] = match rl.jitter {
+                    Jitter::PerGroup(g) => {
+                        sc.shifted.clear();
+                        let gj = &sc.group_jitter;
+                        sc.shifted
+                            .extend(sc.t_in.iter().enumerate().map(|(i, &t)| t + gj[i / g]));
+                        &sc.shifted
+                    }
+                    _ => &sc.t_in,
                 };
-                sc.arrivals.push((a, w[i]));
+                sc.t_out.resize(n_out, 0.0);
+                plan_times(plan, t_in, &mut sc.t_out, &mut sc.plan, Method::Auto);
             }
-            sc.arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-            let mut theta = rl.theta[k];
-            if noise.theta_sample_std > 0.0 {
-                theta += noise.theta_sample_std * theta_noise.normal();
+            None => {
+                let mut theta_noise = lkey(effect::THETA_SAMPLE);
+                for k in 0..n_out {
+                    sc.arrivals.clear();
+                    let (d, w) = (rl.delays.row(k), rl.run.w.row(k));
+                    for (i, &t) in sc.t_in.iter().enumerate() {
+                        if !t.is_finite() || w[i] == 0.0 {
+                            continue;
+                        }
+                        let a = match rl.jitter {
+                            Jitter::Off => t + d[i],
+                            Jitter::PerGroup(g) => t + d[i] + sc.group_jitter[i / g],
+                            Jitter::PerSynapse => t + d[i] + noise.jitter_std * jit.normal(),
+                        };
+                        sc.arrivals.push((a, w[i]));
+                    }
+                    sc.arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                    let mut theta = rl.run.theta[k];
+                    if noise.theta_sample_std > 0.0 {
+                        theta += noise.theta_sample_std * theta_noise.normal();
+                    }
+                    let t = first_spike(&rl.neurons[k], theta.max(MIN_THETA), &sc.arrivals, Method::Auto);
+                    sc.t_out.push(t);
+                }
             }
-            let mut t = first_spike(&rl.neurons[k], theta.max(MIN_THETA), &sc.arrivals, Method::Auto);
+        }
+        let mut out_jitter = lkey(effect::OUTPUT_JITTER);
+        for t in sc.t_out.iter_mut() {
             if noise.output_jitter_std > 0.0 && t.is_finite() {
-                t += noise.output_jitter_std * out_jitter.normal();
+                *t += noise.output_jitter_std * out_jitter.normal();
             }
-            if t >= noise.slot {
-                t = f64::INFINITY;
+            if *t >= noise.slot {
+                *t = f64::INFINITY;
             }
-            sc.t_out.push(t);
         }
         let mut rec_loss = lkey(effect::RECORD_LOSS);
-        for (r, &t) in row[off..off + sc.t_out.len()].iter_mut().zip(&sc.t_out) {
+        for (r, &t) in row[off..off + n_out].iter_mut().zip(&sc.t_out) {
             *r = if !t.is_finite() {
                 f64::INFINITY
             } else if rec_loss.bernoulli(noise.event_loss) {
@@ -576,7 +613,7 @@ fn sample(
                 t
             };
         }
-        off += sc.t_out.len();
+        off += n_out;
         std::mem::swap(&mut sc.t_in, &mut sc.t_out);
     }
     dropped

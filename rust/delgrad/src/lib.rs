@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod factored;
 pub mod matrix;
 
 pub use error::{Error, Result};
@@ -27,5 +28,6 @@ pub mod optim;
 pub mod parallel;
 pub mod random;
 pub mod solver;
+pub mod step;
 pub mod streams;
 pub mod train;

@@ -121,53 +121,63 @@ pub struct LossReport {
     pub silent: usize,
 }
 
-/// Evaluates `loss` on output times `[batch, n_out]` and labels; silent samples get the
-/// constant `silent_loss` and zero gradient (never NaN).
-pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, strict: bool) -> Result<LossReport> {
+/// Checks the loss parameters and that `labels` has one class < `n_out` per sample.
+pub(crate) fn validate_labels(loss: &Loss, labels: &[usize], batch: usize, n_out: usize) -> Result<()> {
     loss.validate()?;
-    if labels.len() != out.rows() {
+    if labels.len() != batch {
         return Err(Error::shape(
             "labels",
-            format!("[{}]", out.rows()),
+            format!("[{batch}]"),
             format!("[{}]", labels.len()),
         ));
     }
-    let n_out = out.cols();
     if let Some(b) = labels.iter().position(|&c| c >= n_out) {
         return Err(Error::value(
             "labels",
             format!("labels must be < {n_out} (outputs); entry {b} is {}", labels[b]),
         ));
     }
-    if let Some(i) = out.as_slice().iter().position(|t| t.is_nan()) {
-        return Err(Error::value("output times", format!("entry {i} is NaN")));
+    Ok(())
+}
+
+/// One sample of [`evaluate`] (sample `b` of the batch, for messages): returns its loss and
+/// predicted class and writes dL/dt into `grad` (zeros when the sample is silent, then the loss
+/// is `silent_loss`).
+pub(crate) fn evaluate_sample(
+    loss: &Loss,
+    t: &[f64],
+    label: usize,
+    silent_loss: f64,
+    strict: bool,
+    b: usize,
+    grad: &mut [f64],
+) -> Result<(f64, Option<usize>)> {
+    let predicted = predict(t);
+    grad.fill(0.0);
+    if loss.is_silent(t, label, strict) {
+        return Ok((silent_loss, predicted));
     }
-    let mut dl_dt = Matrix::zeros(out.rows(), n_out);
-    let mut per_sample = Vec::with_capacity(out.rows());
-    let mut predicted = Vec::with_capacity(out.rows());
-    let (mut correct, mut silent) = (0, 0);
-    for (b, &c) in labels.iter().enumerate() {
-        let t = out.row(b);
-        let p = predict(t);
-        correct += usize::from(p == Some(c));
-        predicted.push(p);
-        if loss.is_silent(t, c, strict) {
-            silent += 1;
-            per_sample.push(silent_loss);
-        } else {
-            let value = loss.value_and_grad(t, c, dl_dt.row_mut(b));
-            // Finite but astronomically late spikes can push the loss past f64: say so, never inf/NaN.
-            if !value.is_finite() || dl_dt.row(b).iter().any(|g| !g.is_finite()) {
-                return Err(Error::value(
-                    "output times",
-                    format!(
-                        "sample {b}: the loss of times {t:?} overflows float64; spike times this large are not meaningful"
-                    ),
-                ));
-            }
-            per_sample.push(value);
-        }
+    let value = loss.value_and_grad(t, label, grad);
+    // Finite but astronomically late spikes can push the loss past f64: say so, never inf/NaN.
+    if !value.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        return Err(Error::value(
+            "output times",
+            format!("sample {b}: the loss of times {t:?} overflows float64; spike times this large are not meaningful"),
+        ));
     }
+    Ok((value, predicted))
+}
+
+/// Assembles a report from per-sample losses, predictions and gradients (in batch order).
+pub(crate) fn report(
+    loss: &Loss,
+    per_sample: Vec<f64>,
+    predicted: Vec<Option<usize>>,
+    labels: &[usize],
+    out: &Matrix,
+    dl_dt: Matrix,
+    strict: bool,
+) -> Result<LossReport> {
     let mean = if per_sample.is_empty() {
         0.0
     } else {
@@ -179,6 +189,10 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
             "the batch-mean loss overflows float64; spike times are too large",
         ));
     }
+    let correct = predicted.iter().zip(labels).filter(|(p, c)| **p == Some(**c)).count();
+    let silent = (0..out.rows())
+        .filter(|&b| loss.is_silent(out.row(b), labels[b], strict))
+        .count();
     Ok(LossReport {
         per_sample,
         mean,
@@ -187,6 +201,24 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
         correct,
         silent,
     })
+}
+
+/// Evaluates `loss` on output times `[batch, n_out]` and labels; silent samples get the
+/// constant `silent_loss` and zero gradient (never NaN).
+pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, strict: bool) -> Result<LossReport> {
+    validate_labels(loss, labels, out.rows(), out.cols())?;
+    if let Some(i) = out.as_slice().iter().position(|t| t.is_nan()) {
+        return Err(Error::value("output times", format!("entry {i} is NaN")));
+    }
+    let mut dl_dt = Matrix::zeros(out.rows(), out.cols());
+    let mut per_sample = Vec::with_capacity(out.rows());
+    let mut predicted = Vec::with_capacity(out.rows());
+    for (b, &c) in labels.iter().enumerate() {
+        let (value, p) = evaluate_sample(loss, out.row(b), c, silent_loss, strict, b, dl_dt.row_mut(b))?;
+        per_sample.push(value);
+        predicted.push(p);
+    }
+    report(loss, per_sample, predicted, labels, out, dl_dt, strict)
 }
 
 #[cfg(test)]

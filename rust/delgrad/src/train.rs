@@ -6,13 +6,14 @@ use crate::error::{Error, Result};
 use crate::forward::forward;
 use crate::gradient::{BackwardOptions, Gradients, backward};
 use crate::kernel::Neuron;
-use crate::loss::{Loss, evaluate};
+use crate::loss::{Loss, LossReport, evaluate};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::optim::{Adam, AdamConfig, StepLr};
 use crate::parallel::Executor;
 use crate::random::RandomState;
 use crate::solver::Method;
+use crate::step::{Pass, forward_backward};
 
 /// How one layer is built and initialised.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +234,14 @@ pub struct Trainer {
     pub last_bumped: Option<usize>,
 }
 
+/// A step needs at least one sample.
+fn check_batch(x: &Matrix) -> Result<()> {
+    if x.rows() == 0 {
+        return Err(Error::shape("x", "[batch >= 1, n_in]", format!("[0, {}]", x.cols())));
+    }
+    Ok(())
+}
+
 fn silent_fraction(times: &[Matrix]) -> Vec<f64> {
     times
         .iter()
@@ -387,10 +396,18 @@ impl Trainer {
         (s.lr(self.config.lr_weights, epoch), s.lr(self.config.lr_delays, epoch))
     }
 
-    /// One step on a batch: forward, loss, backward, stabilisers, update.
+    /// One step on a batch: forward, loss, backward, stabilisers, update (forward, loss and
+    /// backward in one sweep, `step::forward_backward`).
     pub fn step(&mut self, x: &Matrix, labels: &[usize], epoch: usize, exec: &Executor) -> Result<StepReport> {
-        let times = forward(&self.net, x, self.config.method, exec)?;
-        self.update(x, &times, labels, epoch, false, None, exec)
+        check_batch(x)?;
+        let opts = self.backward_options(false);
+        let cfg = &self.config;
+        let Pass { times, loss, grads } =
+            forward_backward(&self.net, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec)?;
+        match self.stabilise(&times, loss, epoch)? {
+            (step, Some(_)) => self.update(step, &grads, epoch),
+            (step, None) => Ok(step),
+        }
     }
 
     /// One step from **given** spike times of every layer (e.g. measured on a chip): the loss
@@ -404,7 +421,7 @@ impl Trainer {
         epoch: usize,
         exec: &Executor,
     ) -> Result<StepReport> {
-        self.update(x, times, labels, epoch, true, None, exec)
+        self.given_times_step(None, x, times, labels, epoch, exec)
     }
 
     /// Chip-in-the-loop step: like [`Trainer::step_from_times`], but the gradients are those of the
@@ -437,28 +454,51 @@ impl Trainer {
                 ));
             }
         }
-        self.update(x, times, labels, epoch, true, Some(at), exec)
+        self.given_times_step(Some(at), x, times, labels, epoch, exec)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn update(
+    /// Loss and stabilisers at given times; the backward pass at `at` (default: the trainer's network).
+    fn given_times_step(
         &mut self,
+        at: Option<&Network>,
         x: &Matrix,
         times: &[Matrix],
         labels: &[usize],
         epoch: usize,
-        given: bool,
-        at: Option<&Network>,
         exec: &Executor,
     ) -> Result<StepReport> {
-        let batch = x.rows();
-        if batch == 0 {
-            return Err(Error::shape("x", "[batch >= 1, n_in]", format!("[0, {}]", x.cols())));
-        }
+        check_batch(x)?;
         let out = times
             .last()
             .ok_or_else(|| Error::shape("times", "one matrix per layer", "none"))?;
         let report = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        match self.stabilise(times, report, epoch)? {
+            (step, Some(dl_dt)) => {
+                let net = at.unwrap_or(&self.net);
+                let grads = backward(net, x, times, &dl_dt, &self.backward_options(true), exec)?;
+                self.update(step, &grads, epoch)
+            }
+            (step, None) => Ok(step),
+        }
+    }
+
+    fn backward_options(&self, given: bool) -> BackwardOptions {
+        BackwardOptions {
+            max_dw_norm: self.config.max_dw_norm,
+            check_given_times: given,
+            method: self.config.method,
+        }
+    }
+
+    /// The checks after the loss: divergence is an error; weight bumping ends the step (no
+    /// update, `None`); otherwise returns dL/dt of the batch-mean loss for the backward pass.
+    fn stabilise(
+        &mut self,
+        times: &[Matrix],
+        report: LossReport,
+        epoch: usize,
+    ) -> Result<(StepReport, Option<Matrix>)> {
+        let batch = report.per_sample.len();
         let fractions = silent_fraction(times);
         let mut step = StepReport {
             loss: report.mean,
@@ -481,7 +521,7 @@ impl Trainer {
             if let Some(l) = offending {
                 self.bump_layer(l, &times[l]);
                 step.bumped = Some(l);
-                return Ok(step);
+                return Ok((step, None));
             }
         }
         self.last_bumped = None;
@@ -489,15 +529,14 @@ impl Trainer {
         // The loss is the batch mean, so each sample's dL/dt carries 1/batch (as autograd's would).
         let mut dl_dt = report.dl_dt;
         dl_dt.as_mut_slice().iter_mut().for_each(|g| *g /= batch as f64);
-        let opts = BackwardOptions {
-            max_dw_norm: self.config.max_dw_norm,
-            check_given_times: given,
-            method: self.config.method,
-        };
-        let grads = backward(at.unwrap_or(&self.net), x, times, &dl_dt, &opts, exec)?;
+        Ok((step, Some(dl_dt)))
+    }
+
+    /// Records the gradients' counts in the report and takes the Adam step.
+    fn update(&mut self, mut step: StepReport, grads: &Gradients, epoch: usize) -> Result<StepReport> {
         step.invalid = grads.invalid.clone();
         step.clipped = grads.clipped.clone();
-        self.apply(&grads, epoch)?;
+        self.apply(grads, epoch)?;
         Ok(step)
     }
 

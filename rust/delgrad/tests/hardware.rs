@@ -509,3 +509,37 @@ fn step_at_quantised_parameters_updates_the_shadow_parameters() {
         .to_string();
     assert!(e.contains("at.layers[1]"), "{e}");
 }
+
+#[test]
+fn planned_and_per_neuron_paths_agree() {
+    // A perfect pattern runs the planned scans of the ideal forward pass; time constants off by
+    // 1e-12 force the per-neuron general solver: with the same noise draws the times agree.
+    let net = hw_net(12);
+    let x = yy_inputs(64);
+    let exec = Executor::new(2).unwrap();
+    let ideal: Vec<LayerPattern> = net.layers.iter().map(LayerPattern::ideal).collect();
+    let nudged: Vec<LayerPattern> = ideal
+        .iter()
+        .map(|p| LayerPattern {
+            tau_s: p.tau_s.iter().map(|t| t * (1.0 + 1e-12)).collect(),
+            ..p.clone()
+        })
+        .collect();
+    let noise = NoiseParams {
+        time_step: 0.0,
+        ..NoiseParams::bss2()
+    };
+    let a = noisy_forward(&net, &x, 5, Some(&ideal), &noise, 3, 1, &exec).unwrap();
+    let b = noisy_forward(&net, &x, 5, Some(&nudged), &noise, 3, 1, &exec).unwrap();
+    let mut finite = 0;
+    for (u, v) in a.times.iter().zip(&b.times) {
+        for (s, t) in u.as_slice().iter().zip(v.as_slice()) {
+            assert_eq!(s.is_finite(), t.is_finite());
+            if s.is_finite() {
+                assert!((s - t).abs() < 1e-9, "{s} vs {t}");
+                finite += 1;
+            }
+        }
+    }
+    assert!(finite > 64 * 20);
+}

@@ -1,0 +1,78 @@
+//! The fused training pass equals forward, then the loss, then backward of the batch mean, bit
+//! for bit, for every regime, delay kind, loss and thread count (silent samples included).
+
+mod common;
+
+use common::*;
+use delgrad::Matrix;
+use delgrad::delay::DelayKind;
+use delgrad::forward::forward;
+use delgrad::gradient::{BackwardOptions, backward};
+use delgrad::loss::{Loss, evaluate};
+use delgrad::parallel::Executor;
+use delgrad::random::RandomState;
+use delgrad::solver::Method;
+use delgrad::step::forward_backward;
+
+#[test]
+fn fused_pass_equals_the_separate_passes() {
+    let mut rng = RandomState::new(5);
+    let kinds = [
+        vec![],
+        vec![DelayKind::Synaptic],
+        vec![DelayKind::Axonal, DelayKind::Dendritic],
+        vec![DelayKind::Synaptic, DelayKind::Axonal, DelayKind::Dendritic],
+    ];
+    for tau in REGIMES {
+        for kinds in &kinds {
+            let net = random_network(&mut rng, &[5, 9, 4], tau, kinds);
+            let mut x = random_input(&mut rng, 37, 5);
+            // Some silent inputs, one fully silent sample (its outputs are silent: silent loss).
+            x.row_mut(3)[1] = f64::INFINITY;
+            x.row_mut(7).fill(f64::INFINITY);
+            let labels: Vec<usize> = (0..37).map(|b| b % 4).collect();
+            for loss in [Loss::mse(), Loss::cross_entropy()] {
+                for method in [Method::Auto, Method::Bracket] {
+                    let opts = BackwardOptions {
+                        max_dw_norm: Some(0.5),
+                        method,
+                        ..Default::default()
+                    };
+                    for threads in [1, 2] {
+                        let exec = Executor::new(threads).unwrap();
+                        let pass = forward_backward(&net, &x, &labels, &loss, 7.0, &opts, &exec).unwrap();
+                        let times = forward(&net, &x, method, &exec).unwrap();
+                        let report = evaluate(&loss, times.last().unwrap(), &labels, 7.0, false).unwrap();
+                        let mut dl = report.dl_dt.clone();
+                        dl.as_mut_slice().iter_mut().for_each(|g| *g /= 37.0);
+                        let grads = backward(&net, &x, &times, &dl, &opts, &exec).unwrap();
+                        assert_eq!(pass.times, times, "{tau:?} {kinds:?} {method:?}");
+                        assert_eq!(pass.loss, report, "{tau:?} {kinds:?} {loss:?}");
+                        assert_eq!(pass.grads, grads, "{tau:?} {kinds:?} {loss:?} {method:?} {threads}");
+                        assert!(pass.loss.silent >= 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_pass_rejects_bad_labels_and_inputs() {
+    let mut rng = RandomState::new(6);
+    let net = random_network(&mut rng, &[3, 4, 2], (2.0, 1.0), &[DelayKind::Synaptic]);
+    let x = random_input(&mut rng, 4, 3);
+    let exec = Executor::default();
+    let opts = BackwardOptions::default();
+    let err = forward_backward(&net, &x, &[0, 1, 2, 0], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    assert!(err.to_string().contains("labels"), "{err}");
+    let err = forward_backward(&net, &x, &[0, 1], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    assert!(err.to_string().contains("labels"), "{err}");
+    let mut bad = x.clone();
+    bad.row_mut(2)[0] = f64::NAN;
+    let err = forward_backward(&net, &bad, &[0, 1, 1, 0], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    assert!(err.to_string().contains("input"), "{err}");
+    let wide = Matrix::zeros(4, 5);
+    let err = forward_backward(&net, &wide, &[0, 1, 1, 0], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    assert!(err.to_string().contains("input"), "{err}");
+}
