@@ -262,8 +262,22 @@ fn main() {
         stall_prob: 0.01,
         ..NoiseParams::bss2()
     };
-    let hw_cases: [(&str, Option<&[LayerPattern]>, NoiseParams); 2] = [
+    let no_tau_mismatch: Vec<LayerPattern> = pattern
+        .iter()
+        .zip(&net.layers)
+        .map(|(p, l)| LayerPattern {
+            tau_m: vec![l.neuron.tau_m(); l.n_out()],
+            tau_s: vec![l.neuron.tau_s(); l.n_out()],
+            ..p.clone()
+        })
+        .collect();
+    let hw_cases: [(&str, Option<&[LayerPattern]>, NoiseParams); 3] = [
         ("hw_noisy_20x30x3_all_noise", Some(&pattern[..]), all_on),
+        (
+            "hw_noisy_20x30x3_all_noise_but_tau_mismatch",
+            Some(&no_tau_mismatch[..]),
+            all_on,
+        ),
         (
             "hw_noisy_20x30x3_bss2_defaults",
             Some(&pattern[..]),
