@@ -28,7 +28,7 @@ lint-rust:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 lint-python:
-	$(PYTHON) -m ruff check python tests examples
+	$(PYTHON) -m ruff check python tests examples benchmarks
 	cd hw && $(PYTHON) -m ruff check .
 
 test-rust:
@@ -38,9 +38,11 @@ test-python:
 	$(PYTHON) -m pytest tests/python -q
 	$(PYTHON) -m pytest tests/hw -q -W error
 
-# Throughput of forward + loss + backward, one JSON object per line.
-bench:
+# Throughput of forward + loss + backward, and the Python overhead of a training step; one JSON
+# object per line.
+bench: install
 	cargo bench --bench throughput
+	$(PYTHON) benchmarks/python_overhead.py
 
 criterion:
 	cargo bench --bench core

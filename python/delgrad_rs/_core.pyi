@@ -80,6 +80,7 @@ class _StepResult(TypedDict):
     bumped: int | None
     invalid: list[int]
     clipped: list[int]
+    core_seconds: float
 
 class _EpochResult(TypedDict):
     loss: float

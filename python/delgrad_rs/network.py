@@ -347,7 +347,8 @@ class Network:
 
         """
         report = trainer.step(x, y, epoch)
-        self.core.set_params(trainer.network().params())
+        # The trainer's network is a copy with the same executor: take it, no parameter round trip.
+        self.core = trainer.network()
         return dict(report)
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ mod convert;
 mod errors;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use delgrad::Matrix;
 use delgrad::dataset::{Split, encode_times as core_encode, yin_yang as core_yin_yang};
@@ -409,8 +410,11 @@ impl PyNetwork {
 // ---------------------------------------------------------------------------------------------
 // Trainer
 
-fn step_dict<'py>(py: Python<'py>, r: &StepReport) -> PyResult<Bound<'py, PyDict>> {
+/// The step report as a dict; `core_seconds` is the time spent in the core (without the
+/// argument conversions), for measuring the bindings' overhead.
+fn step_dict<'py>(py: Python<'py>, r: &StepReport, core_seconds: f64) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    d.set_item("core_seconds", core_seconds)?;
     d.set_item("loss", r.loss)?;
     d.set_item("correct", r.correct)?;
     d.set_item("batch", r.batch)?;
@@ -559,11 +563,13 @@ impl PyTrainer {
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
         let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let r = compute(py, || {
+        let (r, secs) = compute(py, || {
+            let start = Instant::now();
             tr.network().validate_times("x", &x, tr.network().n_in())?;
-            tr.step(&x, &y, epoch, exec)
+            let r = tr.step(&x, &y, epoch, exec)?;
+            Ok((r, start.elapsed().as_secs_f64()))
         })?;
-        step_dict(py, &r)
+        step_dict(py, &r, secs)
     }
 
     #[pyo3(signature = (x, times, y, epoch, at=None))]
@@ -581,16 +587,18 @@ impl PyTrainer {
         let y = indices(y, "y")?;
         let at = at.map(|n| n.net.clone());
         let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let r = compute(py, || {
+        let (r, secs) = compute(py, || {
+            let start = Instant::now();
             // The core checks the given times (count, shapes, values) before using them.
             let net = tr.network();
             net.validate_times("x", &x, net.n_in())?;
-            match &at {
-                Some(at) => tr.step_from_times_at(at, &x, &times, &y, epoch, exec),
-                None => tr.step_from_times(&x, &times, &y, epoch, exec),
-            }
+            let r = match &at {
+                Some(at) => tr.step_from_times_at(at, &x, &times, &y, epoch, exec)?,
+                None => tr.step_from_times(&x, &times, &y, epoch, exec)?,
+            };
+            Ok((r, start.elapsed().as_secs_f64()))
         })?;
-        step_dict(py, &r)
+        step_dict(py, &r, secs)
     }
 
     fn train_epoch<'py>(
