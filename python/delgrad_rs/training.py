@@ -7,6 +7,8 @@ import json
 import math
 import os
 import platform
+import signal
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -514,51 +516,54 @@ def fit(
         dynamic_ncols=True,
     )
     epoch = start_epoch
-    try:
-        while epoch < n_epochs:
-            if stop_after is not None and epoch >= stop_after:
-                break
-            t0 = time.perf_counter()
-            lrs = trainer.learning_rates(epoch)
-            order = rng.permutation(len(y_tr))
-            try:
-                tr = runner.train_epoch(trainer, t_tr, y_tr, order, batch, epoch)
-                va = runner.evaluate(trainer, t_va, y_va)
-            except DivergedError as e:
-                raise DivergedError(_diverged_message(str(e), epoch, ckdir)) from None
-            if not (math.isfinite(tr["loss"]) and math.isfinite(va["loss"])):
-                raise DivergedError(_diverged_message(f"loss is not finite at epoch {epoch}", epoch, ckdir))
-            wall = time.perf_counter() - t0
-            rows.append(_metric_row(epoch, "train", dict(tr), lrs, tr["bumps"], wall))
-            rows.append(_metric_row(epoch, "validation", dict(va), lrs, 0, wall))
-            silent_streak = silent_streak + 1 if tr["silent_fraction"][-1] >= 1.0 else 0
-            if silent_streak >= cfg.training.silent_patience:
-                raise DivergedError(
-                    _diverged_message(f"every output neuron was silent for {silent_streak} epochs", epoch, ckdir)
-                )
-            epoch += 1
-            improved = va["accuracy"] > best
-            if improved:
-                best = float(va["accuracy"])
-            good = snapshot(epoch)
-            if run is not None and ckdir is not None:
-                save_checkpoint(ckdir / "last.npz", good)
+    # Ctrl-C asks the loop to stop at the next epoch boundary (a checkpoint, then KeyboardInterrupt).
+    with _GracefulStop() as stop:
+        try:
+            while epoch < n_epochs:
+                if stop_after is not None and epoch >= stop_after:
+                    break
+                t0 = time.perf_counter()
+                lrs = trainer.learning_rates(epoch)
+                order = rng.permutation(len(y_tr))
+                try:
+                    tr = runner.train_epoch(trainer, t_tr, y_tr, order, batch, epoch)
+                    va = runner.evaluate(trainer, t_va, y_va)
+                except DivergedError as e:
+                    raise DivergedError(_diverged_message(str(e), epoch, ckdir)) from None
+                if not (math.isfinite(tr["loss"]) and math.isfinite(va["loss"])):
+                    raise DivergedError(_diverged_message(f"loss is not finite at epoch {epoch}", epoch, ckdir))
+                wall = time.perf_counter() - t0
+                rows.append(_metric_row(epoch, "train", dict(tr), lrs, tr["bumps"], wall))
+                rows.append(_metric_row(epoch, "validation", dict(va), lrs, 0, wall))
+                silent_streak = silent_streak + 1 if tr["silent_fraction"][-1] >= 1.0 else 0
+                if silent_streak >= cfg.training.silent_patience:
+                    raise DivergedError(
+                        _diverged_message(f"every output neuron was silent for {silent_streak} epochs", epoch, ckdir)
+                    )
+                epoch += 1
+                improved = va["accuracy"] > best
                 if improved:
-                    save_checkpoint(ckdir / "best.npz", good)
-                if epoch % cfg.training.checkpoint_every == 0:
-                    save_checkpoint(ckdir / f"epoch_{epoch:04d}.npz", good)
-                _write_metrics(run, rows)
-            bar.set_postfix(
-                loss=f"{tr['loss']:.4f}", acc=f"{tr['accuracy']:.3f}", val_acc=f"{va['accuracy']:.3f}", refresh=False
-            )
-            bar.update(1)
-    except KeyboardInterrupt:
-        bar.close()
-        if run is not None and ckdir is not None:
-            save_checkpoint(ckdir / "last.npz", good)
-            _write_metrics(run, good.metrics)
-            print(f"interrupted: saved a checkpoint after epoch {good.epoch} to {ckdir / 'last.npz'}")
-        raise
+                    best = float(va["accuracy"])
+                good = snapshot(epoch)
+                if run is not None and ckdir is not None:
+                    save_checkpoint(ckdir / "last.npz", good)
+                    if improved:
+                        save_checkpoint(ckdir / "best.npz", good)
+                    if epoch % cfg.training.checkpoint_every == 0:
+                        save_checkpoint(ckdir / f"epoch_{epoch:04d}.npz", good)
+                    _write_metrics(run, rows)
+                bar.set_postfix(
+                    loss=f"{tr['loss']:.4f}",
+                    acc=f"{tr['accuracy']:.3f}",
+                    val_acc=f"{va['accuracy']:.3f}",
+                    refresh=False,
+                )
+                bar.update(1)
+                if stop.requested:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            _save_on_interrupt(bar, run, ckdir, good)
+            raise
     bar.close()
     if epoch >= n_epochs:
         te = runner.evaluate(trainer, t_te, y_te)
@@ -593,6 +598,45 @@ def _check_backend(run: Path, desc: dict[str, Any], resuming: bool) -> None:
                 "another backend or chip (use another --out directory)"
             )
     path.write_text(json.dumps(desc) + "\n", encoding="utf-8")
+
+
+class _GracefulStop:
+    """Ctrl-C during training: stop at the next epoch boundary; a second Ctrl-C stops at once.
+
+    The first press asks the loop to stop after the current epoch (it then checkpoints and raises
+    KeyboardInterrupt). Handling the signal here, rather than letting KeyboardInterrupt land anywhere, keeps it out of
+    the middle of a checkpoint or metrics write (libraries that check signals themselves could
+    otherwise raise it twice). Only the main thread can install handlers; elsewhere nothing changes.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _save_on_interrupt(bar: Any, run: Path | None, ckdir: Path | None, good: TrainState) -> None:
+    """After Ctrl-C: save the last good state and say where."""
+    bar.close()
+    if run is not None and ckdir is not None:
+        save_checkpoint(ckdir / "last.npz", good)
+        _write_metrics(run, good.metrics)
+        print(f"interrupted: saved a checkpoint after epoch {good.epoch} to {ckdir / 'last.npz'}")
 
 
 def _diverged_message(reason: str, epoch: int, ckdir: Path | None) -> str:
