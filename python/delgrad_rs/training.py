@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from delgrad_rs import _core
 from delgrad_rs._core import DelgradError, DivergedError
 from delgrad_rs.config import Config, config_from_dict, load_config
-from delgrad_rs.datasets import encode, yin_yang
+from delgrad_rs.datasets import dataset_sizes, load_encoded
 from delgrad_rs.network import Network, parse_delay_kinds
 
 CHECKPOINT_FORMAT = "delgrad_rs.checkpoint"
@@ -45,17 +45,18 @@ def build_network(cfg: Config, threads: int | None = None) -> Network:
     Returns
     -------
     Network
-        4 inputs -> hidden layers -> 3 outputs.
+        Data set inputs (plus bias spikes) -> hidden layers -> one output per class.
 
     """
     n = cfg.network
+    n_in, n_out = dataset_sizes(cfg.data)
     return Network.create(
-        [4, *n.hidden, 3],
+        [n_in, *n.hidden, n_out],
         tau_m=n.tau_m,
         tau_s=n.tau_s,
         theta=n.theta,
-        weight_mean=n.weight_mean,
-        weight_std=n.weight_std,
+        weight_mean=n.weight_mean_per_layer or n.weight_mean,
+        weight_std=n.weight_std_per_layer or n.weight_std,
         delays=parse_delay_kinds(n.delays, "network.delays"),
         delay_group=n.delay_group,
         delay_param="clip" if cfg.delays.param == "clip" else "sigmoid",
@@ -268,7 +269,7 @@ def _same_run(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         va, vb = a.get(section), b.get(section)
         if isinstance(va, dict) and isinstance(vb, dict):
             for k in sorted(set(va) | set(vb)):
-                if (section, k) in (("training", "epochs"), ("training", "threads")):
+                if (section, k) in (("training", "epochs"), ("training", "threads"), ("training", "save_every")):
                     continue
                 if va.get(k) != vb.get(k):
                     diffs.append(f"{section}.{k}")
@@ -324,7 +325,7 @@ def fit(
     resume: bool = True,
     stop_after: int | None = None,
 ) -> pl.DataFrame:
-    """Train on Yin-Yang with validation every epoch, checkpoints and exact resumption.
+    """Train on the configured data set with validation every epoch, checkpoints and exact resumption.
 
     Parameters
     ----------
@@ -406,11 +407,7 @@ def fit(
             rows = [r for r in rows if r["split"] != "test"]
         (run / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
 
-    t_early, t_late = cfg.data.t_early, cfg.data.t_late
-    x_tr, y_tr = yin_yang("train")
-    x_va, y_va = yin_yang("validation")
-    x_te, y_te = yin_yang("test")
-    t_tr, t_va, t_te = (encode(v, t_early, t_late) for v in (x_tr, x_va, x_te))
+    (t_tr, y_tr), (t_va, y_va), (t_te, y_te) = (load_encoded(cfg.data, s) for s in ("train", "validation", "test"))
     n_epochs = cfg.training.epochs
     batch = cfg.training.batch_size
 
@@ -427,6 +424,21 @@ def fit(
         )
 
     good = snapshot(start_epoch)
+    saved_epoch = start_epoch
+    unsaved_best: TrainState | None = None  # a best snapshot not written yet (training.save_every > 1)
+
+    def persist(state: TrainState) -> None:
+        """Write last.npz, a pending best.npz and the metrics files."""
+        nonlocal unsaved_best, saved_epoch
+        saved_epoch = state.epoch
+        if run is None or ckdir is None:
+            return
+        save_checkpoint(ckdir / "last.npz", state)
+        if unsaved_best is not None:
+            save_checkpoint(ckdir / "best.npz", unsaved_best)
+            unsaved_best = None
+        _write_metrics(run, state.metrics)
+
     bar = tqdm(
         total=n_epochs,
         initial=min(start_epoch, n_epochs),
@@ -463,13 +475,12 @@ def fit(
             if improved:
                 best = float(va["accuracy"])
             good = snapshot(epoch)
-            if run is not None and ckdir is not None:
-                save_checkpoint(ckdir / "last.npz", good)
-                if improved:
-                    save_checkpoint(ckdir / "best.npz", good)
-                if epoch % cfg.training.checkpoint_every == 0:
-                    save_checkpoint(ckdir / f"epoch_{epoch:04d}.npz", good)
-                _write_metrics(run, rows)
+            if improved:
+                unsaved_best = good
+            if epoch % cfg.training.save_every == 0 or epoch >= n_epochs:
+                persist(good)
+            if ckdir is not None and epoch % cfg.training.checkpoint_every == 0:
+                save_checkpoint(ckdir / f"epoch_{epoch:04d}.npz", good)
             bar.set_postfix(
                 loss=f"{tr['loss']:.4f}", acc=f"{tr['accuracy']:.3f}", val_acc=f"{va['accuracy']:.3f}", refresh=False
             )
@@ -477,11 +488,12 @@ def fit(
     except KeyboardInterrupt:
         bar.close()
         if run is not None and ckdir is not None:
-            save_checkpoint(ckdir / "last.npz", good)
-            _write_metrics(run, good.metrics)
+            persist(good)
             print(f"interrupted: saved a checkpoint after epoch {good.epoch} to {ckdir / 'last.npz'}")
         raise
     bar.close()
+    if saved_epoch != good.epoch:
+        persist(good)
     if epoch >= n_epochs:
         te = trainer.evaluate(t_te, y_te)
         rows.append(_metric_row(n_epochs - 1, "test", dict(te), trainer.learning_rates(n_epochs - 1), 0, 0.0))
@@ -564,8 +576,7 @@ def evaluate_run(run: str | Path, which: str = "best") -> pl.DataFrame:
     cfg, _, trainer = load_run(run, which)
     rows = []
     for split in ("train", "validation", "test"):
-        x, y = yin_yang(split)
-        r = trainer.evaluate(encode(x, cfg.data.t_early, cfg.data.t_late), y)
+        r = trainer.evaluate(*load_encoded(cfg.data, split))
         rows.append(
             {"split": split, "loss": r["loss"], "accuracy": r["accuracy"], "silent_samples": r["silent_samples"]}
         )
