@@ -495,7 +495,8 @@ def run_sweep(
     out : str or Path or None
         Sweep directory (default ``runs/sweeps/<name>``): ``sweep.toml`` (the sweep file),
         ``cells/<condition>/H<hidden>/seed<seed>/`` (run directory and ``cell.json`` per cell),
-        ``results.parquet`` and ``results.csv``. An existing directory is continued: finished cells
+        ``results.parquet``, ``results.csv`` and ``history.jsonl`` (one line per invocation that
+        ran cells: start, wall time, engine, workers, cells run, finished or interrupted). An existing directory is continued: finished cells
         are not rerun, unfinished ones resume from their last checkpoint.
     engine : {"local", "ray"}
         ``local``: a process pool (spawn) with one core thread per worker. ``ray``: one Ray task
@@ -599,13 +600,29 @@ def run_sweep(
         bar.set_postfix(failed=n_failed, refresh=False)
         bar.update(1)
 
+    started, t0 = time.time(), time.perf_counter()
+    n_before = len(records)
+    status = "interrupted"
     try:
         if tasks and engine == "local":
             _run_local(tasks, workers or default_workers(), done)
         elif tasks:
             _run_ray(tasks, workers, address, done)
+        status = "finished"
     finally:
         bar.close()
+        if tasks:
+            entry = {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "wall_time": round(time.perf_counter() - t0, 3),
+                "engine": engine,
+                "workers": workers if workers is not None else (default_workers() if engine == "local" else None),
+                "cells_run": len(records) - n_before,
+                "cells_total": len(sw.cells),
+                "status": status,
+            }
+            with open(root / "history.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
     return table()
 
 
