@@ -496,8 +496,9 @@ def run_sweep(
         Sweep directory (default ``runs/sweeps/<name>``): ``sweep.toml`` (the sweep file),
         ``cells/<condition>/H<hidden>/seed<seed>/`` (run directory and ``cell.json`` per cell),
         ``results.parquet``, ``results.csv`` and ``history.jsonl`` (one line per invocation that
-        ran cells: start, wall time, engine, workers, cells run, finished or interrupted). An existing directory is continued: finished cells
-        are not rerun, unfinished ones resume from their last checkpoint.
+        ran cells: start, wall time, engine, workers, cells run, finished or interrupted). An
+        existing directory is continued: finished cells are not rerun, unfinished ones resume from
+        their last checkpoint.
     engine : {"local", "ray"}
         ``local``: a process pool (spawn) with one core thread per worker. ``ray``: one Ray task
         (1 CPU) per cell on the cluster at ``address`` or on a local instance.
