@@ -248,9 +248,10 @@ def sweep_from_dict(data: dict[str, Any], base_dir: str | Path = ".", where: str
         if not isinstance(h_over_raw, dict):
             raise _fail(where, f"{ck}.hidden_overrides", "expected a table keyed by hidden size")
         h_over: dict[int, dict[str, Any]] = {}
-        for hk, hv in h_over_raw.items():
+        for hk_raw, hv in h_over_raw.items():
+            hk = str(hk_raw)
             hkey = f"{ck}.hidden_overrides.{hk}"
-            if not hk.isdigit() or int(hk) < 1:
+            if isinstance(hk_raw, bool) or not hk.isdigit() or int(hk) < 1:
                 raise _fail(where, hkey, f"keys must be hidden sizes (positive integers), got {hk!r}")
             _check_overrides(hv, base_cfg, hkey, where)
             h_over[int(hk)] = hv
@@ -463,6 +464,10 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
 def _write_results(out: Path, df: pl.DataFrame) -> None:
     _write_atomic(out / "results.parquet", df.write_parquet)
     _write_atomic(out / "results.csv", df.write_csv)
@@ -566,7 +571,7 @@ def run_sweep(
         return results_frame(records[c.key] for c in sw.cells if c.key in records)
 
     _write_results(root, table())
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {
             "condition": c.condition,
             "label": c.label,
@@ -592,7 +597,7 @@ def run_sweep(
         marker = Path(task["run_dir"]) / "cell.json"
         marker.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"config_hash": task["hash"], "record": rec}, indent=1) + "\n"
-        _write_atomic(marker, lambda p: p.write_text(payload, encoding="utf-8"))
+        _write_atomic(marker, lambda p: _write_text(p, payload))
         records[task["key"]] = rec
         _write_results(root, table())
         if rec["status"] != "ok":

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from delgrad_rs.plots import _plt
-from delgrad_rs.sweep import load_results, median_table
+from delgrad_rs.sweep import SweepError, load_results, median_table
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -33,6 +33,8 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
     plt = _plt()
     root = Path(sweep_dir)
     table = median_table(load_results(root)).filter(pl.col("runs") > 0)
+    if table.height == 0:
+        raise SweepError(f"sweep directory {root}: no finished cell to plot yet")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for i, cond in enumerate(table["condition"].unique(maintain_order=True)):
         d = table.filter(pl.col("condition") == cond).sort("hidden")
@@ -43,8 +45,8 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         style: dict[str, Any] = {"marker": MARKERS[i % len(MARKERS)], "capsize": 3, "lw": 1.5, "ms": 5}
         for ax, x in ((axes[0], d["hidden"].to_numpy()), (axes[1], d["n_params"].to_numpy())):
             ax.errorbar(x, err, yerr=[lo, hi], label=label, color=f"C{i}", **style)
-    runs = table["runs"]
-    n = f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()}-{runs.max()}"
+    lo_runs, hi_runs = int(table["runs"].min()), int(table["runs"].max())  # type: ignore[arg-type]
+    n = f"{lo_runs}" if lo_runs == hi_runs else f"{lo_runs}-{hi_runs}"
     axes[0].set(xlabel="hidden neurons", ylabel="test error [%] (median, min/max)", yscale="log")
     axes[1].set(xlabel="trainable parameters (weights + delays)", xscale="log")
     axes[0].set_title(f"test error vs hidden size ({n} seeds per point)")

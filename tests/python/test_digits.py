@@ -93,6 +93,21 @@ def test_digits_training_learns(tmp_path: Path) -> None:
     assert build_network(config_from_dict(cfg)).core.sizes == [64, 30, 10]
     test = df.filter(pl.col("split") == "test")["accuracy"][0]
     assert test > 0.5  # ten classes: chance is 0.1
+    pytest.importorskip("matplotlib")
+    from delgrad_rs.plots import plot_run
+
+    names = {p.name for p in plot_run(tmp_path / "digits")}
+    assert names == {"learning_curves.png", "parameters.png"}  # no Yin-Yang figures for digits
+
+
+def test_2021_configuration_trains_and_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from delgrad_rs.plots import plot_run
+
+    df = fit(CONFIGS / "YY2021_H120.toml", epochs=2, threads=2, out=tmp_path / "yy2021", quiet=True)
+    assert df.filter(pl.col("split") == "test")["accuracy"][0] > 0.5
+    names = {p.name for p in plot_run(tmp_path / "yy2021")}
+    assert {"decision_map.png", "output_spike_times.png"} <= names  # the grid gets the bias spike too
 
 
 def test_results_table_script(tmp_path: Path) -> None:

@@ -216,6 +216,14 @@ def test_sweep_file_and_option_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "option conditions.W.base: no such configuration file" in err and "Traceback" not in err
 
 
+def test_ray_engine_without_ray_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(SweepError, match=r"option --engine: 'ray' needs Ray: pip install 'delgrad_rs\[ray\]'"):
+        run_sweep(sweep_from_dict(tiny(hidden=[3], seeds=[0])), out=tmp_path / "noray", engine="ray", quiet=True)
+
+
 def test_example_sweep_files_are_valid() -> None:
     paper = load_sweep(REPO / "examples" / "sweeps" / "paper.toml")
     assert [c.name for c in paper.conditions] == ["W", "WA", "WD", "WS"]
