@@ -69,6 +69,7 @@ RESULT_SCHEMA: dict[str, Any] = {
     "val_accuracy_last": pl.Float64,
     "train_accuracy_last": pl.Float64,
     "wall_time": pl.Float64,
+    "cpu_time": pl.Float64,
     "engine": pl.String,
     "status": pl.String,
     "error": pl.String,
@@ -356,7 +357,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     rec: dict[str, Any] = {k: None for k in RESULT_SCHEMA}
     rec.update({k: task[k] for k in ("condition", "label", "hidden", "seed", "run_dir", "engine")})
     rec["epochs"] = int(task["config"]["training"]["epochs"])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         rec["n_params"] = count_trainable(task["config"])
         df = fit(task["config"], out=task["run_dir"], threads=1, quiet=True)
@@ -376,6 +377,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         rec["status"] = "failed"
         rec["error"] = f"{type(e).__name__}: {e}"
     rec["wall_time"] = time.perf_counter() - t0
+    rec["cpu_time"] = time.process_time() - c0
     return rec
 
 
@@ -525,8 +527,8 @@ def run_sweep(
         weights and delays), epochs, best_epoch (epochs trained when the validation accuracy
         first reached its maximum, i.e. the ``best`` checkpoint), val_accuracy (that maximum),
         test_accuracy (of the ``best`` checkpoint), test_accuracy_last, val_accuracy_last and
-        train_accuracy_last (after the last epoch), wall_time (s, of this cell's last invocation),
-        engine, status (``ok`` / ``failed``), error, run_dir (relative to ``out``).
+        train_accuracy_last (after the last epoch), wall_time and cpu_time (s, of this cell's last
+        invocation; CPU time of the worker process, which shows how much other load slowed it), engine, status (``ok`` / ``failed``), error, run_dir (relative to ``out``).
 
     Raises
     ------

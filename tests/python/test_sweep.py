@@ -37,7 +37,7 @@ TINY: dict[str, Any] = {
         },
     },
 }
-VOLATILE = ["wall_time", "engine"]
+VOLATILE = ["wall_time", "cpu_time", "engine"]
 
 
 def tiny(**changes: Any) -> dict[str, Any]:
@@ -284,3 +284,11 @@ def test_cli_sweep_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     med = median_table(load_results(out))
     assert med.height == 4 and np.all(med["runs"].to_numpy() == 1)
+
+
+def test_plot_of_a_sweep_without_finished_cells_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    rows = [{"condition": "A", "label": "a", "hidden": 5, "seed": 0, "status": "failed", "error": "DivergedError: x"}]
+    results_frame(rows).write_parquet(tmp_path / "results.parquet")
+    assert cli.main(["plot", str(tmp_path)]) == 1
+    assert "no finished cell to plot yet" in capsys.readouterr().err
