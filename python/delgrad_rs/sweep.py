@@ -475,6 +475,18 @@ def _write_results(out: Path, df: pl.DataFrame) -> None:
     _write_atomic(out / "results.csv", df.write_csv)
 
 
+def schedule(sweep: Sweep) -> list[Cell]:
+    """Return the cells in the order they are started: seed by seed, largest networks first.
+
+    Seed-major order makes a sweep stopped early a balanced subset (every condition and size with
+    the first seeds) rather than complete conditions and missing ones; within a seed the larger
+    hidden sizes start first so that the last cells running are short ones.
+    """
+    seed_rank = {s: i for i, s in enumerate(sweep.seeds)}
+    cond_rank = {c.name: i for i, c in enumerate(sweep.conditions)}
+    return sorted(sweep.cells, key=lambda c: (seed_rank[c.seed], -c.hidden, cond_rank[c.condition]))
+
+
 def default_workers() -> int:
     """Return the number of cores this process may use (the local engine's default worker count)."""
     try:
@@ -528,7 +540,8 @@ def run_sweep(
         first reached its maximum, i.e. the ``best`` checkpoint), val_accuracy (that maximum),
         test_accuracy (of the ``best`` checkpoint), test_accuracy_last, val_accuracy_last and
         train_accuracy_last (after the last epoch), wall_time and cpu_time (s, of this cell's last
-        invocation; CPU time of the worker process, which shows how much other load slowed it), engine, status (``ok`` / ``failed``), error, run_dir (relative to ``out``).
+        invocation; CPU time of the worker process, which shows how much other load slowed it),
+        engine, status (``ok`` / ``failed``), error, run_dir (relative to ``out``).
 
     Raises
     ------
@@ -585,7 +598,7 @@ def run_sweep(
             "key": c.key,
             "hash": c.config_hash,
         }
-        for c in sw.cells
+        for c in schedule(sw)
         if c.key not in records
     ]
     by_dir = {t["run_dir"]: t for t in tasks}
@@ -751,5 +764,6 @@ __all__ = [
     "results_frame",
     "run_cell",
     "run_sweep",
+    "schedule",
     "sweep_from_dict",
 ]

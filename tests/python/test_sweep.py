@@ -18,6 +18,7 @@ from delgrad_rs.sweep import (
     median_table,
     results_frame,
     run_sweep,
+    schedule,
     sweep_from_dict,
 )
 
@@ -234,6 +235,11 @@ def test_example_sweep_files_are_valid() -> None:
     assert (ws10.config["optimizer"]["lr_weights"], ws10.config["optimizer"]["lr_delays"]) == (0.01, 0.003)
     for name in ("quick", "digits"):
         assert load_sweep(REPO / "examples" / "sweeps" / f"{name}.toml").cells
+
+
+def test_cells_are_scheduled_seed_by_seed_largest_first() -> None:
+    order = [(c.seed, c.hidden, c.condition) for c in schedule(sweep_from_dict(tiny()))]
+    assert order == [(s, h, c) for s in (0, 1) for h in (6, 3) for c in ("W", "WS")]
 
 
 def test_count_trainable_parameters() -> None:
