@@ -1,6 +1,5 @@
 import copy
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +85,7 @@ def load_sweep_cell_config(condition: str, hidden: int, seed: int) -> dict[str, 
 
 def test_ray_engine_gives_identical_results(local_results: tuple[Path, pl.DataFrame], tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    start = time.perf_counter()
     df = run_sweep(sweep_from_dict(tiny()), out=tmp_path / "ray", engine="ray", workers=2, quiet=True)
-    assert time.perf_counter() - start < 90
     assert set(df["engine"]) == {"ray"}
     assert df.drop(VOLATILE).equals(local_results[1].drop(VOLATILE))
 
