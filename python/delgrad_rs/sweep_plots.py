@@ -55,6 +55,7 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(title="condition")
     _percent_ticks(axes[0])
+    _plain_log_ticks(axes[1])
     fig.tight_layout()
     path = root / "parameter_efficiency.png"
     fig.savefig(path, dpi=120)
@@ -67,3 +68,11 @@ def _percent_ticks(ax: Any) -> None:
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
