@@ -82,6 +82,13 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
     else:
         out[-1] += ")"
     out[-1] += f"; {n_failed} failed." if n_failed else "; none failed."
+    cpu = results["cpu_time"].drop_nulls().sum() if "cpu_time" in results.columns else 0.0
+    workers = max((int(e.split("(")[1].split()[0]) for e in engines if "(" in e and "None" not in e), default=0)
+    if cpu and workers:
+        out[-1] += (
+            f" The cells' CPU time adds up to {cpu / 60:.1f} min, i.e. {cpu / 60 / workers:.1f} min on "
+            f"{workers} otherwise idle cores; the difference to the wall time is other load on the machine."
+        )
     out.append("")
     out.append(
         "Median test accuracy [%] over seeds at each run's best-validation checkpoint (min-max), "

@@ -117,7 +117,8 @@ def test_results_table_script(tmp_path: Path) -> None:
     root.mkdir()
     rows = [
         {"condition": c, "label": lbl, "hidden": h, "seed": s, "n_params": 7 * h * (1 + (c == "WS")), "epochs": 300,
-         "status": "ok", "test_accuracy": acc + 0.001 * s, "test_accuracy_last": acc, "val_accuracy": acc}
+         "status": "ok", "test_accuracy": acc + 0.001 * s, "test_accuracy_last": acc, "val_accuracy": acc,
+         "cpu_time": 10.0}
         for c, lbl, base in (("W", "weights only", 0.90), ("WS", "+ synaptic delays", 0.95))
         for h, acc in ((5, base), (10, base + 0.02), (30, base + 0.04))
         for s in range(3)
@@ -136,6 +137,7 @@ def test_results_table_script(tmp_path: Path) -> None:
         "<!-- sweep-results:end -->\noutro\n"
     )
     assert "OLD TEXT" not in text and "in 10.0 min of wall time with the local (2 workers) engine" in text
+    assert "CPU time adds up to 3.0 min, i.e. 1.5 min on 2 otherwise idle cores" in text
     assert "| 5 | 90.1 (90.0-90.2) [35] | 95.1 (95.0-95.2) [70] |" in text
     assert "| H30_W | 96.7 | 94.0 | 94.1 |" in text and "| H5_WS | 95.4 | 95.0 | 95.1 |" in text
     assert "| + synaptic delays | 5 vs 10 | 95.1 | 92.1 | yes |" in text
