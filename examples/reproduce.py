@@ -11,19 +11,17 @@ import time
 from pathlib import Path
 
 from delgrad_rs.config import load_config
-from delgrad_rs.training import build_network, fit
+from delgrad_rs.sweep import count_trainable
+from delgrad_rs.training import fit
 
 CONFIGS = Path(__file__).parent / "configs"
 # Published single-run test accuracies of the reference code (DESIGN section 3).
 REFERENCE = {"H30_W": 96.7, "H30_WA": 97.5, "H30_WS": 98.2, "H5_WS": 95.4}
-TRAINABLE = ("w", "d_syn", "d_axo", "d_den")
 
 
 def trainable_parameters(config_path: Path) -> int:
     """Count weights and trained delays of the configuration's network."""
-    cfg = load_config(config_path)
-    layers = build_network(cfg).params
-    return sum(int(layer[k].size) for layer in layers for k in TRAINABLE if layer.get(k) is not None)
+    return count_trainable(load_config(config_path).to_dict())
 
 
 def main() -> None:

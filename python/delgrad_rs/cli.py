@@ -1,4 +1,4 @@
-"""The ``delgrad`` command-line tool: ``train``, ``eval`` and ``plot``."""
+"""The ``delgrad`` command-line tool: ``train``, ``eval``, ``sweep`` and ``plot``."""
 
 from __future__ import annotations
 
@@ -55,10 +55,44 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from delgrad_rs.sweep import is_sweep_dir
+
+    if is_sweep_dir(args.run):
+        return _plot_sweep(args)
     from delgrad_rs.plots import plot_run
 
     for p in plot_run(args.run, args.checkpoint):
         print(p)
+    return 0
+
+
+def _plot_sweep(args: argparse.Namespace) -> int:
+    from delgrad_rs.sweep import format_table, load_results, median_table
+    from delgrad_rs.sweep_plots import plot_sweep
+
+    print(format_table(median_table(load_results(args.run))))
+    for p in plot_sweep(args.run):
+        print(p)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from delgrad_rs.sweep import format_table, load_sweep, median_table, run_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep.name
+    df = run_sweep(
+        sweep,
+        out=out,
+        engine=args.engine,
+        workers=args.workers,
+        address=args.address,
+        quiet=args.quiet,
+        retry_failed=args.retry_failed,
+    )
+    failed = df.filter(df["status"] != "ok").height
+    print(format_table(median_table(df)))
+    print(f"{sweep.name}: {df.height} cells ({failed} failed); results in {out / 'results.parquet'}")
     return 0
 
 
@@ -89,8 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="software", help="software (ideal model), emulator or remote://HOST:PORT")
     p.add_argument("--token-file", default=None, help="token of the remote server (default: DELGRAD_HW_TOKEN)")
     p.set_defaults(func=_eval)
-    p = sub.add_parser("plot", help="write the run's figures (PNG)", description="Plot a run directory (PNGs).")
-    p.add_argument("run", help="run directory")
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid of conditions x hidden sizes x seeds",
+        description="Run or continue a sweep (see examples/sweeps); finished cells are not rerun.",
+    )
+    p.add_argument("sweep", help="TOML sweep file (see examples/sweeps)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local process pool or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
+    p.add_argument("--workers", type=int, default=None, help="parallel cells (default: usable cores)")
+    p.add_argument("--out", default=None, help="sweep directory (default runs/sweeps/<name>)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun cells recorded as failed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_sweep)
+    p = sub.add_parser(
+        "plot",
+        help="write the figures (PNG) of a run or a sweep directory",
+        description="Plot a run directory, or a sweep directory (parameter-efficiency figure and table of medians).",
+    )
+    p.add_argument("run", help="run or sweep directory")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file name (default best)")
     p.set_defaults(func=_plot)
     return parser

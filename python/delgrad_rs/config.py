@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -19,7 +20,12 @@ class ConfigError(OptionError):
 
 @dataclass
 class NetworkConfig:
-    """Architecture and initialisation (``[network]``)."""
+    """Architecture and initialisation (``[network]``).
+
+    ``layer_weight_mean`` / ``layer_weight_std``, when not empty, give one initial weight
+    mean / standard deviation per layer (hidden layers first, then the output layer) and replace
+    ``weight_mean`` / ``weight_std``.
+    """
 
     hidden: list[int] = field(default_factory=lambda: [30])
     tau_m: float = 2.0
@@ -29,8 +35,8 @@ class NetworkConfig:
     weight_std: float = 1.0
     delays: list[str] = field(default_factory=list)
     delay_group: int = 1
-    layer_weight_mean: list[float] = field(default_factory=list)  # per layer; overrides weight_mean
-    layer_weight_std: list[float] = field(default_factory=list)  # per layer; overrides weight_std
+    layer_weight_mean: list[float] = field(default_factory=list)
+    layer_weight_std: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -72,7 +78,12 @@ class OptimizerConfig:
 
 @dataclass
 class TrainingConfig:
-    """Loop settings and stabilisers (``[training]``)."""
+    """Loop settings and stabilisers (``[training]``).
+
+    ``save_every``: write ``last.npz``, ``best.npz`` and the metrics files every this many epochs
+    (and at the end or an interruption) instead of every epoch; sweeps use it to save I/O. A run
+    killed hard between two saves resumes from the last save and repeats those epochs exactly.
+    """
 
     epochs: int = 300
     batch_size: int = 150
@@ -80,17 +91,24 @@ class TrainingConfig:
     bump: float = 5e-4
     bump_limits: list[float] = field(default_factory=lambda: [0.3, 0.0])
     checkpoint_every: int = 10
+    save_every: int = 1
     silent_patience: int = 20
     threads: int = 0
 
 
 @dataclass
 class DataConfig:
-    """Input encoding (``[data]``)."""
+    """Data set and input encoding (``[data]``).
+
+    ``dataset`` is ``"yin_yang"`` (4 inputs, 3 classes) or ``"digits"`` (the bundled 8x8 digits, 64
+    inputs, 10 classes; see :func:`delgrad_rs.datasets.digits`). ``bias_times`` adds one input per
+    entry that spikes at that fixed time for every sample (the 2021 configuration uses ``[0.9]``).
+    """
 
     dataset: str = "yin_yang"
     t_early: float = 0.15
     t_late: float = 2.0
+    bias_times: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -228,6 +246,7 @@ def validate(cfg: Config) -> Config:
     _require(n.theta > 0, "network.theta", f"must be > 0, got {n.theta}")
     _require(n.weight_std >= 0, "network.weight_std", f"must be >= 0, got {n.weight_std}")
     _require(n.delay_group >= 1, "network.delay_group", f"must be >= 1, got {n.delay_group}")
+    n_layers = len(n.hidden) + 1
     try:
         parse_delay_kinds(n.delays, "network.delays")
     except OptionError as e:
@@ -251,21 +270,18 @@ def validate(cfg: Config) -> Config:
     _require(t.batch_size >= 1, "training.batch_size", f"must be >= 1, got {t.batch_size}")
     _require(t.max_dw_norm >= 0, "training.max_dw_norm", f"must be >= 0 (0 disables), got {t.max_dw_norm}")
     _require(t.bump >= 0, "training.bump", f"must be >= 0, got {t.bump}")
-    n_layers = len(n.hidden) + 1
     _require(
         len(t.bump_limits) == n_layers,
         "training.bump_limits",
         f"expected one limit per layer ({n_layers}), got {len(t.bump_limits)}",
     )
     _require(t.checkpoint_every >= 1, "training.checkpoint_every", f"must be >= 1, got {t.checkpoint_every}")
+    _require(t.save_every >= 1, "training.save_every", f"must be >= 1, got {t.save_every}")
     _require(t.silent_patience >= 1, "training.silent_patience", f"must be >= 1, got {t.silent_patience}")
     _require(t.threads >= 0, "training.threads", f"must be >= 0 (0 = all cores), got {t.threads}")
-    n_layers_w = len(n.hidden) + 1
     for key in ("layer_weight_mean", "layer_weight_std"):
         v = getattr(n, key)
-        _require(
-            len(v) in (0, n_layers_w), f"network.{key}", f"expected [] or one value per layer ({n_layers_w}), got {v}"
-        )
+        _require(len(v) in (0, n_layers), f"network.{key}", f"expected [] or one value per layer ({n_layers}), got {v}")
     _require(all(s >= 0 for s in n.layer_weight_std), "network.layer_weight_std", "must be >= 0")
     h = cfg.hardware
     _require(h.input_repeat >= 1, "hardware.input_repeat", f"must be >= 1, got {h.input_repeat}")
@@ -279,8 +295,13 @@ def validate(cfg: Config) -> Config:
     _require(h.max_retries >= 0, "hardware.max_retries", f"must be >= 0, got {h.max_retries}")
     _require(h.eval_batch >= 1, "hardware.eval_batch", f"must be >= 1, got {h.eval_batch}")
     a = cfg.data
-    _require(a.dataset == "yin_yang", "data.dataset", f"only 'yin_yang' is supported, got {a.dataset!r}")
+    _require(a.dataset in ("yin_yang", "digits"), "data.dataset", f"expected 'yin_yang' or 'digits', got {a.dataset!r}")
     _require(a.t_early <= a.t_late, "data.t_late", "must be >= data.t_early")
+    _require(
+        all(math.isfinite(b) and b >= 0 for b in a.bias_times),
+        "data.bias_times",
+        f"bias spike times must be finite and >= 0, got {a.bias_times}",
+    )
     return cfg
 
 

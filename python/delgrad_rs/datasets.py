@@ -1,14 +1,19 @@
-"""The Yin-Yang data set (bit-exact with the published generator) and its spike-time encoding."""
+"""Data sets and their spike-time encodings: Yin-Yang (bit-exact with the published generator) and 8x8 digits."""
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike, NDArray
 
 from delgrad_rs import _core
+
+if TYPE_CHECKING:
+    from delgrad_rs.config import DataConfig
 
 Split = Literal["train", "validation", "test"]
 CLASS_NAMES = ("yang", "yin", "dot")
@@ -80,3 +85,144 @@ def yin_yang_frame(split: Split = "train") -> pl.DataFrame:
             "class": [CLASS_NAMES[int(c)] for c in y],
         }
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# the bundled 8x8 digits
+
+DIGITS_FILE = Path(__file__).parent / "data" / "digits.npz"
+DIGITS_SPLIT_SEED = 0
+DIGITS_SPLIT_SIZES = {"train": 1197, "validation": 300, "test": 300}
+DIGITS_MAX = 16
+
+
+@functools.cache
+def _digits_all() -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.int64]]:
+    try:
+        with np.load(DIGITS_FILE, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, KeyError, ValueError) as e:  # pragma: no cover - a broken installation
+        raise FileNotFoundError(f"the bundled digits data {DIGITS_FILE} is missing or corrupt: {e}") from None
+    order = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(labels.shape[0])
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    order.setflags(write=False)
+    return images, labels, order
+
+
+def digits(split: Split = "train") -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Return one split of the 8x8 handwritten digits bundled with the package.
+
+    The 1797 images of scikit-learn's ``load_digits`` (UCI "Optical Recognition of Handwritten
+    Digits", CC BY 4.0; see ``delgrad_rs/data/README.md``) are shuffled once with
+    ``numpy.random.RandomState(0).permutation`` and cut into train (first 1197), validation (next
+    300) and test (last 300). Nothing is downloaded.
+
+    Parameters
+    ----------
+    split : {"train", "validation", "test"}
+        The split.
+
+    Returns
+    -------
+    x : ndarray of float64, shape (n, 64)
+        Pixel intensities scaled to [0, 1] (raw value / 16), row-major 8x8.
+    y : ndarray of int64, shape (n,)
+        Digits 0..9.
+
+    """
+    if split not in DIGITS_SPLIT_SIZES:
+        raise _core.OptionError(f"option split: expected 'train', 'validation' or 'test', got {split!r}")
+    images, labels, order = _digits_all()
+    start = 0
+    for name, size in DIGITS_SPLIT_SIZES.items():
+        if name == split:
+            idx = order[start : start + size]
+            break
+        start += size
+    return images[idx].astype(np.float64) / DIGITS_MAX, labels[idx].astype(np.int64)
+
+
+def encode_latency(x: ArrayLike, t_early: float = T_EARLY, t_late: float = T_LATE) -> NDArray[np.float64]:
+    """Latency-encode intensities in [0, 1]: brighter is earlier.
+
+    ``t = t_early + (1 - x) (t_late - t_early)``: a full-intensity pixel spikes at ``t_early``, a
+    black pixel at ``t_late`` (every input spikes exactly once).
+
+    Parameters
+    ----------
+    x : array_like, shape (n, features)
+        Intensities in [0, 1].
+    t_early, t_late : float
+        Times of intensity 1 and 0.
+
+    Returns
+    -------
+    ndarray of float64
+        Spike times, same shape as ``x``.
+
+    """
+    return encode(1.0 - np.asarray(x, dtype=np.float64), t_early, t_late)
+
+
+# ------------------------------------------------------------------------------------------------
+# data sets by name (what ``[data]`` of a configuration selects)
+
+DATASETS = {"yin_yang": (4, 3), "digits": (64, 10)}
+
+
+def dataset_sizes(data: DataConfig) -> tuple[int, int]:
+    """Return the numbers of inputs (features plus bias spikes) and classes of a data configuration.
+
+    Parameters
+    ----------
+    data : DataConfig
+        The ``[data]`` section.
+
+    Returns
+    -------
+    n_in : int
+        Input neurons.
+    n_classes : int
+        Output neurons.
+
+    """
+    if data.dataset not in DATASETS:
+        raise _core.OptionError(f"option data.dataset: expected one of {', '.join(DATASETS)}, got {data.dataset!r}")
+    n_features, n_classes = DATASETS[data.dataset]
+    return n_features + len(data.bias_times), n_classes
+
+
+def load_encoded(data: DataConfig, split: Split) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Return a split of the configured data set as input spike times and labels.
+
+    Yin-Yang values map to ``t_early + v (t_late - t_early)`` (:func:`encode`), digit pixels by
+    :func:`encode_latency` (brighter = earlier); one column per ``data.bias_times`` entry (a spike at
+    that time for every sample) is appended.
+
+    Parameters
+    ----------
+    data : DataConfig
+        The ``[data]`` section.
+    split : {"train", "validation", "test"}
+        The split.
+
+    Returns
+    -------
+    times : ndarray of float64, shape (n, n_in)
+        Input spike times.
+    labels : ndarray of int64, shape (n,)
+        Classes.
+
+    """
+    dataset_sizes(data)
+    if data.dataset == "digits":
+        x, y = digits(split)
+        t = encode_latency(x, data.t_early, data.t_late)
+    else:
+        x, y = yin_yang(split)
+        t = encode(x, data.t_early, data.t_late)
+    if data.bias_times:
+        bias = np.broadcast_to(np.asarray(data.bias_times, dtype=np.float64), (t.shape[0], len(data.bias_times)))
+        t = np.concatenate([t, bias], axis=1)
+    return t, y

@@ -1,6 +1,7 @@
 """Figures of a run (matplotlib, the ``plot`` extra).
 
-Learning curves, output spike times per class, the Yin-Yang decision map, and weight and delay histograms.
+Learning curves, output spike times per class and the decision map (Yin-Yang runs), and weight and delay
+histograms; the sweep figure is in :mod:`delgrad_rs.sweep_plots`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from delgrad_rs.datasets import CLASS_NAMES, encode, yin_yang
-from delgrad_rs.training import repeat_inputs
+from delgrad_rs.training import repeat_inputs, split_inputs
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c")
 
@@ -76,10 +77,17 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
         ax.legend()
         ax.grid(alpha=0.3)
     save(fig, "learning_curves.png")
+    if cfg.data.dataset == "yin_yang":
+        _plot_yin_yang(cfg, net, save)
+    _plot_parameters(net, save)
+    return written
 
-    # output spike times per class (test set)
+
+def _plot_yin_yang(cfg: Any, net: Any, save: Any) -> None:
+    """Output spike times per class and the decision map (Yin-Yang runs only)."""
+    plt = _plt()
     x, y = yin_yang("test")
-    t = repeat_inputs(encode(x, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat)
+    t, _ = split_inputs(cfg, "test")
     out = net.forward(t)[-1]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
     finite = out[np.isfinite(out)]
@@ -98,7 +106,11 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
     g = np.linspace(0.0, 1.0, n)
     gx, gy = np.meshgrid(g, g)
     pts = np.stack([gx.ravel(), gy.ravel(), 1 - gx.ravel(), 1 - gy.ravel()], axis=1)
-    o = net.forward(repeat_inputs(encode(pts, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat))[-1]
+    grid_times = encode(pts, cfg.data.t_early, cfg.data.t_late)
+    if cfg.data.bias_times:
+        bias = np.broadcast_to(np.asarray(cfg.data.bias_times, dtype=np.float64), (len(pts), len(cfg.data.bias_times)))
+        grid_times = np.concatenate([grid_times, bias], axis=1)
+    o = net.forward(repeat_inputs(grid_times, cfg.hardware.input_repeat))[-1]
     pred = np.where(np.isfinite(o).any(axis=1), np.argmin(o, axis=1), -1).reshape(n, n)
     fig, ax = plt.subplots(figsize=(5.2, 5))
     from matplotlib.colors import ListedColormap
@@ -112,7 +124,10 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
     ax.legend(loc="upper right", fontsize=8)
     save(fig, "decision_map.png")
 
-    # weight and delay histograms
+
+def _plot_parameters(net: Any, save: Any) -> None:
+    """Weight and delay histograms per layer."""
+    plt = _plt()
     params = net.params
     kinds = [k for k in ("w", "d_syn", "d_axo", "d_den") if any(p.get(k) is not None for p in params)]
     fig, axes = plt.subplots(len(kinds), len(params), figsize=(4.5 * len(params), 3 * len(kinds)), squeeze=False)
@@ -127,4 +142,3 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
             label = "weights" if kind == "w" else f"delays {kind}"
             ax.set(title=f"layer {li}: {label}", xlabel=label, ylabel="count")
     save(fig, "parameters.png")
-    return written

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from delgrad_rs import _core
 from delgrad_rs._core import DelgradError, DivergedError
 from delgrad_rs.config import Config, config_from_dict, load_config
-from delgrad_rs.datasets import encode, yin_yang
+from delgrad_rs.datasets import dataset_sizes, load_encoded
 from delgrad_rs.network import Network, parse_delay_kinds
 
 CHECKPOINT_FORMAT = "delgrad_rs.checkpoint"
@@ -32,6 +32,26 @@ CHECKPOINT_VERSION = 1
 
 class CheckpointError(DelgradError):
     """A checkpoint is missing, corrupt, or does not match the run it is loaded into."""
+
+
+def split_inputs(cfg: Config, split: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Return the encoded input times of a split (inputs repeated ``hardware.input_repeat`` times).
+
+    Parameters
+    ----------
+    cfg : Config
+        The configuration (``[data]`` and ``[hardware]``).
+    split : str
+        ``train``, ``validation`` or ``test``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Times ``[n, n_in * input_repeat]`` and labels ``[n]``.
+
+    """
+    t, y = load_encoded(cfg.data, split)
+    return repeat_inputs(t, cfg.hardware.input_repeat), y
 
 
 def build_network(cfg: Config, threads: int | None = None) -> Network:
@@ -47,12 +67,13 @@ def build_network(cfg: Config, threads: int | None = None) -> Network:
     Returns
     -------
     Network
-        4 inputs -> hidden layers -> 3 outputs.
+        Data set inputs (plus bias spikes) -> hidden layers -> one output per class.
 
     """
     n = cfg.network
+    n_in, n_out = dataset_sizes(cfg.data)
     return Network.create(
-        [4 * cfg.hardware.input_repeat, *n.hidden, 3],
+        [n_in * cfg.hardware.input_repeat, *n.hidden, n_out],
         tau_m=n.tau_m,
         tau_s=n.tau_s,
         theta=n.theta,
@@ -333,7 +354,7 @@ def _same_run(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         va, vb = a.get(section), b.get(section)
         if isinstance(va, dict) and isinstance(vb, dict):
             for k in sorted(set(va) | set(vb)):
-                if (section, k) in (("training", "epochs"), ("training", "threads")):
+                if (section, k) in (("training", "epochs"), ("training", "threads"), ("training", "save_every")):
                     continue
                 if va.get(k) != vb.get(k):
                     diffs.append(f"{section}.{k}")
@@ -393,7 +414,7 @@ def fit(
     stop_after: int | None = None,
     backend: Backend | None = None,
 ) -> pl.DataFrame:
-    """Train on Yin-Yang with validation every epoch, checkpoints and exact resumption.
+    """Train on the configured data set with validation every epoch, checkpoints and exact resumption.
 
     Parameters
     ----------
@@ -485,12 +506,7 @@ def fit(
         _check_backend(run, runner.describe(), resuming=resume and last.exists())
         (run / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
 
-    t_early, t_late = cfg.data.t_early, cfg.data.t_late
-    x_tr, y_tr = yin_yang("train")
-    x_va, y_va = yin_yang("validation")
-    x_te, y_te = yin_yang("test")
-    repeat = cfg.hardware.input_repeat
-    t_tr, t_va, t_te = (repeat_inputs(encode(v, t_early, t_late), repeat) for v in (x_tr, x_va, x_te))
+    (t_tr, y_tr), (t_va, y_va), (t_te, y_te) = (split_inputs(cfg, s) for s in ("train", "validation", "test"))
     n_epochs = cfg.training.epochs
     batch = cfg.training.batch_size
 
@@ -507,6 +523,21 @@ def fit(
         )
 
     good = snapshot(start_epoch)
+    saved_epoch = start_epoch
+    unsaved_best: TrainState | None = None  # a best snapshot not written yet (training.save_every > 1)
+
+    def persist(state: TrainState) -> None:
+        """Write last.npz, a pending best.npz and the metrics files."""
+        nonlocal unsaved_best, saved_epoch
+        saved_epoch = state.epoch
+        if run is None or ckdir is None:
+            return
+        save_checkpoint(ckdir / "last.npz", state)
+        if unsaved_best is not None:
+            save_checkpoint(ckdir / "best.npz", unsaved_best)
+            unsaved_best = None
+        _write_metrics(run, state.metrics)
+
     bar = tqdm(
         total=n_epochs,
         initial=min(start_epoch, n_epochs),
@@ -545,13 +576,12 @@ def fit(
                 if improved:
                     best = float(va["accuracy"])
                 good = snapshot(epoch)
-                if run is not None and ckdir is not None:
-                    save_checkpoint(ckdir / "last.npz", good)
-                    if improved:
-                        save_checkpoint(ckdir / "best.npz", good)
-                    if epoch % cfg.training.checkpoint_every == 0:
-                        save_checkpoint(ckdir / f"epoch_{epoch:04d}.npz", good)
-                    _write_metrics(run, rows)
+                if improved:
+                    unsaved_best = good
+                if epoch % cfg.training.save_every == 0 or epoch >= n_epochs:
+                    persist(good)
+                if ckdir is not None and epoch % cfg.training.checkpoint_every == 0:
+                    save_checkpoint(ckdir / f"epoch_{epoch:04d}.npz", good)
                 bar.set_postfix(
                     loss=f"{tr['loss']:.4f}",
                     acc=f"{tr['accuracy']:.3f}",
@@ -562,9 +592,14 @@ def fit(
                 if stop.requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
-            _save_on_interrupt(bar, run, ckdir, good)
+            bar.close()
+            persist(good)
+            if ckdir is not None:
+                print(f"interrupted: saved a checkpoint after epoch {good.epoch} to {ckdir / 'last.npz'}")
             raise
     bar.close()
+    if saved_epoch != good.epoch:
+        persist(good)
     if epoch >= n_epochs:
         te = runner.evaluate(trainer, t_te, y_te)
         rows.append(_metric_row(n_epochs - 1, "test", dict(te), trainer.learning_rates(n_epochs - 1), 0, 0.0))
@@ -628,15 +663,6 @@ class _GracefulStop:
     def __exit__(self, *exc: object) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
-
-
-def _save_on_interrupt(bar: Any, run: Path | None, ckdir: Path | None, good: TrainState) -> None:
-    """After Ctrl-C: save the last good state and say where."""
-    bar.close()
-    if run is not None and ckdir is not None:
-        save_checkpoint(ckdir / "last.npz", good)
-        _write_metrics(run, good.metrics)
-        print(f"interrupted: saved a checkpoint after epoch {good.epoch} to {ckdir / 'last.npz'}")
 
 
 def _diverged_message(reason: str, epoch: int, ckdir: Path | None) -> str:
@@ -707,9 +733,7 @@ def evaluate_run(run: str | Path, which: str = "best", backend: Backend | None =
     runner: Backend = backend if backend is not None else SoftwareBackend()
     rows = []
     for split in ("train", "validation", "test"):
-        x, y = yin_yang(split)
-        t = repeat_inputs(encode(x, cfg.data.t_early, cfg.data.t_late), cfg.hardware.input_repeat)
-        r = runner.evaluate(trainer, t, y)
+        r = runner.evaluate(trainer, *split_inputs(cfg, split))
         rows.append(
             {"split": split, "loss": r["loss"], "accuracy": r["accuracy"], "silent_samples": r["silent_samples"]}
         )

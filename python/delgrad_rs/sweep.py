@@ -1,0 +1,769 @@
+"""Sweeps: a grid of full trainings (conditions x hidden sizes x seeds) on a local process pool or Ray.
+
+A sweep file (TOML) names conditions, each a base run configuration plus overrides, and the hidden
+sizes and seeds to cross them with::
+
+    name = "paper"
+    hidden = [5, 10, 15, 20, 25, 30]
+    seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    epochs = 300                          # optional: training.epochs of every cell
+
+    [overrides.training]                  # optional: overrides of every condition
+    checkpoint_every = 300
+
+    [conditions.W]
+    base = "../configs/H30_W.toml"        # relative to the sweep file
+    label = "weights only"                # optional, used in figures and tables
+
+    [conditions.WS]
+    base = "../configs/H30_WS.toml"
+    [conditions.WS.hidden_overrides.5.optimizer]   # optional: overrides for one hidden size
+    lr_weights = 0.015
+
+Every cell is one call of :func:`delgrad_rs.training.fit` with one core thread, in its own run
+directory ``<out>/cells/<condition>/H<hidden>/seed<seed>``. A cell is finished when its
+``cell.json`` exists: a rerun of the sweep skips finished cells and continues unfinished ones from
+their last checkpoint. Results go to ``<out>/results.parquet`` (and ``results.csv``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from delgrad_rs.config import ConfigError, config_from_dict, load_config
+
+ENGINES = ("local", "ray")
+SWEEP_KEYS = ("name", "hidden", "seeds", "epochs", "overrides", "conditions")
+CONDITION_KEYS = ("base", "label", "overrides", "hidden_overrides")
+# Set per cell by the sweep; overriding them would be silently replaced.
+RESERVED = {("seed",): "seeds", ("network", "hidden"): "hidden", ("training", "epochs"): "epochs",
+            ("training", "threads"): "the engine (one thread per cell)", ("name",): "the sweep"}  # fmt: skip
+TRAINABLE = ("w", "d_syn", "d_axo", "d_den")
+RESULT_SCHEMA: dict[str, Any] = {
+    "condition": pl.String,
+    "label": pl.String,
+    "hidden": pl.Int64,
+    "seed": pl.Int64,
+    "n_params": pl.Int64,
+    "epochs": pl.Int64,
+    "best_epoch": pl.Int64,
+    "val_accuracy": pl.Float64,
+    "test_accuracy": pl.Float64,
+    "test_accuracy_last": pl.Float64,
+    "val_accuracy_last": pl.Float64,
+    "train_accuracy_last": pl.Float64,
+    "wall_time": pl.Float64,
+    "cpu_time": pl.Float64,
+    "engine": pl.String,
+    "status": pl.String,
+    "error": pl.String,
+    "run_dir": pl.String,
+}
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+class SweepError(ConfigError):
+    """A sweep file, its options or a sweep directory is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition of a sweep: a base configuration and overrides."""
+
+    name: str
+    label: str
+    base: Path
+    overrides: dict[str, Any] = field(default_factory=dict, compare=False)
+    hidden_overrides: dict[int, dict[str, Any]] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training of a sweep: a condition at one hidden size and seed, with its full configuration."""
+
+    condition: str
+    label: str
+    hidden: int
+    seed: int
+    config: dict[str, Any] = field(compare=False)
+
+    @property
+    def key(self) -> str:
+        """Relative run directory, ``<condition>/H<hidden>/seed<seed>``."""
+        return f"{self.condition}/H{self.hidden}/seed{self.seed}"
+
+    @property
+    def config_hash(self) -> str:
+        """SHA-256 of the cell's configuration (detects a changed sweep file on resumption)."""
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Sweep:
+    """A validated sweep: the grid and every cell's configuration."""
+
+    name: str
+    hidden: list[int]
+    seeds: list[int]
+    epochs: int | None
+    conditions: list[Condition]
+    cells: list[Cell]
+    source: str = ""
+
+
+# ------------------------------------------------------------------------------------------------
+# sweep files
+
+
+def _fail(where: str, key: str, message: str) -> SweepError:
+    return SweepError(f"{where}: option {key}: {message}")
+
+
+def _int_list(value: Any, key: str, where: str, minimum: int, maximum: int | None = None) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise _fail(where, key, f"expected a non-empty list of integers, got {value!r}")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _fail(where, f"{key}[{i}]", f"expected an integer, got {type(v).__name__} {v!r}")
+        if v < minimum or (maximum is not None and v >= maximum):
+            upper = f" and < {maximum}" if maximum is not None else ""
+            raise _fail(where, f"{key}[{i}]", f"must be >= {minimum}{upper}, got {v}")
+    if len(set(value)) != len(value):
+        raise _fail(where, key, f"values must be unique, got {value}")
+    return list(value)
+
+
+def _check_overrides(over: Any, base: dict[str, Any], key: str, where: str, path: tuple[str, ...] = ()) -> None:
+    if not isinstance(over, dict):
+        raise _fail(where, key, f"expected a table of configuration keys, got {type(over).__name__} {over!r}")
+    for k, v in over.items():
+        sub = f"{key}.{k}"
+        here = (*path, k)
+        if here in RESERVED:
+            raise _fail(where, sub, f"is set by the sweep (use {RESERVED[here]})")
+        if k not in base:
+            raise _fail(where, sub, f"unknown configuration key; expected one of {', '.join(sorted(base))}")
+        if isinstance(base[k], dict):
+            _check_overrides(v, base[k], sub, where, here)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def sweep_from_dict(data: dict[str, Any], base_dir: str | Path = ".", where: str = "sweep") -> Sweep:
+    """Build and validate a sweep from nested dicts (a parsed sweep file).
+
+    Parameters
+    ----------
+    data : dict
+        The sweep tables (see the module docstring).
+    base_dir : str or Path
+        Directory that relative ``base`` paths are resolved against (the sweep file's).
+    where : str
+        Name of the source in error messages.
+
+    Returns
+    -------
+    Sweep
+        The sweep with every cell's validated configuration.
+
+    Raises
+    ------
+    SweepError
+        Naming the first invalid key (unknown keys, wrong types, bad values, invalid overrides).
+
+    """
+    if not isinstance(data, dict):
+        raise SweepError(f"{where}: expected a table, got {type(data).__name__}")
+    for k in data:
+        if k not in SWEEP_KEYS:
+            raise _fail(where, k, f"unknown key; expected one of {', '.join(SWEEP_KEYS)}")
+    for k in ("hidden", "seeds", "conditions"):
+        if k not in data:
+            raise _fail(where, k, "missing (required)")
+    name = data.get("name", "sweep")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(where, "name", f"expected a name of letters, digits, '_', '.', '+' or '-', got {name!r}")
+    hidden = _int_list(data["hidden"], "hidden", where, 1)
+    seeds = _int_list(data["seeds"], "seeds", where, 0, 2**32)
+    epochs = data.get("epochs")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise _fail(where, "epochs", f"expected an integer >= 1, got {epochs!r}")
+    overrides = data.get("overrides", {})
+    conds = data["conditions"]
+    if not isinstance(conds, dict) or not conds:
+        raise _fail(where, "conditions", "expected a non-empty table of conditions ([conditions.NAME])")
+    base_dir = Path(base_dir)
+    conditions: list[Condition] = []
+    cells: list[Cell] = []
+    for cname, c in conds.items():
+        ck = f"conditions.{cname}"
+        if not _NAME.match(cname):
+            raise _fail(where, ck, "condition names may only contain letters, digits, '_', '.', '+' or '-'")
+        if not isinstance(c, dict):
+            raise _fail(where, ck, f"expected a table, got {type(c).__name__} {c!r}")
+        for k in c:
+            if k not in CONDITION_KEYS:
+                raise _fail(where, f"{ck}.{k}", f"unknown key; expected one of {', '.join(CONDITION_KEYS)}")
+        if "base" not in c:
+            raise _fail(where, f"{ck}.base", "missing (required): the base run configuration (TOML)")
+        if not isinstance(c["base"], str):
+            raise _fail(where, f"{ck}.base", f"expected a path (string), got {type(c['base']).__name__}")
+        base_path = (base_dir / c["base"]).resolve()
+        if not base_path.is_file():
+            raise _fail(where, f"{ck}.base", f"no such configuration file {base_path}")
+        try:
+            base_cfg = load_config(base_path).to_dict()
+        except ConfigError as e:
+            raise _fail(where, f"{ck}.base", f"{base_path}: {e}") from None
+        label = c.get("label", cname)
+        if not isinstance(label, str):
+            raise _fail(where, f"{ck}.label", f"expected a string, got {type(label).__name__}")
+        _check_overrides(overrides, base_cfg, "overrides", where)
+        c_over = c.get("overrides", {})
+        _check_overrides(c_over, base_cfg, f"{ck}.overrides", where)
+        h_over_raw = c.get("hidden_overrides", {})
+        if not isinstance(h_over_raw, dict):
+            raise _fail(where, f"{ck}.hidden_overrides", "expected a table keyed by hidden size")
+        h_over: dict[int, dict[str, Any]] = {}
+        for hk_raw, hv in h_over_raw.items():
+            hk = str(hk_raw)
+            hkey = f"{ck}.hidden_overrides.{hk}"
+            if isinstance(hk_raw, bool) or not hk.isdigit() or int(hk) < 1:
+                raise _fail(where, hkey, f"keys must be hidden sizes (positive integers), got {hk!r}")
+            _check_overrides(hv, base_cfg, hkey, where)
+            h_over[int(hk)] = hv
+        cond = Condition(cname, label, base_path, c_over, h_over)
+        conditions.append(cond)
+        merged = _merge(_merge(base_cfg, overrides), c_over)
+        for h in hidden:
+            cfg_h = _merge(merged, h_over.get(h, {}))
+            for s in seeds:
+                d = copy.deepcopy(cfg_h)
+                d["name"] = f"{name}_{cname}_H{h}_seed{s}"
+                d["seed"] = s
+                d["network"]["hidden"] = [h]
+                d["training"]["threads"] = 1
+                if epochs is not None:
+                    d["training"]["epochs"] = epochs
+                try:
+                    cfg = config_from_dict(d)
+                except ConfigError as e:
+                    raise SweepError(f"{where}: {ck} at hidden {h}, seed {s}: {e}") from None
+                cells.append(Cell(cname, label, h, s, cfg.to_dict()))
+    return Sweep(name, hidden, seeds, epochs, conditions, cells)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML sweep file; ``base`` paths in it are relative to its directory.
+
+    Returns
+    -------
+    Sweep
+        The validated sweep.
+
+    Raises
+    ------
+    SweepError
+        For a missing file, invalid TOML, unknown keys, wrong types or invalid configurations.
+
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SweepError(f"sweep file {p}: no such file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SweepError(f"sweep file {p}: not valid TOML: {e}") from None
+    sweep = sweep_from_dict(data, p.parent, str(p))
+    sweep.source = text
+    return sweep
+
+
+# ------------------------------------------------------------------------------------------------
+# one cell
+
+
+def count_trainable(cfg: dict[str, Any]) -> int:
+    """Count the trainable parameters (weights, plus delays when they have a learning rate) of a config.
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration as nested dicts.
+
+    Returns
+    -------
+    int
+        Number of trained weights and delays.
+
+    """
+    from delgrad_rs.training import build_network
+
+    conf = config_from_dict(cfg)
+    kinds = TRAINABLE if conf.optimizer.lr_delays > 0 else ("w",)
+    layers = build_network(conf, threads=1).params
+    return sum(int(layer[k].size) for layer in layers for k in kinds if layer.get(k) is not None)
+
+
+def run_cell(task: dict[str, Any]) -> dict[str, Any]:
+    """Train one cell and summarise it (runs in a worker process or a Ray task).
+
+    Parameters
+    ----------
+    task : dict
+        ``condition``, ``label``, ``hidden``, ``seed``, ``config`` (nested dicts), ``run_dir`` and
+        ``engine``.
+
+    Returns
+    -------
+    dict
+        One row of ``results.parquet`` (see :func:`run_sweep`). Any exception of the training is
+        caught and recorded as ``status = "failed"`` with its message in ``error``.
+
+    """
+    from delgrad_rs.datasets import load_encoded
+    from delgrad_rs.training import fit, load_run
+
+    rec: dict[str, Any] = {k: None for k in RESULT_SCHEMA}
+    rec.update({k: task[k] for k in ("condition", "label", "hidden", "seed", "run_dir", "engine")})
+    rec["epochs"] = int(task["config"]["training"]["epochs"])
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        rec["n_params"] = count_trainable(task["config"])
+        df = fit(task["config"], out=task["run_dir"], threads=1, quiet=True)
+        if not df.filter(pl.col("split") == "test").height:
+            raise RuntimeError("training stopped before its last epoch")
+        val = df.filter(pl.col("split") == "validation").sort("epoch")
+        best = int(val["accuracy"].arg_max())  # type: ignore[arg-type]
+        rec["best_epoch"] = int(val["epoch"][best]) + 1
+        rec["val_accuracy"] = float(val["accuracy"][best])
+        rec["val_accuracy_last"] = float(val["accuracy"][-1])
+        rec["train_accuracy_last"] = float(df.filter(pl.col("split") == "train").sort("epoch")["accuracy"][-1])
+        rec["test_accuracy_last"] = float(df.filter(pl.col("split") == "test")["accuracy"][0])
+        cfg, _, trainer = load_run(task["run_dir"], "best")
+        rec["test_accuracy"] = float(trainer.evaluate(*load_encoded(cfg.data, "test"))["accuracy"])
+        rec["status"] = "ok"
+    except Exception as e:  # a failed cell is recorded and does not stop the sweep
+        rec["status"] = "failed"
+        rec["error"] = f"{type(e).__name__}: {e}"
+    rec["wall_time"] = time.perf_counter() - t0
+    rec["cpu_time"] = time.process_time() - c0
+    return rec
+
+
+# ------------------------------------------------------------------------------------------------
+# engines
+
+
+Done = Callable[[dict[str, Any]], None]
+
+
+def _failed(task: dict[str, Any], error: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {k: None for k in RESULT_SCHEMA}
+    rec.update({k: task[k] for k in ("condition", "label", "hidden", "seed", "run_dir", "engine")})
+    rec["epochs"] = int(task["config"]["training"]["epochs"])
+    rec.update(status="failed", error=error)
+    return rec
+
+
+def _run_local(tasks: list[dict[str, Any]], workers: int, done: Done) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+        futures: dict[Future[dict[str, Any]], dict[str, Any]] = {pool.submit(run_cell, t): t for t in tasks}
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    try:
+                        done(fut.result())
+                    except BrokenProcessPool as e:
+                        raise SweepError(
+                            f"a worker process died ({e}); finished cells are saved, rerun the sweep to continue"
+                        ) from None
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _run_ray(tasks: list[dict[str, Any]], workers: int | None, address: str | None, done: Done) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("option --engine: 'ray' needs Ray: pip install 'delgrad_rs[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="warning")
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="warning")
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_cell)
+        limit = workers if workers is not None else len(tasks)
+        queue = list(tasks)
+        running: dict[Any, dict[str, Any]] = {}
+        while queue or running:
+            while queue and len(running) < limit:
+                t = queue.pop(0)
+                running[remote.remote(t)] = t
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                task = running.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the task's worker died (run_cell catches training errors)
+                    rec = _failed(task, f"{type(e).__name__}: {e}")
+                done(rec)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------
+# the sweep
+
+
+def results_frame(records: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    """Return result records as a DataFrame with the fixed ``results.parquet`` schema."""
+    rows = [{k: r.get(k) for k in RESULT_SCHEMA} for r in records]
+    return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _write_results(out: Path, df: pl.DataFrame) -> None:
+    _write_atomic(out / "results.parquet", df.write_parquet)
+    _write_atomic(out / "results.csv", df.write_csv)
+
+
+def schedule(sweep: Sweep) -> list[Cell]:
+    """Return the cells in the order they are started: seed by seed, largest networks first.
+
+    Seed-major order makes a sweep stopped early a balanced subset (every condition and size with
+    the first seeds) rather than complete conditions and missing ones; within a seed the larger
+    hidden sizes start first so that the last cells running are short ones.
+    """
+    seed_rank = {s: i for i, s in enumerate(sweep.seeds)}
+    cond_rank = {c.name: i for i, c in enumerate(sweep.conditions)}
+    return sorted(sweep.cells, key=lambda c: (seed_rank[c.seed], -c.hidden, cond_rank[c.condition]))
+
+
+def default_workers() -> int:
+    """Return the number of cores this process may use (the local engine's default worker count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def run_sweep(
+    sweep: Sweep | str | Path,
+    *,
+    out: str | Path | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    quiet: bool = False,
+    retry_failed: bool = False,
+) -> pl.DataFrame:
+    """Run (or continue) a sweep and return its results table.
+
+    Parameters
+    ----------
+    sweep : Sweep, str or Path
+        A sweep or a sweep file.
+    out : str or Path or None
+        Sweep directory (default ``runs/sweeps/<name>``): ``sweep.toml`` (the sweep file),
+        ``cells/<condition>/H<hidden>/seed<seed>/`` (run directory and ``cell.json`` per cell),
+        ``results.parquet``, ``results.csv`` and ``history.jsonl`` (one line per invocation that
+        ran cells: start, wall time, engine, workers, cells run, finished or interrupted). An
+        existing directory is continued: finished cells are not rerun, unfinished ones resume from
+        their last checkpoint.
+    engine : {"local", "ray"}
+        ``local``: a process pool (spawn) with one core thread per worker. ``ray``: one Ray task
+        (1 CPU) per cell on the cluster at ``address`` or on a local instance.
+    workers : int or None
+        Parallel cells. ``local``: default the number of usable cores. ``ray``: CPUs of a local
+        instance, or the maximum of tasks in flight on a cluster (default: no limit).
+    address : str or None
+        Ray cluster address for ``ray.init(address=...)`` (e.g. ``"auto"``); None starts a local
+        instance (unless Ray is already initialised in this process).
+    quiet : bool
+        No progress bar.
+    retry_failed : bool
+        Rerun cells recorded as failed (by default they stay recorded and are skipped).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per cell in sweep order: condition, label, hidden, seed, n_params (trainable
+        weights and delays), epochs, best_epoch (epochs trained when the validation accuracy
+        first reached its maximum, i.e. the ``best`` checkpoint), val_accuracy (that maximum),
+        test_accuracy (of the ``best`` checkpoint), test_accuracy_last, val_accuracy_last and
+        train_accuracy_last (after the last epoch), wall_time and cpu_time (s, of this cell's last
+        invocation; CPU time of the worker process, which shows how much other load slowed it),
+        engine, status (``ok`` / ``failed``), error, run_dir (relative to ``out``).
+
+    Raises
+    ------
+    SweepError
+        For invalid options, or a sweep directory whose finished cells were run with other
+        configurations.
+
+    """
+    if engine not in ENGINES:
+        raise SweepError(f"option --engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SweepError(f"option --workers: expected an integer >= 1, got {workers!r}")
+    if address is not None and engine != "ray":
+        raise SweepError("option --address: only used with --engine ray")
+    sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
+    root = Path(out) if out is not None else Path("runs") / "sweeps" / sw.name
+    root.mkdir(parents=True, exist_ok=True)
+    if sw.source:
+        (root / "sweep.toml").write_text(sw.source, encoding="utf-8")
+
+    records: dict[str, dict[str, Any]] = {}
+    for cell in sw.cells:
+        marker = root / "cells" / cell.key / "cell.json"
+        if not marker.is_file():
+            continue
+        try:
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+            rec, digest = saved["record"], saved["config_hash"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SweepError(
+                f"sweep directory {root}: {marker} is corrupt ({e}); delete it to rerun the cell"
+            ) from None
+        if digest != cell.config_hash:
+            raise SweepError(
+                f"sweep directory {root}: cell {cell.key} was run with a different configuration; "
+                "use another --out directory for a changed sweep"
+            )
+        if rec.get("status") == "ok" or not retry_failed:
+            records[cell.key] = rec
+
+    def table() -> pl.DataFrame:
+        return results_frame(records[c.key] for c in sw.cells if c.key in records)
+
+    _write_results(root, table())
+    tasks: list[dict[str, Any]] = [
+        {
+            "condition": c.condition,
+            "label": c.label,
+            "hidden": c.hidden,
+            "seed": c.seed,
+            "config": c.config,
+            "run_dir": str((root / "cells" / c.key).resolve()),
+            "engine": engine,
+            "key": c.key,
+            "hash": c.config_hash,
+        }
+        for c in schedule(sw)
+        if c.key not in records
+    ]
+    by_dir = {t["run_dir"]: t for t in tasks}
+    bar = tqdm(total=len(sw.cells), initial=len(records), disable=quiet, desc=sw.name, unit="cell", dynamic_ncols=True)
+    n_failed = sum(1 for r in records.values() if r.get("status") != "ok")
+
+    def done(rec: dict[str, Any]) -> None:
+        nonlocal n_failed
+        task = by_dir[rec["run_dir"]]
+        rec = dict(rec, run_dir=str(Path("cells") / task["key"]))
+        marker = Path(task["run_dir"]) / "cell.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"config_hash": task["hash"], "record": rec}, indent=1) + "\n"
+        _write_atomic(marker, lambda p: _write_text(p, payload))
+        records[task["key"]] = rec
+        _write_results(root, table())
+        if rec["status"] != "ok":
+            n_failed += 1
+            bar.write(f"cell {task['key']} failed: {rec['error']}")
+        bar.set_postfix(failed=n_failed, refresh=False)
+        bar.update(1)
+
+    started, t0 = time.time(), time.perf_counter()
+    n_before = len(records)
+    status = "interrupted"
+    try:
+        if tasks and engine == "local":
+            _run_local(tasks, workers or default_workers(), done)
+        elif tasks:
+            _run_ray(tasks, workers, address, done)
+        status = "finished"
+    finally:
+        bar.close()
+        if tasks:
+            entry = {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "wall_time": round(time.perf_counter() - t0, 3),
+                "engine": engine,
+                "workers": workers if workers is not None else (default_workers() if engine == "local" else None),
+                "cells_run": len(records) - n_before,
+                "cells_total": len(sw.cells),
+                "status": status,
+            }
+            with open(root / "history.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+    return table()
+
+
+# ------------------------------------------------------------------------------------------------
+# summaries
+
+
+def is_sweep_dir(path: str | Path) -> bool:
+    """Return whether ``path`` is a sweep directory (it has ``results.parquet``)."""
+    return (Path(path) / "results.parquet").is_file()
+
+
+def load_results(path: str | Path) -> pl.DataFrame:
+    """Read ``results.parquet`` of a sweep directory.
+
+    Parameters
+    ----------
+    path : str or Path
+        The sweep directory (or the parquet file).
+
+    Returns
+    -------
+    polars.DataFrame
+        The results table.
+
+    """
+    p = Path(path)
+    f = p / "results.parquet" if p.is_dir() else p
+    if not f.is_file():
+        raise SweepError(f"sweep directory {p}: no results.parquet (not a sweep directory?)")
+    return pl.read_parquet(f)
+
+
+def median_table(results: pl.DataFrame) -> pl.DataFrame:
+    """Summarise a results table per condition and hidden size (successful cells only).
+
+    Parameters
+    ----------
+    results : polars.DataFrame
+        As returned by :func:`run_sweep`.
+
+    Returns
+    -------
+    polars.DataFrame
+        condition, label, hidden, n_params, runs, failed, and median / min / max test accuracy
+        (``best`` checkpoint), median test accuracy after the last epoch and median best
+        validation accuracy; in the order of the sweep file.
+
+    """
+    failed = results.group_by("condition", "hidden", maintain_order=True).agg(
+        (pl.col("status") != "ok").sum().cast(pl.Int64).alias("failed")
+    )
+    ok = results.filter(pl.col("status") == "ok")
+    stats = ok.group_by("condition", "hidden", maintain_order=True).agg(
+        pl.col("label").first(),
+        pl.col("n_params").first(),
+        pl.len().cast(pl.Int64).alias("runs"),
+        pl.col("test_accuracy").median().alias("test_median"),
+        pl.col("test_accuracy").min().alias("test_min"),
+        pl.col("test_accuracy").max().alias("test_max"),
+        pl.col("test_accuracy_last").median().alias("test_last_median"),
+        pl.col("val_accuracy").median().alias("val_median"),
+    )
+    order = results.select("condition").unique(maintain_order=True).with_row_index("_c")
+    return (
+        failed.join(stats, on=["condition", "hidden"], how="left")
+        .join(order, on="condition")
+        .sort("_c", "hidden")
+        .select(
+            "condition",
+            "label",
+            "hidden",
+            "n_params",
+            "runs",
+            "failed",
+            "test_median",
+            "test_min",
+            "test_max",
+            "test_last_median",
+            "val_median",
+        )
+        .with_columns(pl.col("runs").fill_null(0))
+    )
+
+
+def format_table(table: pl.DataFrame) -> str:
+    """Return a median table (:func:`median_table`) as aligned plain text (accuracies in %)."""
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    head = (
+        f"{'condition':<12} {'hidden':>6} {'params':>6} {'runs':>4} {'failed':>6} "
+        f"{'test median':>11} {'min':>6} {'max':>6} {'last ep.':>8} {'val':>6}"
+    )
+    lines = [head]
+    for r in table.iter_rows(named=True):
+        params = "-" if r["n_params"] is None else str(r["n_params"])
+        lines.append(
+            f"{r['condition']:<12} {r['hidden']:>6} {params:>6} {r['runs']:>4} {r['failed']:>6} "
+            f"{pct(r['test_median']):>11} {pct(r['test_min']):>6} {pct(r['test_max']):>6} "
+            f"{pct(r['test_last_median']):>8} {pct(r['val_median']):>6}"
+        )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "Cell",
+    "Condition",
+    "Sweep",
+    "SweepError",
+    "count_trainable",
+    "format_table",
+    "is_sweep_dir",
+    "load_results",
+    "load_sweep",
+    "median_table",
+    "results_frame",
+    "run_cell",
+    "run_sweep",
+    "schedule",
+    "sweep_from_dict",
+]
