@@ -8,7 +8,7 @@
 //! gradient is a sum of dt_k/da_ki, and delta_i = dL/dt_i = sum_k delta_k dt_k/da_ki.
 
 use crate::error::{Error, Result};
-use crate::forward::neuron_time;
+use crate::forward::{LayerPlan, Scratch as ForwardScratch, plan_times};
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -89,7 +89,6 @@ pub struct BackwardOptions {
 struct KernelScratch {
     kappa: Vec<f64>,
     slope: Vec<f64>,
-    arrivals: Vec<(f64, f64)>,
     /// e^{(t_i - R)/tau_m} per input (R: the earliest input), for the factorised decays.
     rise: Vec<f64>,
 }
@@ -113,6 +112,9 @@ fn delay_decays(layer: &Layer, delays: &Matrix) -> Option<Matrix> {
 struct Scratch {
     kernel: KernelScratch,
     deltas: Vec<Vec<f64>>,
+    /// The ideal model's times of the current layer (for `check_given_times`).
+    ideal: Vec<f64>,
+    forward: ForwardScratch,
 }
 
 /// Backward pass of one layer for one sample: accumulates parameter gradients into `g` and
@@ -128,6 +130,7 @@ fn layer_backward(
     delta_in: &mut [f64],
     g: &mut LayerGrad,
     opts: &BackwardOptions,
+    ideal: Option<&[f64]>,
     s: &mut KernelScratch,
 ) -> (usize, usize) {
     let n_in = layer.n_in();
@@ -199,8 +202,9 @@ fn layer_backward(
             .iter()
             .fold(0.0f64, |m, kap| if kap.abs() > m { kap.abs() } else { m });
         let mut valid = rho > 0.0 && rho.is_finite();
-        if valid && opts.check_given_times {
-            valid = neuron_time(layer, k, d, t_in, &mut s.arrivals, opts.method).is_finite();
+        if let Some(ideal) = ideal {
+            // A given time the ideal model cannot produce from these inputs (it stays silent).
+            valid = valid && ideal[k].is_finite();
         }
         if !valid {
             invalid += 1;
@@ -267,13 +271,15 @@ pub(crate) fn validate_given(net: &Network, input: &Matrix, times: &[Matrix]) ->
 
 /// What the backward pass prepares once per layer for a batch: effective delays and, where the
 /// factored kernels apply, e^{d_ki/tau_m}.
-pub(crate) struct BackwardPlan {
+pub(crate) struct BackwardPlan<'a> {
     delays: Vec<Matrix>,
     decays: Vec<Option<Matrix>>,
+    /// Forward plans of the ideal model, with `check_given_times`.
+    check: Option<Vec<LayerPlan<'a>>>,
 }
 
-impl BackwardPlan {
-    pub(crate) fn new(net: &Network) -> Self {
+impl<'a> BackwardPlan<'a> {
+    pub(crate) fn new(net: &'a Network, opts: &BackwardOptions) -> Self {
         let delays: Vec<Matrix> = net
             .layers
             .iter()
@@ -285,7 +291,10 @@ impl BackwardPlan {
             .zip(&delays)
             .map(|(l, d)| delay_decays(l, d))
             .collect();
-        BackwardPlan { delays, decays }
+        let check = opts
+            .check_given_times
+            .then(|| net.layers.iter().map(|l| LayerPlan::new(l, opts.method)).collect());
+        BackwardPlan { delays, decays, check }
     }
 }
 
@@ -307,6 +316,8 @@ impl Accumulator {
             scratch: Scratch {
                 kernel: KernelScratch::default(),
                 deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
+                ideal: Vec::new(),
+                forward: ForwardScratch::default(),
             },
         }
     }
@@ -331,6 +342,11 @@ impl Accumulator {
             let (below, above) = s.deltas.split_at_mut(l + 1);
             let delta_in = &mut below[l];
             delta_in.fill(0.0);
+            let ideal = plan.check.as_ref().map(|plans| {
+                s.ideal.resize(net.layers[l].n_out(), 0.0);
+                plan_times(&plans[l], t_in, &mut s.ideal, &mut s.forward, opts.method);
+                &s.ideal[..]
+            });
             let (inv, clip) = layer_backward(
                 &net.layers[l],
                 &plan.delays[l],
@@ -341,6 +357,7 @@ impl Accumulator {
                 delta_in,
                 &mut self.grads[l],
                 opts,
+                ideal,
                 &mut s.kernel,
             );
             self.counts[l].0 += inv;
@@ -403,7 +420,7 @@ pub fn backward(
 ) -> Result<Gradients> {
     validate_given(net, input, times)?;
     validate_dl_dout(net, input.rows(), dl_dout)?;
-    let plan = BackwardPlan::new(net);
+    let plan = BackwardPlan::new(net, opts);
     let parts = exec.map_ranges(input.rows(), |range| {
         let mut acc = Accumulator::new(net, range.len());
         for b in range {

@@ -50,7 +50,7 @@ pub fn forward_backward(
     let n_out = net.n_out();
     validate_labels(loss, labels, batch, n_out)?;
     let plans: Vec<LayerPlan> = net.layers.iter().map(|l| LayerPlan::new(l, opts.method)).collect();
-    let bplan = BackwardPlan::new(net);
+    let bplan = BackwardPlan::new(net, opts);
     let sizes = &net.sizes()[1..];
     let width: usize = sizes.iter().sum();
     // Start of each layer's times in a sample's row.

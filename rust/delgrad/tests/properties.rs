@@ -301,3 +301,44 @@ fn results_do_not_depend_on_the_thread_count() {
         assert_eq!(g, g1, "gradients differ with {threads} threads");
     }
 }
+
+/// Measured times the ideal model cannot produce (a neuron it leaves silent is given a spike)
+/// are counted as invalid and get no gradient with `check_given_times`; valid times keep theirs.
+#[test]
+fn given_times_the_model_cannot_produce_are_invalid() {
+    let mut rng = RandomState::new(21);
+    for tau in REGIMES {
+        let mut net = random_network(&mut rng, &[4, 6, 3], tau, &[]);
+        // Hidden neuron 0 is far too weak to reach its threshold: the ideal model leaves it silent.
+        net.layers[0].w.row_mut(0).fill(0.01);
+        let x = random_input(&mut rng, 5, 4);
+        let exec = Executor::default();
+        let mut t = forward(&net, &x, Method::Auto, &exec).unwrap();
+        assert!(t[0].as_slice().iter().step_by(6).all(|v| v.is_infinite()));
+        // A "chip" reports it spiking shortly after its first input in every sample: the kernels
+        // are rising there (rho > 0), so only the check can tell that the time is impossible.
+        for b in 0..5 {
+            let first = x.row(b).iter().copied().fold(f64::INFINITY, f64::min);
+            t[0].row_mut(b)[0] = first + 0.05;
+        }
+        let dl = Matrix::filled(5, 3, 0.1);
+        let check = BackwardOptions {
+            check_given_times: true,
+            ..Default::default()
+        };
+        let with = backward(&net, &x, &t, &dl, &check, &exec).unwrap();
+        let without = backward(&net, &x, &t, &dl, &BackwardOptions::default(), &exec).unwrap();
+        assert_eq!(with.invalid[0], without.invalid[0] + 5, "{tau:?}");
+        assert!(with.layers[0].w.row(0).iter().all(|g| *g == 0.0), "{tau:?}");
+        assert!(without.layers[0].w.row(0).iter().any(|g| *g != 0.0), "{tau:?}");
+        // The other neurons' gradients are unchanged by the check.
+        for k in 1..6 {
+            assert_eq!(
+                with.layers[0].w.row(k),
+                without.layers[0].w.row(k),
+                "{tau:?} neuron {k}"
+            );
+        }
+        assert_eq!(with.layers[1], without.layers[1], "{tau:?}");
+    }
+}
