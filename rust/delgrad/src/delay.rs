@@ -1,6 +1,6 @@
 //! Transmission delays of one layer and how they stay positive during training.
 //!
-//! d_ki = d_syn[k, g(i)] + d_axo[g(i)] + d_den[k] (model time units, all >= 0), where
+//! `d_ki = d_syn[k, g(i)] + d_axo[g(i)] + d_den[k]` (model time units, all >= 0), where
 //! g(i) = i / group maps an input to its delay group: `group` consecutive inputs share one
 //! trainable delay (hardware feeds each input several times and shares its delay).
 

@@ -8,55 +8,24 @@ use crate::network::{Layer, Network};
 use crate::parallel::Executor;
 use crate::solver::{Method, first_spike};
 
-/// First-spike times of one layer for one sample: per neuron, sort the finite arrivals
-/// a_ki = t_i + d_ki and scan them (`solver::first_spike`). `arrivals` is scratch space.
-pub fn layer_times(
-    layer: &Layer,
-    delays: &Matrix,
-    t_in: &[f64],
-    t_out: &mut [f64],
-    arrivals: &mut Vec<(f64, f64)>,
-    method: Method,
-) {
-    for (k, out) in t_out.iter_mut().enumerate() {
-        *out = neuron_time(layer, k, delays.row(k), t_in, arrivals, method);
-    }
-}
+/// Delays beyond this many time constants get no factored decays e^{d/tau_m}.
+const DECAY_RANGE: f64 = 300.0;
 
-/// First-spike time of neuron `k` of `layer` from input times `t_in` and its delay row `d`.
-pub(crate) fn neuron_time(
-    layer: &Layer,
-    k: usize,
-    d: &[f64],
-    t_in: &[f64],
-    arrivals: &mut Vec<(f64, f64)>,
-    method: Method,
-) -> f64 {
-    arrivals.clear();
-    // Silent inputs and zero weights leave u unchanged: they open no interval.
-    arrivals.extend(
-        t_in.iter()
-            .zip(d)
-            .zip(layer.w.row(k))
-            .filter(|((t, _), w)| t.is_finite() && **w != 0.0)
-            .map(|((t, d), w)| (t + d, *w)),
-    );
-    arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    first_spike(&layer.neuron, layer.theta[k], arrivals, method)
-}
-
-/// What [`forward`] prepares once per layer for a batch (the parameters are fixed during it).
+/// What the forward and backward passes prepare once per layer for a batch (the parameters are
+/// fixed during it).
 pub(crate) struct LayerPlan<'a> {
-    layer: &'a Layer,
+    pub(crate) layer: &'a Layer,
     /// Effective delays d_ki `[n_out, n_in]`.
-    delays: Matrix,
+    pub(crate) delays: Matrix,
     /// No synaptic delays: every neuron sees its inputs in the same order, a_i = t_i + d_axo[i],
     /// and its dendritic delay only shifts its spike.
     shared: Option<SharedOrder>,
-    /// e^{d_ki/tau_m} when the scan can use factored decays (closed-form regime, `Method::Auto`,
-    /// delays within half of `MAX_SPAN` time constants); synaptic layers only.
-    decays: Option<Matrix>,
-    /// Whether the factored scans apply to this layer at all.
+    /// e^{d_ki/tau_m} `[n_out, n_in]` in the closed-form regimes with delays within
+    /// `DECAY_RANGE` time constants: then e^{-(t_k - t_i - d_ki)/tau_m} is a product of per-neuron,
+    /// per-input and per-synapse factors. The backward pass always uses them; the forward scans of
+    /// synaptic layers with `Method::Auto` (where `factored::applies` bounds the products).
+    pub(crate) decays: Option<Matrix>,
+    /// Whether the forward pass uses the factored scans (closed-form regime and `Method::Auto`).
     factored: bool,
     /// Largest e^{d_ki/tau_m} (1 without `decays`).
     max_decay: f64,
@@ -69,7 +38,8 @@ impl<'a> LayerPlan<'a> {
         let (n_in, n_out) = (layer.n_in(), layer.n_out());
         let delays = layer.delays.effective(n_in, n_out);
         let tm = layer.neuron.tau_m();
-        let factored = method == Method::Auto && layer.neuron.regime() != Regime::General;
+        let closed = layer.neuron.regime() != Regime::General;
+        let factored = method == Method::Auto && closed;
         let g = layer.delays.group.max(1);
         let shared = layer.delays.syn.is_none().then(|| SharedOrder {
             axo: (0..n_in)
@@ -77,8 +47,8 @@ impl<'a> LayerPlan<'a> {
                 .collect(),
             den: layer.delays.den.clone().unwrap_or_else(|| vec![0.0; n_out]),
         });
-        let in_range = delays.as_slice().iter().all(|d| d / tm <= 0.5 * MAX_SPAN);
-        let decays = (factored && shared.is_none() && in_range).then(|| {
+        let in_range = delays.as_slice().iter().all(|d| d / tm <= DECAY_RANGE);
+        let decays = (closed && in_range).then(|| {
             let data = delays.as_slice().iter().map(|d| (d / tm).exp()).collect();
             Matrix::from_vec("decays", n_out, n_in, data).expect("same shape as the delays")
         });
@@ -154,7 +124,8 @@ fn insertion_sort(v: &mut [Arrival]) {
 /// Rows longer than this are sorted with the standard library's sort.
 const INSERTION_MAX: usize = 32;
 
-/// Spike times of one layer for one sample (see [`layer_times`]), using the plan's shortcuts.
+/// Spike times of one layer for one sample: per neuron, the first crossing of its arrivals
+/// a_ki = t_i + d_ki in time order, using the plan's shortcuts.
 ///
 /// The inputs are sorted once per sample, by a_i = t_i + d_axo_i for shared-order layers (then
 /// every neuron scans them in that order) and by t_i for synaptic ones (then each neuron's
@@ -171,9 +142,13 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
     s.order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
     // Factored decays e_i = e^{(a_i - R)/tau_m} relative to the earliest input R; synaptic layers
     // multiply in e^{d_ki/tau_m}, so each part gets half of the span.
-    let (limit, usable) = match &plan.shared {
-        Some(_) => (MAX_SPAN, plan.factored),
-        None => (0.5 * MAX_SPAN, plan.decays.is_some()),
+    let (limit, usable, max_decay) = match &plan.shared {
+        Some(_) => (MAX_SPAN, plan.factored, 1.0),
+        None => {
+            let half = (0.5 * MAX_SPAN).exp();
+            let usable = plan.factored && plan.decays.is_some() && plan.max_decay <= half;
+            (0.5 * MAX_SPAN, usable, plan.max_decay)
+        }
     };
     let r0 = match (s.order.first(), s.order.last()) {
         (Some(first), Some(last)) if usable && (last.0 - first.0) / tm <= limit => Some(first.0),
@@ -183,7 +158,7 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
     if let Some(r) = r0 {
         s.order.iter_mut().for_each(|x| x.1 = ((x.0 - r) / tm).exp());
         let e_last = s.order.last().map_or(1.0, |x| x.1);
-        factors = Some((r, e_last * plan.max_decay));
+        factors = Some((r, e_last * max_decay));
     }
     for (k, out) in t_out.iter_mut().enumerate() {
         let w = layer.w.row(k);

@@ -4,7 +4,7 @@
 //! Implicit differentiation of u_k(t_k) = theta_k with slope rho_k = sum_i w_ki kappa'(t_k - a_ki) > 0:
 //!
 //! dt_k/dw_ki = -kappa(t_k - a_ki) / rho_k,   dt_k/da_ki = w_ki kappa'(t_k - a_ki) / rho_k,
-//! dt_k/dtheta_k = 1 / rho_k.  Since a_ki = t_i + d_syn[k,i] + d_axo[i] + d_den[k], every delay
+//! dt_k/dtheta_k = 1 / rho_k.  Since `a_ki = t_i + d_syn[k,i] + d_axo[i] + d_den[k]`, every delay
 //! gradient is a sum of dt_k/da_ki, and delta_i = dL/dt_i = sum_k delta_k dt_k/da_ki.
 
 use crate::error::{Error, Result};
@@ -93,21 +93,9 @@ struct KernelScratch {
     rise: Vec<f64>,
 }
 
-/// Exponents beyond this many time constants are evaluated directly, not as products.
+/// Inputs and outputs spread over more than this many time constants are evaluated directly,
+/// not as products of factors.
 const FACTOR_RANGE: f64 = 300.0;
-
-/// Per layer, e^{d_ki/tau_m} `[n_out, n_in]` when the regime has closed-form kernels and the
-/// delays are in range: then e^{-(t_k - t_i - d_ki)/tau_m} = e^{-(t_k - R)/tau_m} e^{(t_i - R)/tau_m}
-/// e^{d_ki/tau_m} costs two multiplications instead of an exp per synapse.
-fn delay_decays(layer: &Layer, delays: &Matrix) -> Option<Matrix> {
-    let tm = layer.neuron.tau_m();
-    let closed = layer.neuron.regime() != Regime::General;
-    let in_range = delays.as_slice().iter().all(|d| d / tm <= FACTOR_RANGE);
-    (closed && in_range).then(|| {
-        let data = delays.as_slice().iter().map(|d| (d / tm).exp()).collect();
-        Matrix::from_vec("delay_decays", delays.rows(), delays.cols(), data).expect("same shape as delays")
-    })
-}
 
 struct Scratch {
     kernel: KernelScratch,
@@ -269,32 +257,20 @@ pub(crate) fn validate_given(net: &Network, input: &Matrix, times: &[Matrix]) ->
     Ok(())
 }
 
-/// What the backward pass prepares once per layer for a batch: effective delays and, where the
-/// factored kernels apply, e^{d_ki/tau_m}.
+/// What the backward pass prepares once per layer for a batch: the layer plans it shares with
+/// the forward pass (effective delays, factored decays), and whether it checks given times
+/// against the ideal model (with those plans' forward scans).
 pub(crate) struct BackwardPlan<'a> {
-    delays: Vec<Matrix>,
-    decays: Vec<Option<Matrix>>,
-    /// Forward plans of the ideal model, with `check_given_times`.
-    check: Option<Vec<LayerPlan<'a>>>,
+    pub(crate) layers: Vec<LayerPlan<'a>>,
+    check: bool,
 }
 
 impl<'a> BackwardPlan<'a> {
     pub(crate) fn new(net: &'a Network, opts: &BackwardOptions) -> Self {
-        let delays: Vec<Matrix> = net
-            .layers
-            .iter()
-            .map(|l| l.delays.effective(l.n_in(), l.n_out()))
-            .collect();
-        let decays = net
-            .layers
-            .iter()
-            .zip(&delays)
-            .map(|(l, d)| delay_decays(l, d))
-            .collect();
-        let check = opts
-            .check_given_times
-            .then(|| net.layers.iter().map(|l| LayerPlan::new(l, opts.method)).collect());
-        BackwardPlan { delays, decays, check }
+        BackwardPlan {
+            layers: net.layers.iter().map(|l| LayerPlan::new(l, opts.method)).collect(),
+            check: opts.check_given_times,
+        }
     }
 }
 
@@ -342,15 +318,16 @@ impl Accumulator {
             let (below, above) = s.deltas.split_at_mut(l + 1);
             let delta_in = &mut below[l];
             delta_in.fill(0.0);
-            let ideal = plan.check.as_ref().map(|plans| {
+            let lp = &plan.layers[l];
+            let ideal = plan.check.then(|| {
                 s.ideal.resize(net.layers[l].n_out(), 0.0);
-                plan_times(&plans[l], t_in, &mut s.ideal, &mut s.forward, opts.method);
+                plan_times(lp, t_in, &mut s.ideal, &mut s.forward, opts.method);
                 &s.ideal[..]
             });
             let (inv, clip) = layer_backward(
                 &net.layers[l],
-                &plan.delays[l],
-                plan.decays[l].as_ref(),
+                &lp.delays,
+                lp.decays.as_ref(),
                 t_in,
                 times(l),
                 &above[0],

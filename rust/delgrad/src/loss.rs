@@ -140,9 +140,9 @@ pub(crate) fn validate_labels(loss: &Loss, labels: &[usize], batch: usize, n_out
     Ok(())
 }
 
-/// One sample of [`evaluate`] (sample `b` of the batch, for messages): returns its loss and
-/// predicted class and writes dL/dt into `grad` (zeros when the sample is silent, then the loss
-/// is `silent_loss`).
+/// One sample of [`evaluate`] (sample `b` of the batch, for messages): returns its loss,
+/// predicted class and whether it is silent, and writes dL/dt into `grad` (zeros when the sample
+/// is silent, then the loss is `silent_loss`).
 pub(crate) fn evaluate_sample(
     loss: &Loss,
     t: &[f64],
@@ -151,11 +151,11 @@ pub(crate) fn evaluate_sample(
     strict: bool,
     b: usize,
     grad: &mut [f64],
-) -> Result<(f64, Option<usize>)> {
+) -> Result<(f64, Option<usize>, bool)> {
     let predicted = predict(t);
     grad.fill(0.0);
     if loss.is_silent(t, label, strict) {
-        return Ok((silent_loss, predicted));
+        return Ok((silent_loss, predicted, true));
     }
     let value = loss.value_and_grad(t, label, grad);
     // Finite but astronomically late spikes can push the loss past f64: say so, never inf/NaN.
@@ -165,18 +165,17 @@ pub(crate) fn evaluate_sample(
             format!("sample {b}: the loss of times {t:?} overflows float64; spike times this large are not meaningful"),
         ));
     }
-    Ok((value, predicted))
+    Ok((value, predicted, false))
 }
 
-/// Assembles a report from per-sample losses, predictions and gradients (in batch order).
+/// Assembles a report from per-sample losses, predictions and gradients (in batch order) and the
+/// number of silent samples.
 pub(crate) fn report(
-    loss: &Loss,
     per_sample: Vec<f64>,
     predicted: Vec<Option<usize>>,
     labels: &[usize],
-    out: &Matrix,
     dl_dt: Matrix,
-    strict: bool,
+    silent: usize,
 ) -> Result<LossReport> {
     let mean = if per_sample.is_empty() {
         0.0
@@ -190,9 +189,6 @@ pub(crate) fn report(
         ));
     }
     let correct = predicted.iter().zip(labels).filter(|(p, c)| **p == Some(**c)).count();
-    let silent = (0..out.rows())
-        .filter(|&b| loss.is_silent(out.row(b), labels[b], strict))
-        .count();
     Ok(LossReport {
         per_sample,
         mean,
@@ -213,12 +209,14 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
     let mut dl_dt = Matrix::zeros(out.rows(), out.cols());
     let mut per_sample = Vec::with_capacity(out.rows());
     let mut predicted = Vec::with_capacity(out.rows());
+    let mut silent = 0;
     for (b, &c) in labels.iter().enumerate() {
-        let (value, p) = evaluate_sample(loss, out.row(b), c, silent_loss, strict, b, dl_dt.row_mut(b))?;
+        let (value, p, is_silent) = evaluate_sample(loss, out.row(b), c, silent_loss, strict, b, dl_dt.row_mut(b))?;
         per_sample.push(value);
         predicted.push(p);
+        silent += usize::from(is_silent);
     }
-    report(loss, per_sample, predicted, labels, out, dl_dt, strict)
+    report(per_sample, predicted, labels, dl_dt, silent)
 }
 
 #[cfg(test)]

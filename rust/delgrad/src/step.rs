@@ -6,7 +6,7 @@
 //! same chunked summation order.
 
 use crate::error::Result;
-use crate::forward::{LayerPlan, Scratch, sample_times, split_layers};
+use crate::forward::{Scratch, sample_times, split_layers};
 use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, combine};
 use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
@@ -30,6 +30,7 @@ struct Part {
     losses: Vec<f64>,
     predicted: Vec<Option<usize>>,
     dl_dt: Vec<f64>,
+    silent: usize,
     acc: Accumulator,
 }
 
@@ -49,7 +50,7 @@ pub fn forward_backward(
     let batch = input.rows();
     let n_out = net.n_out();
     validate_labels(loss, labels, batch, n_out)?;
-    let plans: Vec<LayerPlan> = net.layers.iter().map(|l| LayerPlan::new(l, opts.method)).collect();
+    // One plan per layer serves the forward and the backward pass.
     let bplan = BackwardPlan::new(net, opts);
     let sizes = &net.sizes()[1..];
     let width: usize = sizes.iter().sum();
@@ -68,6 +69,7 @@ pub fn forward_backward(
             losses: Vec::with_capacity(len),
             predicted: Vec::with_capacity(len),
             dl_dt: vec![0.0; len * n_out],
+            silent: 0,
             acc: Accumulator::new(net, len),
         };
         let mut scratch = Scratch::default();
@@ -75,11 +77,12 @@ pub fn forward_backward(
         let rows = part.rows.chunks_exact_mut(width);
         let grads = part.dl_dt.chunks_exact_mut(n_out);
         for ((b, row), grad) in range.zip(rows).zip(grads) {
-            sample_times(&plans, input.row(b), row, &mut scratch, opts.method);
-            let (value, predicted) =
+            sample_times(&bplan.layers, input.row(b), row, &mut scratch, opts.method);
+            let (value, predicted, silent) =
                 evaluate_sample(loss, &row[width - n_out..], labels[b], silent_loss, false, b, grad)?;
             part.losses.push(value);
             part.predicted.push(predicted);
+            part.silent += usize::from(silent);
             // The loss is the batch mean, so each sample's dL/dt carries 1/batch.
             delta
                 .iter_mut()
@@ -107,8 +110,8 @@ pub fn forward_backward(
     )?;
     let losses = parts.iter().flat_map(|p| p.losses.iter().copied()).collect();
     let predicted = parts.iter().flat_map(|p| p.predicted.iter().copied()).collect();
-    let out = times.last().expect("a validated network has layers");
-    let loss = report(loss, losses, predicted, labels, out, dl_dt, false)?;
+    let silent = parts.iter().map(|p| p.silent).sum();
+    let loss = report(losses, predicted, labels, dl_dt, silent)?;
     let grads = combine(net, batch, parts.into_iter().map(|p| p.acc))?;
     Ok(Pass { times, loss, grads })
 }
