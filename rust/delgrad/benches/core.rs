@@ -48,26 +48,15 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+#[path = "../tests/support/hw_net.rs"]
+mod hw_net;
+use hw_net::hw_net;
+
 fn bench_hardware(c: &mut Criterion) {
     let d = yin_yang(Split::Test);
     let x = encode_times(&d.x, T_EARLY, T_LATE).unwrap();
     let x = Matrix::from_vec("x", 40, 4, x.as_slice()[..160].to_vec()).unwrap();
-    let spec = |size, mean, std, group| LayerSpec {
-        tau_m: 1.0,
-        tau_s: 1.0,
-        theta: 2.6,
-        delay_kinds: vec![DelayKind::Axonal],
-        delay_group: group,
-        delay_init_std: 0.5,
-        ..LayerSpec::new(size, mean, std)
-    };
-    let net = init_network(
-        20,
-        &[spec(30, 1.0, 0.12, 5), spec(3, 0.075, 0.15, 1)],
-        DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
-        &mut RandomState::new(0),
-    )
-    .unwrap();
+    let net = hw_net(0);
     let noise = NoiseParams::bss2();
     for threads in [1, 2] {
         let exec = Executor::new(threads).unwrap();

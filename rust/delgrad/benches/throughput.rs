@@ -106,6 +106,10 @@ fn cases() -> Vec<Case> {
     out
 }
 
+#[path = "../tests/support/hw_net.rs"]
+mod hw_net;
+use hw_net::hw_net;
+
 fn batch_of(c: &Case, start: usize, batch: usize) -> (Matrix, Vec<usize>) {
     let n = c.x.rows();
     let mut rows = Vec::with_capacity(batch * c.x.cols());
@@ -150,22 +154,7 @@ fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -
 /// The hardware-aware 20(=4x5)-30-3 network with axonal delays, its Yin-Yang inputs `[n, 4]`
 /// and a placed fixed pattern with every mismatch on.
 fn hw_case() -> (Network, Matrix, Vec<LayerPattern>) {
-    let spec = |size, mean, std, group| LayerSpec {
-        tau_m: 1.0,
-        tau_s: 1.0,
-        theta: 2.6,
-        delay_kinds: vec![DelayKind::Axonal],
-        delay_group: group,
-        delay_init_std: 0.5,
-        ..LayerSpec::new(size, mean, std)
-    };
-    let net = init_network(
-        20,
-        &[spec(30, 1.0, 0.12, 5), spec(3, 0.075, 0.15, 1)],
-        DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
-        &mut RandomState::new(7),
-    )
-    .unwrap();
+    let net = hw_net(7);
     let params = PatternParams {
         tau_m_mismatch: 0.03,
         tau_s_mismatch: 0.03,

@@ -2,7 +2,7 @@
 //! independence and bad input.
 
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
-use delgrad::delay::{DelayKind, DelayParam, Delays};
+use delgrad::delay::{DelayParam, Delays};
 use delgrad::forward::forward;
 use delgrad::hardware::{BSS2_TIME_STEP, ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
 use delgrad::kernel::Neuron;
@@ -13,25 +13,9 @@ use delgrad::solver::Method;
 use delgrad::train::{LayerSpec, init_network};
 use delgrad::{Error, Matrix};
 
-/// The hardware-aware 20(=4x5)-30-3 network with axonal delays.
-fn hw_net(seed: u32) -> Network {
-    let spec = |size, mean, std, group| LayerSpec {
-        tau_m: 1.0,
-        tau_s: 1.0,
-        theta: 2.6,
-        delay_kinds: vec![DelayKind::Axonal],
-        delay_group: group,
-        delay_init_std: 0.5,
-        ..LayerSpec::new(size, mean, std)
-    };
-    init_network(
-        20,
-        &[spec(30, 1.0, 0.12, 5), spec(3, 0.075, 0.15, 1)],
-        DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
-        &mut RandomState::new(seed),
-    )
-    .unwrap()
-}
+#[path = "support/hw_net.rs"]
+mod hw_net;
+use hw_net::hw_net;
 
 fn yy_inputs(n: usize) -> Matrix {
     let d = yin_yang(Split::Test);
