@@ -2,7 +2,8 @@
 //! `{"name", "batch", "threads", "samples_per_s", "us_per_sample", ...}` (median of repeats), and of
 //! the noisy hardware forward pass (`hw_noisy_*`: the emulated BSS-2 chip with every effect on).
 //!
-//! `cargo bench --bench throughput` (all cases) or `... -- NAME_FILTER`.
+//! `cargo bench --bench throughput` (all cases) or `... -- NAME_FILTER`; `DELGRAD_BENCH_BATCH` and
+//! `DELGRAD_BENCH_THREADS` restrict the software cases to one batch size / thread count.
 
 use std::time::Instant;
 
@@ -140,7 +141,7 @@ fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -
     for _ in 0..=repeats {
         let start = Instant::now();
         let mut k = 0;
-        while start.elapsed().as_secs_f64() < secs {
+        while fixed_steps().map_or(start.elapsed().as_secs_f64() < secs, |n| k < n) {
             run(k);
             k += 1;
         }
@@ -220,6 +221,22 @@ fn measure_hw(
     rates[rates.len() / 2]
 }
 
+/// Whether `value` passes the optional filter in environment variable `var` (for profiling one
+/// configuration).
+fn wanted(var: &str, value: usize) -> bool {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_none_or(|v| v == value)
+}
+
+/// `DELGRAD_BENCH_STEPS`: a fixed number of batches per repeat instead of a fixed time (for
+/// counting cycles and instructions with `perf stat`, which other load on the machine barely
+/// disturbs).
+fn fixed_steps() -> Option<usize> {
+    std::env::var("DELGRAD_BENCH_STEPS").ok().and_then(|v| v.parse().ok())
+}
+
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let secs: f64 = std::env::var("DELGRAD_BENCH_SECS")
@@ -233,6 +250,9 @@ fn main() {
         }
         for batch in [1, 150] {
             for exec in &execs {
+                if !wanted("DELGRAD_BENCH_BATCH", batch) || !wanted("DELGRAD_BENCH_THREADS", exec.threads()) {
+                    continue;
+                }
                 let rate = measure(&c, batch, exec, secs, 5);
                 println!(
                     "{{\"name\": \"{}\", \"batch\": {batch}, \"threads\": {}, \"samples_per_s\": {rate:.0}, \"us_per_sample\": {:.3}}}",

@@ -33,20 +33,29 @@ pub(crate) struct Arrival {
     pub e: f64,
 }
 
-/// Whether the factored scan of `neuron` with threshold `theta` is safe for inputs whose weights
-/// have absolute sum `w_abs` and whose factors are at most `e_max`: a closed-form regime and every
-/// sum (<= w_abs e_max^2) and parameter within [`SAFE`].
-pub(crate) fn applies(neuron: &Neuron, theta: f64, w_abs: f64, e_max: f64) -> bool {
+/// The factored scan of `neuron` with threshold `theta` is safe for inputs whose weights have
+/// absolute sum `w_abs` and whose factors are at most `e_max` when it is a closed-form regime and
+/// every sum (<= w_abs e_max^2) and parameter is within [`SAFE`]:
+/// `within_bound(weight_bound(neuron, theta, w_abs), e_max)`.
+///
+/// The per-neuron part (fixed for a batch): `w_abs` where the regime and the parameters allow the
+/// factored scan, +inf where they do not.
+pub(crate) fn weight_bound(neuron: &Neuron, theta: f64, w_abs: f64) -> f64 {
     let tm = neuron.tau_m();
-    neuron.regime() != Regime::General
-        && (1.0 / SAFE..=SAFE).contains(&tm)
-        && theta <= SAFE
-        && theta / tm <= SAFE
-        && w_abs * e_max * e_max <= SAFE
+    let ok =
+        neuron.regime() != Regime::General && (1.0 / SAFE..=SAFE).contains(&tm) && theta <= SAFE && theta / tm <= SAFE;
+    if ok { w_abs } else { f64::INFINITY }
+}
+
+/// The per-sample part of the test of [`weight_bound`]: every sum (<= bound e_max^2) within
+/// [`SAFE`].
+#[inline]
+pub(crate) fn within_bound(bound: f64, e_max: f64) -> bool {
+    bound * e_max * e_max <= SAFE
 }
 
 /// First-spike time from arrivals sorted by `a`, all >= `r0`, with factors e = e^{(a - r0)/tau_m};
-/// +inf if u never reaches theta. Only where [`applies`] holds.
+/// +inf if u never reaches theta. Only where [`weight_bound`] allows it.
 pub(crate) fn first_spike_factored(neuron: &Neuron, theta: f64, arrivals: &[Arrival], r0: f64) -> f64 {
     match neuron.regime() {
         Regime::Double => scan_double(neuron.tau_m(), theta, arrivals, r0),
@@ -147,6 +156,10 @@ fn scan_equal(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::solver::{Method, first_spike};
+
+    fn applies(neuron: &Neuron, theta: f64, w_abs: f64, e_max: f64) -> bool {
+        within_bound(weight_bound(neuron, theta, w_abs), e_max)
+    }
 
     fn factored(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<f64> {
         let w_abs: f64 = pairs.iter().map(|p| p.1.abs()).sum();

@@ -1,7 +1,7 @@
 //! The event-based forward pass: first-spike times of every layer for a batch.
 
 use crate::error::Result;
-use crate::factored::{Arrival, MAX_SPAN, applies, first_spike_factored};
+use crate::factored::{Arrival, MAX_SPAN, first_spike_factored, weight_bound, within_bound};
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -23,14 +23,15 @@ pub(crate) struct LayerPlan<'a> {
     /// e^{d_ki/tau_m} `[n_out, n_in]` in the closed-form regimes with delays within
     /// `DECAY_RANGE` time constants: then e^{-(t_k - t_i - d_ki)/tau_m} is a product of per-neuron,
     /// per-input and per-synapse factors. The backward pass always uses them; the forward scans of
-    /// synaptic layers with `Method::Auto` (where `factored::applies` bounds the products).
+    /// synaptic layers with `Method::Auto` (where `factored::weight_bound` bounds the products).
     pub(crate) decays: Option<Matrix>,
     /// Whether the forward pass uses the factored scans (closed-form regime and `Method::Auto`).
     factored: bool,
     /// Largest e^{d_ki/tau_m} (1 without `decays`).
     max_decay: f64,
-    /// sum_i |w_ki| per neuron (bounds the factored sums).
-    w_abs: Vec<f64>,
+    /// sum_i |w_ki| per neuron (bounds the factored sums), +inf where the neuron's parameters
+    /// rule the factored scan out (`factored::weight_bound`).
+    w_bound: Vec<f64>,
 }
 
 impl<'a> LayerPlan<'a> {
@@ -55,8 +56,11 @@ impl<'a> LayerPlan<'a> {
         let max_decay = decays
             .as_ref()
             .map_or(1.0, |m| m.as_slice().iter().copied().fold(1.0, f64::max));
-        let w_abs = (0..n_out)
-            .map(|k| layer.w.row(k).iter().map(|w| w.abs()).sum())
+        let w_bound = (0..n_out)
+            .map(|k| {
+                let w_abs = layer.w.row(k).iter().map(|w| w.abs()).sum();
+                weight_bound(&layer.neuron, layer.theta[k], w_abs)
+            })
             .collect();
         LayerPlan {
             layer,
@@ -65,7 +69,7 @@ impl<'a> LayerPlan<'a> {
             decays,
             factored,
             max_decay,
-            w_abs,
+            w_bound,
         }
     }
 }
@@ -83,6 +87,12 @@ pub(crate) struct Scratch {
     /// Inputs sorted by arrival (shared order): (arrival, factor, input index).
     order: Vec<(f64, f64, usize)>,
     pairs: Vec<(f64, f64)>,
+    /// The last `plan_times` call's rise factors e^{(t_i - R)/tau_m} per input (0 for silent
+    /// inputs; R the earliest input), when a synaptic layer's scan computed them; else empty.
+    rise: Vec<f64>,
+    /// `rise` of every layer of the last `sample_times` call (what the backward pass of the same
+    /// sample would compute again).
+    pub(crate) rises: Vec<Vec<f64>>,
 }
 
 /// Spike time of neuron `k` from its arrivals sorted by time: the factored scan where it applies
@@ -98,7 +108,7 @@ fn spike(
     let layer = plan.layer;
     let theta = layer.theta[k];
     if let Some((r0, e_max)) = factors {
-        if applies(&layer.neuron, theta, plan.w_abs[k], e_max) {
+        if within_bound(plan.w_bound[k], e_max) {
             return first_spike_factored(&layer.neuron, theta, arrivals, r0);
         }
     }
@@ -107,22 +117,40 @@ fn spike(
     first_spike(&layer.neuron, theta, pairs, method)
 }
 
-/// Sorts nearly sorted arrivals by time: linear when each neuron's delays barely reorder the
-/// presorted inputs, and branch-predictable for the short rows where it is used.
-fn insertion_sort(v: &mut [Arrival]) {
+/// Appends `x` to arrivals sorted by time, keeping them sorted (one step of an insertion sort):
+/// linear overall when each neuron's delays barely reorder the presorted inputs, and
+/// branch-predictable for the short rows where it is used.
+#[inline]
+fn insert_sorted(v: &mut Vec<Arrival>, x: Arrival) {
+    let mut j = v.len();
+    v.push(x);
+    while j > 0 && v[j - 1].a > x.a {
+        v[j] = v[j - 1];
+        j -= 1;
+    }
+    v[j] = x;
+}
+
+/// Rows longer than this are sorted with the standard library's sort.
+const INSERTION_MAX: usize = 32;
+
+/// Sorts (time, factor, index) triples by time: insertion sort for the few inputs where the
+/// standard library's sort costs more in set-up than in comparisons.
+fn sort_by_time(v: &mut [(f64, f64, usize)]) {
+    if v.len() > 8 {
+        v.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+        return;
+    }
     for i in 1..v.len() {
         let x = v[i];
         let mut j = i;
-        while j > 0 && v[j - 1].a > x.a {
+        while j > 0 && v[j - 1].0.total_cmp(&x.0).is_gt() {
             v[j] = v[j - 1];
             j -= 1;
         }
         v[j] = x;
     }
 }
-
-/// Rows longer than this are sorted with the standard library's sort.
-const INSERTION_MAX: usize = 32;
 
 /// Spike times of one layer for one sample: per neuron, the first crossing of its arrivals
 /// a_ki = t_i + d_ki in time order, using the plan's shortcuts.
@@ -139,7 +167,7 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
             let a = plan.shared.as_ref().map_or(t, |sh| t + sh.axo[i]);
             (a, 0.0, i)
         }));
-    s.order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+    sort_by_time(&mut s.order);
     // Factored decays e_i = e^{(a_i - R)/tau_m} relative to the earliest input R; synaptic layers
     // multiply in e^{d_ki/tau_m}, so each part gets half of the span.
     let (limit, usable, max_decay) = match &plan.shared {
@@ -155,10 +183,16 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
         _ => None,
     };
     let mut factors = None;
+    s.rise.clear();
     if let Some(r) = r0 {
         s.order.iter_mut().for_each(|x| x.1 = ((x.0 - r) / tm).exp());
         let e_last = s.order.last().map_or(1.0, |x| x.1);
         factors = Some((r, e_last * max_decay));
+        if plan.shared.is_none() {
+            // Here a_i = t_i: these are the backward pass's rise factors (same R, same formula).
+            s.rise.resize(t_in.len(), 0.0);
+            s.order.iter().for_each(|x| s.rise[x.2] = x.1);
+        }
     }
     for (k, out) in t_out.iter_mut().enumerate() {
         let w = layer.w.row(k);
@@ -171,24 +205,16 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
             }
             None => {
                 let d = plan.delays.row(k);
-                match plan.decays.as_ref().filter(|_| r0.is_some()) {
-                    Some(dec) => {
-                        let dec = dec.row(k);
-                        s.arrivals.extend(kept.map(|&(t, e, i)| Arrival {
-                            a: t + d[i],
-                            w: w[i],
-                            e: e * dec[i],
-                        }))
-                    }
-                    None => s.arrivals.extend(kept.map(|&(t, _, i)| Arrival {
-                        a: t + d[i],
-                        w: w[i],
-                        e: 0.0,
-                    })),
-                }
-                if s.arrivals.len() <= INSERTION_MAX {
-                    insertion_sort(&mut s.arrivals);
+                let dec = plan.decays.as_ref().filter(|_| r0.is_some()).map(|m| m.row(k));
+                let arrivals = kept.map(|&(t, e, i)| Arrival {
+                    a: t + d[i],
+                    w: w[i],
+                    e: dec.map_or(0.0, |dec| e * dec[i]),
+                });
+                if s.order.len() <= INSERTION_MAX {
+                    arrivals.for_each(|x| insert_sorted(&mut s.arrivals, x));
                 } else {
+                    s.arrivals.extend(arrivals);
                     s.arrivals.sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
                 }
                 *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs);
@@ -198,13 +224,15 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
 }
 
 /// Spike times of every layer for one sample, written one layer after the other into `row`
-/// (the layers' sizes summed).
+/// (the layers' sizes summed); `s.rises` keeps each layer's rise factors.
 pub(crate) fn sample_times(plans: &[LayerPlan], input: &[f64], row: &mut [f64], s: &mut Scratch, method: Method) {
     let mut t_in = input;
     let mut rest = row;
-    for plan in plans {
+    s.rises.resize_with(plans.len(), Vec::new);
+    for (l, plan) in plans.iter().enumerate() {
         let (t_out, tail) = rest.split_at_mut(plan.layer.n_out());
         plan_times(plan, t_in, t_out, s, method);
+        std::mem::swap(&mut s.rise, &mut s.rises[l]);
         t_in = t_out;
         rest = tail;
     }
@@ -241,11 +269,10 @@ pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -
     let plans: Vec<LayerPlan> = net.layers.iter().map(|l| LayerPlan::new(l, method)).collect();
     let sizes = &net.sizes()[1..];
     let width: usize = sizes.iter().sum();
-    let parts = exec.map_ranges(input.rows(), |range| {
+    let parts = exec.map_ranges_with(input.rows(), Scratch::default, |scratch, range| {
         let mut rows = vec![0.0; range.len() * width];
-        let mut scratch = Scratch::default();
         for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
-            sample_times(&plans, input.row(b), row, &mut scratch, method);
+            sample_times(&plans, input.row(b), row, scratch, method);
         }
         rows
     });

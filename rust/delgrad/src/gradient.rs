@@ -97,7 +97,8 @@ struct KernelScratch {
 /// not as products of factors.
 const FACTOR_RANGE: f64 = 300.0;
 
-struct Scratch {
+/// Per-thread scratch space of the backward pass (reused for every sample a thread takes).
+pub(crate) struct Scratch {
     kernel: KernelScratch,
     deltas: Vec<Vec<f64>>,
     /// The ideal model's times of the current layer (for `check_given_times`).
@@ -119,6 +120,7 @@ fn layer_backward(
     g: &mut LayerGrad,
     opts: &BackwardOptions,
     ideal: Option<&[f64]>,
+    rise: &[f64],
     s: &mut KernelScratch,
 ) -> (usize, usize) {
     let n_in = layer.n_in();
@@ -134,13 +136,15 @@ fn layer_backward(
     let latest = |t: &[f64]| t.iter().copied().filter(|t| t.is_finite()).fold(r, f64::max);
     let in_range = r.is_finite() && latest(t_in).max(latest(t_out)) - r <= FACTOR_RANGE * tm;
     let decays = decays.filter(|_| in_range);
-    if decays.is_some() {
+    let given_rise = rise.len() == n_in;
+    if decays.is_some() && !given_rise {
         s.rise.clear();
         s.rise.extend(
             t_in.iter()
                 .map(|t| if t.is_finite() { ((t - r) / tm).exp() } else { 0.0 }),
         );
     }
+    let rise = if given_rise { rise } else { &s.rise[..] };
     for (k, (&tk, &dk)) in t_out.iter().zip(delta_out).enumerate() {
         if !tk.is_finite() {
             continue; // silent neurons pass no error
@@ -154,7 +158,7 @@ fn layer_backward(
             Some(dec) => {
                 let fall = (-(tk - r) / tm).exp();
                 // Equal-length slices and index loops: no bounds checks, so the loops vectorise.
-                let (t_in, d, rise, dec) = (&t_in[..n_in], &d[..n_in], &s.rise[..n_in], &dec.row(k)[..n_in]);
+                let (t_in, d, rise, dec) = (&t_in[..n_in], &d[..n_in], &rise[..n_in], &dec.row(k)[..n_in]);
                 match neuron.regime() {
                     // x = e^{-s/tau_m}: kappa = tau_m x (1 - x), kappa' = x (2x - 1)
                     Regime::Double => {
@@ -184,11 +188,14 @@ fn layer_backward(
                 }
             }
         }
-        // rho = sum_i w_ki kappa'_ki and the largest |kappa| (for max_dw_norm).
-        let rho: f64 = w.iter().zip(slope.iter()).map(|(wi, sl)| wi * sl).sum();
-        let kappa_max = kappa
-            .iter()
-            .fold(0.0f64, |m, kap| if kap.abs() > m { kap.abs() } else { m });
+        // rho = sum_i w_ki kappa'_ki and the largest |kappa| (for max_dw_norm), in one sweep.
+        let (mut rho, mut kappa_max) = (-0.0f64, 0.0f64);
+        let w = &w[..n_in];
+        for i in 0..n_in {
+            rho += w[i] * slope[i];
+            let a = kappa[i].abs();
+            kappa_max = if a > kappa_max { a } else { kappa_max };
+        }
         let mut valid = rho > 0.0 && rho.is_finite();
         if let Some(ideal) = ideal {
             // A given time the ideal model cannot produce from these inputs (it stays silent).
@@ -204,26 +211,34 @@ fn layer_backward(
         let scale = dk / rho;
         // |scale kappa_i| <= max for all i  <=>  |scale| max_i |kappa_i| <= max (exact in floats).
         let keep_w = opts.max_dw_norm.is_none_or(|max| scale.abs() * kappa_max <= max);
-        if keep_w {
-            let gw = &mut g.w.row_mut(k)[..n_in];
-            for i in 0..n_in {
+        clipped += usize::from(!keep_w);
+        g.theta[k] += scale;
+        // dL/da_ki = scale w_ki kappa'_ki feeds the inputs and every delay kind (present or not);
+        // one sweep over the inputs (short rows pay for every extra loop).
+        let (gw, d_syn) = (&mut g.w.row_mut(k)[..n_in], g.d_syn.row_mut(k));
+        let delta_in = &mut delta_in[..n_in];
+        let mut den = -0.0f64;
+        for i in 0..n_in {
+            if keep_w {
                 gw[i] -= scale * kappa[i];
             }
+            let ga = slope[i] * (scale * w[i]);
+            delta_in[i] += ga;
+            den += ga;
+            slope[i] = ga;
+        }
+        if group == 1 {
+            let d_syn = &mut d_syn[..n_in];
+            for i in 0..n_in {
+                d_syn[i] += slope[i];
+            }
         } else {
-            clipped += 1;
+            add_grouped(d_syn, slope, group);
         }
-        g.theta[k] += scale;
-        // dL/da_ki = scale w_ki kappa'_ki feeds the inputs and every delay kind (present or not).
-        let (ga, w, delta_in) = (&mut slope[..n_in], &w[..n_in], &mut delta_in[..n_in]);
-        for i in 0..n_in {
-            ga[i] *= scale * w[i];
-            delta_in[i] += ga[i];
-        }
-        let ga = &*ga;
-        add_grouped(g.d_syn.row_mut(k), ga, group);
-        add_grouped(&mut g.d_axo, ga, group);
-        g.d_den[k] += ga.iter().sum::<f64>();
+        g.d_den[k] += den;
     }
+    // dL/dd_axo_i = sum_k dL/da_ki: this sample's delta_in (zero on entry).
+    add_grouped(&mut g.d_axo, delta_in, group);
     (invalid, clipped)
 }
 
@@ -274,13 +289,23 @@ impl<'a> BackwardPlan<'a> {
     }
 }
 
+impl Scratch {
+    pub(crate) fn new(net: &Network) -> Self {
+        Scratch {
+            kernel: KernelScratch::default(),
+            deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
+            ideal: Vec::new(),
+            forward: ForwardScratch::default(),
+        }
+    }
+}
+
 /// Per-chunk accumulators of the backward pass: gradients summed over the chunk's samples,
-/// (invalid, clipped) counts per layer, dL/dt of the inputs per sample, and scratch space.
+/// (invalid, clipped) counts per layer and dL/dt of the inputs per sample.
 pub(crate) struct Accumulator {
     grads: Vec<LayerGrad>,
     counts: Vec<(usize, usize)>,
     input_rows: Vec<f64>,
-    scratch: Scratch,
 }
 
 impl Accumulator {
@@ -289,28 +314,25 @@ impl Accumulator {
             grads: net.layers.iter().map(LayerGrad::zeros).collect(),
             counts: vec![(0, 0); net.layers.len()],
             input_rows: Vec::with_capacity(samples * net.n_in()),
-            scratch: Scratch {
-                kernel: KernelScratch::default(),
-                deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
-                ideal: Vec::new(),
-                forward: ForwardScratch::default(),
-            },
         }
     }
 
     /// Adds the backward pass of one sample: its `input` times, `times(l)` its spike times of
-    /// layer l and `dl_dout` dL/dt of its outputs.
+    /// layer l and `dl_dout` dL/dt of its outputs. `rises` may hold the forward pass's rise
+    /// factors of each layer (see `forward::Scratch::rises`; an empty entry: not computed).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_sample<'t>(
         &mut self,
+        s: &mut Scratch,
         net: &Network,
         plan: &BackwardPlan,
         input: &'t [f64],
         times: impl Fn(usize) -> &'t [f64],
         dl_dout: &[f64],
+        rises: &[Vec<f64>],
         opts: &BackwardOptions,
     ) {
         let n_layers = net.layers.len();
-        let s = &mut self.scratch;
         // deltas[l] holds dL/dt of the inputs of layer l; deltas[L] the output errors.
         s.deltas[n_layers].copy_from_slice(dl_dout);
         for l in (0..n_layers).rev() {
@@ -335,6 +357,7 @@ impl Accumulator {
                 &mut self.grads[l],
                 opts,
                 ideal,
+                rises.get(l).map_or(&[], Vec::as_slice),
                 &mut s.kernel,
             );
             self.counts[l].0 += inv;
@@ -398,12 +421,25 @@ pub fn backward(
     validate_given(net, input, times)?;
     validate_dl_dout(net, input.rows(), dl_dout)?;
     let plan = BackwardPlan::new(net, opts);
-    let parts = exec.map_ranges(input.rows(), |range| {
-        let mut acc = Accumulator::new(net, range.len());
-        for b in range {
-            acc.add_sample(net, &plan, input.row(b), |l| times[l].row(b), dl_dout.row(b), opts);
-        }
-        acc
-    });
+    let parts = exec.map_ranges_with(
+        input.rows(),
+        || Scratch::new(net),
+        |s, range| {
+            let mut acc = Accumulator::new(net, range.len());
+            for b in range {
+                acc.add_sample(
+                    s,
+                    net,
+                    &plan,
+                    input.row(b),
+                    |l| times[l].row(b),
+                    dl_dout.row(b),
+                    &[],
+                    opts,
+                );
+            }
+            acc
+        },
+    );
     combine(net, input.rows(), parts)
 }

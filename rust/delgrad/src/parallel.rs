@@ -63,22 +63,38 @@ impl Executor {
         T: Send,
         F: Fn(Range<usize>) -> T + Sync + Send,
     {
+        self.map_ranges_with(n, || (), |_, range| f(range))
+    }
+
+    /// [`map_ranges`](Self::map_ranges) with per-thread state: each thread that takes part builds
+    /// one `init()` (scratch space) and passes it to `f` for every range it takes.
+    pub fn map_ranges_with<S, T, I, F>(&self, n: usize, init: I, f: F) -> Vec<T>
+    where
+        T: Send,
+        I: Fn() -> S + Sync + Send,
+        F: Fn(&mut S, Range<usize>) -> T + Sync + Send,
+    {
         let ranges: Vec<Range<usize>> = (0..n.div_ceil(CHUNK))
             .map(|c| c * CHUNK..((c + 1) * CHUNK).min(n))
             .collect();
         let pool = match &self.pool {
             Some(pool) if ranges.len() > 1 => pool,
-            _ => return ranges.into_iter().map(f).collect(),
+            _ => {
+                let mut state = init();
+                return ranges.into_iter().map(|r| f(&mut state, r)).collect();
+            }
         };
         let next = AtomicUsize::new(0);
         let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(ranges.len()));
         // Claims chunks until none is left; results go to `done` with their chunk index.
         let work = || {
             let mut mine = Vec::new();
+            let mut state = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(range) = ranges.get(i) else { break };
-                mine.push((i, f(range.clone())));
+                let state = state.get_or_insert_with(&init);
+                mine.push((i, f(state, range.clone())));
             }
             done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
         };
@@ -108,6 +124,32 @@ mod tests {
                 assert_eq!(flat, (0..n).collect::<Vec<_>>(), "{threads} threads, n = {n}");
                 assert!(got.iter().all(|r| r.len() <= CHUNK && r.start % CHUNK == 0));
             }
+        }
+    }
+
+    #[test]
+    fn state_is_per_thread_and_reused() {
+        for threads in [1, 2, 3] {
+            let exec = Executor::new(threads).unwrap();
+            let inits = AtomicUsize::new(0);
+            let got = exec.map_ranges_with(
+                10 * CHUNK,
+                || {
+                    inits.fetch_add(1, Ordering::Relaxed);
+                    0usize
+                },
+                |seen, r| {
+                    *seen += 1;
+                    (r, *seen)
+                },
+            );
+            let flat: Vec<usize> = got.iter().flat_map(|(r, _)| r.clone()).collect();
+            assert_eq!(flat, (0..10 * CHUNK).collect::<Vec<_>>());
+            // Every thread that took part built its state once and counted its ranges in it.
+            let n = inits.load(Ordering::Relaxed);
+            assert!((1..=threads).contains(&n), "{n} states for {threads} threads");
+            let firsts = got.iter().filter(|(_, seen)| *seen == 1).count();
+            assert_eq!(firsts, n);
         }
     }
 

@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::forward::{Scratch, sample_times, split_layers};
-use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, combine};
+use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, Scratch as BackwardScratch, combine};
 use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
 use crate::network::Network;
@@ -62,7 +62,9 @@ pub fn forward_backward(
             Some(*off - n)
         })
         .collect();
-    let parts = exec.map_ranges(batch, |range| -> Result<Part> {
+    // Per-thread scratch: forward, backward, and dL/dt of a sample's outputs.
+    let init = || (Scratch::default(), BackwardScratch::new(net), vec![0.0; n_out]);
+    let parts = exec.map_ranges_with(batch, init, |(scratch, back, delta), range| -> Result<Part> {
         let len = range.len();
         let mut part = Part {
             rows: vec![0.0; len * width],
@@ -72,12 +74,10 @@ pub fn forward_backward(
             silent: 0,
             acc: Accumulator::new(net, len),
         };
-        let mut scratch = Scratch::default();
-        let mut delta = vec![0.0; n_out];
         let rows = part.rows.chunks_exact_mut(width);
         let grads = part.dl_dt.chunks_exact_mut(n_out);
         for ((b, row), grad) in range.zip(rows).zip(grads) {
-            sample_times(&bplan.layers, input.row(b), row, &mut scratch, opts.method);
+            sample_times(&bplan.layers, input.row(b), row, scratch, opts.method);
             let (value, predicted, silent) =
                 evaluate_sample(loss, &row[width - n_out..], labels[b], silent_loss, false, b, grad)?;
             part.losses.push(value);
@@ -90,11 +90,13 @@ pub fn forward_backward(
                 .for_each(|(d, g)| *d = g / batch as f64);
             let row = &*row;
             part.acc.add_sample(
+                back,
                 net,
                 &bplan,
                 input.row(b),
                 |l| &row[offsets[l]..offsets[l] + sizes[l]],
-                &delta,
+                delta,
+                &scratch.rises,
                 opts,
             );
         }
