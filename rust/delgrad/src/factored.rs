@@ -54,9 +54,10 @@ pub(crate) fn within_bound(bound: f64, e_max: f64) -> bool {
     bound * e_max * e_max <= SAFE
 }
 
-/// First-spike time from arrivals sorted by `a`, all >= `r0`, with factors e = e^{(a - r0)/tau_m};
-/// +inf if u never reaches theta. Only where [`weight_bound`] allows it.
-pub(crate) fn first_spike_factored(neuron: &Neuron, theta: f64, arrivals: &[Arrival], r0: f64) -> f64 {
+/// First-spike time t from arrivals sorted by `a`, all >= `r0`, with factors e = e^{(a - r0)/tau_m},
+/// and its own factor X = e^{-(t - r0)/tau_m} (the next layer's and the backward pass's, for
+/// free from the scan); (+inf, 0) if u never reaches theta. Only where [`weight_bound`] allows it.
+pub(crate) fn first_spike_factored(neuron: &Neuron, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64) {
     match neuron.regime() {
         Regime::Double => scan_double(neuron.tau_m(), theta, arrivals, r0),
         _ => scan_equal(neuron.tau_m(), theta, arrivals, r0),
@@ -81,7 +82,7 @@ fn interval_end(arrivals: &[Arrival], i: usize) -> Option<(f64, f64)> {
 /// The crossing lies in the interval iff the maximum of u over it reaches theta (u is below theta
 /// at its start): u at its end, or at the vertex X_v = P/(2Q) when that lies inside (then the test
 /// is P^2 >= 4 Q theta/tau_m). Multiplied out by E > 0, most intervals cost no sqrt or division.
-fn scan_double(tm: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> f64 {
+fn scan_double(tm: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64) {
     let th = theta / tm;
     let (mut p, mut q) = (0.0f64, 0.0f64);
     for (i, x) in arrivals.iter().enumerate() {
@@ -105,18 +106,26 @@ fn scan_double(tm: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> f64 {
             };
             // Rounding aside X lies in [1/E_end, 1/E_start]; the clamp keeps t inside the interval.
             if x > 0.0 && x.is_finite() {
-                return (r0 - tm * x.ln()).clamp(start, end);
+                return clamped(r0 - tm * x.ln(), x, start, end, r0, tm);
             }
         }
     }
-    f64::INFINITY
+    (f64::INFINITY, 0.0)
+}
+
+/// (t, X) with t clamped to [start, end]; X recomputed from t where the clamp moved it.
+#[inline]
+fn clamped(t: f64, x: f64, start: f64, end: f64, r0: f64, tm: f64) -> (f64, f64) {
+    let tc = t.clamp(start, end);
+    if tc == t { (t, x) } else { (tc, (-(tc - r0) / tm).exp()) }
 }
 
 /// tau_m = tau_s = tau: u = X (y S - T) with y = t - R peaks at y_p = tau + T/S with
 /// u_p = S tau e^{-y_p/tau}. The interval holds the crossing iff the maximum of u over it reaches
 /// theta: u_p when the peak lies inside, else u(end) = ((end - R) S - T)/E_end. Then
-/// y = y_p - tau (1 + W0(-theta/(e u_p))). The tests are multiplied out by S > 0 and E_end.
-fn scan_equal(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> f64 {
+/// y = y_p - tau (1 + W0(-theta/(e u_p))) and X = e^{-y/tau} = -theta/(S tau W0) (from
+/// e^{W0} = z/W0). The tests are multiplied out by S > 0 and E_end.
+fn scan_equal(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64) {
     let (mut s, mut tt) = (0.0f64, 0.0f64);
     for (i, x) in arrivals.iter().enumerate() {
         let we = x.w * x.e;
@@ -145,11 +154,11 @@ fn scan_equal(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> f64 {
         if let Some(w0) = lambert_w0_checked(-(theta / u_peak) * (-1.0f64).exp()) {
             let y = y_peak - tau * (1.0 + w0);
             if y <= y_end && y >= y_start - START_TOLERANCE * tau {
-                return (r0 + y).clamp(start, end);
+                return clamped(r0 + y, -theta / (s * tau * w0), start, end, r0, tau);
             }
         }
     }
-    f64::INFINITY
+    (f64::INFINITY, 0.0)
 }
 
 #[cfg(test)]
@@ -177,7 +186,15 @@ mod tests {
                 e: ((a - r0) / neuron.tau_m()).exp(),
             })
             .collect();
-        Some(first_spike_factored(neuron, theta, &arr, r0))
+        let (t, x) = first_spike_factored(neuron, theta, &arr, r0);
+        // The returned factor belongs to the returned time.
+        let want = if t.is_finite() {
+            (-(t - r0) / neuron.tau_m()).exp()
+        } else {
+            0.0
+        };
+        assert!((x - want).abs() <= 1e-12 * want, "factor {x} vs {want} at t = {t}");
+        Some(t)
     }
 
     #[test]

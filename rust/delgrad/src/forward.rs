@@ -87,16 +87,51 @@ pub(crate) struct Scratch {
     /// Inputs sorted by arrival (shared order): (arrival, factor, input index).
     order: Vec<(f64, f64, usize)>,
     pairs: Vec<(f64, f64)>,
-    /// The last `plan_times` call's rise factors e^{(t_i - R)/tau_m} per input (0 for silent
-    /// inputs; R the earliest input), when a synaptic layer's scan computed them; else empty.
-    rise: Vec<f64>,
-    /// `rise` of every layer of the last `sample_times` call (what the backward pass of the same
-    /// sample would compute again).
-    pub(crate) rises: Vec<Vec<f64>>,
+    /// The last `plan_times` call's factors.
+    current: Factors,
+    /// The factors of every layer of the last `sample_times` call.
+    pub(crate) factors: Vec<Factors>,
 }
 
-/// Spike time of neuron `k` from its arrivals sorted by time: the factored scan where it applies
-/// (`e_max` bounds the factors; `None`: no factors), else `solver::first_spike`.
+/// Exponential factors of one layer's scan relative to its reference time R (model units), for
+/// what comes after it: the next layer's scan (its rise factors are 1/fall of this one) and the
+/// backward pass (which would otherwise compute both again, with an exp each). Filled for
+/// synaptic layers with factored scans.
+#[derive(Default)]
+pub(crate) struct Factors {
+    /// Reference time R, no later than any input.
+    pub(crate) r: f64,
+    /// The layer's tau_m (factors only carry over between equal time constants).
+    pub(crate) tau_m: f64,
+    /// e^{(t_i - R)/tau_m} per input, 0 for silent inputs; empty when not computed.
+    pub(crate) rise: Vec<f64>,
+    /// e^{-(t_k - R)/tau_m} per neuron, 0 for silent neurons, NaN where unknown; empty when not
+    /// computed.
+    pub(crate) fall: Vec<f64>,
+}
+
+impl Factors {
+    fn clear(&mut self) {
+        self.rise.clear();
+        self.fall.clear();
+    }
+
+    /// Rise factors of the next layer's inputs (this layer's spikes) from this layer's falls,
+    /// e^{(t_k - R)/tau_m} = 1/X_k with the same R, when every spiking neuron has its X_k.
+    fn carries_over(&self, t: &[f64], tau_m: f64) -> bool {
+        self.fall.len() == t.len()
+            && self.tau_m == tau_m
+            && self
+                .fall
+                .iter()
+                .zip(t)
+                .all(|(x, t)| !t.is_finite() || (*x > 0.0 && x.is_finite()))
+    }
+}
+
+/// Spike time of neuron `k` from its arrivals sorted by time and its factor
+/// X = e^{-(t - R)/tau_m}: the factored scan where it applies (`factors` = (R, bound on the
+/// arrivals' factors); `None`: no factors), else `solver::first_spike` (X = NaN: unknown).
 fn spike(
     plan: &LayerPlan,
     k: usize,
@@ -104,7 +139,7 @@ fn spike(
     factors: Option<(f64, f64)>,
     method: Method,
     pairs: &mut Vec<(f64, f64)>,
-) -> f64 {
+) -> (f64, f64) {
     let layer = plan.layer;
     let theta = layer.theta[k];
     if let Some((r0, e_max)) = factors {
@@ -114,7 +149,7 @@ fn spike(
     }
     pairs.clear();
     pairs.extend(arrivals.iter().map(|x| (x.a, x.w)));
-    first_spike(&layer.neuron, theta, pairs, method)
+    (first_spike(&layer.neuron, theta, pairs, method), f64::NAN)
 }
 
 /// Appends `x` to arrivals sorted by time, keeping them sorted (one step of an insertion sort):
@@ -159,6 +194,19 @@ fn sort_by_time(v: &mut [(f64, f64, usize)]) {
 /// every neuron scans them in that order) and by t_i for synaptic ones (then each neuron's
 /// arrivals t_i + d_ki are nearly sorted and an insertion sort finishes the job).
 pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &mut Scratch, method: Method) {
+    plan_times_after(plan, t_in, None, t_out, s, method);
+}
+
+/// [`plan_times`] for inputs that are the spikes of a layer whose factors are `prev`: their rise
+/// factors are then the reciprocals of its falls (one division instead of an exp each).
+fn plan_times_after(
+    plan: &LayerPlan,
+    t_in: &[f64],
+    prev: Option<&Factors>,
+    t_out: &mut [f64],
+    s: &mut Scratch,
+    method: Method,
+) {
     let layer = plan.layer;
     let tm = layer.neuron.tau_m();
     s.order.clear();
@@ -178,20 +226,32 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
             (0.5 * MAX_SPAN, usable, plan.max_decay)
         }
     };
+    // A synaptic layer after one with known falls keeps that layer's R (no later than any of its
+    // spikes) and takes e_i = 1/X_i.
+    let prev = prev.filter(|p| plan.shared.is_none() && p.carries_over(t_in, tm));
     let r0 = match (s.order.first(), s.order.last()) {
-        (Some(first), Some(last)) if usable && (last.0 - first.0) / tm <= limit => Some(first.0),
+        (Some(first), Some(last)) if usable => {
+            let r = prev.map_or(first.0, |p| p.r);
+            ((last.0 - r) / tm <= limit).then_some(r)
+        }
         _ => None,
     };
     let mut factors = None;
-    s.rise.clear();
+    s.current.clear();
     if let Some(r) = r0 {
-        s.order.iter_mut().for_each(|x| x.1 = ((x.0 - r) / tm).exp());
+        match prev {
+            Some(p) => s.order.iter_mut().for_each(|x| x.1 = 1.0 / p.fall[x.2]),
+            None => s.order.iter_mut().for_each(|x| x.1 = ((x.0 - r) / tm).exp()),
+        }
         let e_last = s.order.last().map_or(1.0, |x| x.1);
         factors = Some((r, e_last * max_decay));
         if plan.shared.is_none() {
-            // Here a_i = t_i: these are the backward pass's rise factors (same R, same formula).
-            s.rise.resize(t_in.len(), 0.0);
-            s.order.iter().for_each(|x| s.rise[x.2] = x.1);
+            // Here a_i = t_i: these are the backward pass's rise factors.
+            let c = &mut s.current;
+            (c.r, c.tau_m) = (r, tm);
+            c.rise.resize(t_in.len(), 0.0);
+            s.order.iter().for_each(|x| c.rise[x.2] = x.1);
+            c.fall.resize(t_out.len(), f64::NAN);
         }
     }
     for (k, out) in t_out.iter_mut().enumerate() {
@@ -201,7 +261,7 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
         match &plan.shared {
             Some(shared) => {
                 s.arrivals.extend(kept.map(|&(a, e, i)| Arrival { a, w: w[i], e }));
-                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs) + shared.den[k];
+                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs).0 + shared.den[k];
             }
             None => {
                 let d = plan.delays.row(k);
@@ -217,22 +277,31 @@ pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &
                     s.arrivals.extend(arrivals);
                     s.arrivals.sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
                 }
-                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs);
+                let (t, x) = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs);
+                *out = t;
+                if let Some(fall) = s.current.fall.get_mut(k) {
+                    *fall = x;
+                }
             }
         }
     }
 }
 
 /// Spike times of every layer for one sample, written one layer after the other into `row`
-/// (the layers' sizes summed); `s.rises` keeps each layer's rise factors.
+/// (the layers' sizes summed); `s.factors` keeps each layer's factors.
 pub(crate) fn sample_times(plans: &[LayerPlan], input: &[f64], row: &mut [f64], s: &mut Scratch, method: Method) {
     let mut t_in = input;
     let mut rest = row;
-    s.rises.resize_with(plans.len(), Vec::new);
+    s.factors.resize_with(plans.len(), Factors::default);
     for (l, plan) in plans.iter().enumerate() {
         let (t_out, tail) = rest.split_at_mut(plan.layer.n_out());
-        plan_times(plan, t_in, t_out, s, method);
-        std::mem::swap(&mut s.rise, &mut s.rises[l]);
+        // Borrow the previous layer's factors out of the scratch while this layer fills it.
+        let prev = l.checked_sub(1).map(|p| std::mem::take(&mut s.factors[p]));
+        plan_times_after(plan, t_in, prev.as_ref(), t_out, s, method);
+        if let Some(p) = prev {
+            s.factors[l - 1] = p;
+        }
+        std::mem::swap(&mut s.current, &mut s.factors[l]);
         t_in = t_out;
         rest = tail;
     }

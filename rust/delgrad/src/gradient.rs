@@ -8,7 +8,7 @@
 //! gradient is a sum of dt_k/da_ki, and delta_i = dL/dt_i = sum_k delta_k dt_k/da_ki.
 
 use crate::error::{Error, Result};
-use crate::forward::{LayerPlan, Scratch as ForwardScratch, plan_times};
+use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch, plan_times};
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -120,7 +120,7 @@ fn layer_backward(
     g: &mut LayerGrad,
     opts: &BackwardOptions,
     ideal: Option<&[f64]>,
-    rise: &[f64],
+    given: Option<&Factors>,
     s: &mut KernelScratch,
 ) -> (usize, usize) {
     let n_in = layer.n_in();
@@ -131,20 +131,24 @@ fn layer_backward(
     let tm = neuron.tau_m();
     s.kappa.resize(n_in, 0.0);
     s.slope.resize(n_in, 0.0);
-    // The factorised decays need every exponent within range of the earliest input R.
-    let r = t_in.iter().copied().fold(f64::INFINITY, f64::min);
+    // The factorised decays need every exponent within range of a reference R no later than any
+    // input: the forward scan's (with its factors) or the earliest input.
+    let given = given.filter(|f| f.rise.len() == n_in && f.fall.len() == t_out.len() && f.tau_m == tm);
+    let r = given.map_or_else(|| t_in.iter().copied().fold(f64::INFINITY, f64::min), |f| f.r);
     let latest = |t: &[f64]| t.iter().copied().filter(|t| t.is_finite()).fold(r, f64::max);
     let in_range = r.is_finite() && latest(t_in).max(latest(t_out)) - r <= FACTOR_RANGE * tm;
     let decays = decays.filter(|_| in_range);
-    let given_rise = rise.len() == n_in;
-    if decays.is_some() && !given_rise {
+    if decays.is_some() && given.is_none() {
         s.rise.clear();
         s.rise.extend(
             t_in.iter()
                 .map(|t| if t.is_finite() { ((t - r) / tm).exp() } else { 0.0 }),
         );
     }
-    let rise = if given_rise { rise } else { &s.rise[..] };
+    let (rise, falls) = match given {
+        Some(f) => (&f.rise[..], &f.fall[..]),
+        None => (&s.rise[..], &[][..]),
+    };
     for (k, (&tk, &dk)) in t_out.iter().zip(delta_out).enumerate() {
         if !tk.is_finite() {
             continue; // silent neurons pass no error
@@ -156,7 +160,10 @@ fn layer_backward(
         // element-wise loops so that they vectorise.
         match decays {
             Some(dec) => {
-                let fall = (-(tk - r) / tm).exp();
+                let fall = match falls.get(k) {
+                    Some(&x) if !x.is_nan() => x,
+                    _ => (-(tk - r) / tm).exp(),
+                };
                 // Equal-length slices and index loops: no bounds checks, so the loops vectorise.
                 let (t_in, d, rise, dec) = (&t_in[..n_in], &d[..n_in], &rise[..n_in], &dec.row(k)[..n_in]);
                 match neuron.regime() {
@@ -318,8 +325,8 @@ impl Accumulator {
     }
 
     /// Adds the backward pass of one sample: its `input` times, `times(l)` its spike times of
-    /// layer l and `dl_dout` dL/dt of its outputs. `rises` may hold the forward pass's rise
-    /// factors of each layer (see `forward::Scratch::rises`; an empty entry: not computed).
+    /// layer l and `dl_dout` dL/dt of its outputs. `factors` may hold the forward pass's factors
+    /// of each layer for these times (`forward::Scratch::factors`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_sample<'t>(
         &mut self,
@@ -329,7 +336,7 @@ impl Accumulator {
         input: &'t [f64],
         times: impl Fn(usize) -> &'t [f64],
         dl_dout: &[f64],
-        rises: &[Vec<f64>],
+        factors: &[Factors],
         opts: &BackwardOptions,
     ) {
         let n_layers = net.layers.len();
@@ -357,7 +364,7 @@ impl Accumulator {
                 &mut self.grads[l],
                 opts,
                 ideal,
-                rises.get(l).map_or(&[], Vec::as_slice),
+                factors.get(l),
                 &mut s.kernel,
             );
             self.counts[l].0 += inv;

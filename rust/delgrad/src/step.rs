@@ -96,7 +96,7 @@ pub fn forward_backward(
                 input.row(b),
                 |l| &row[offsets[l]..offsets[l] + sizes[l]],
                 delta,
-                &scratch.rises,
+                &scratch.factors,
                 opts,
             );
         }
