@@ -170,16 +170,17 @@ fn insert_sorted(v: &mut Vec<Arrival>, x: Arrival) {
 const INSERTION_MAX: usize = 32;
 
 /// Sorts (time, factor, index) triples by time: insertion sort for the few inputs where the
-/// standard library's sort costs more in set-up than in comparisons.
+/// standard library's sort costs more in set-up than in comparisons. The times are finite, so
+/// plain comparisons order them.
 fn sort_by_time(v: &mut [(f64, f64, usize)]) {
     if v.len() > 8 {
-        v.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+        v.sort_unstable_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
         return;
     }
     for i in 1..v.len() {
         let x = v[i];
         let mut j = i;
-        while j > 0 && v[j - 1].0.total_cmp(&x.0).is_gt() {
+        while j > 0 && v[j - 1].0 > x.0 {
             v[j] = v[j - 1];
             j -= 1;
         }

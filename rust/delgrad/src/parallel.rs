@@ -11,8 +11,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 
-/// Samples per unit of parallel work (fixed, for results independent of the thread count).
+/// Most samples per unit of parallel work. The split of a batch depends only on its size (so
+/// results are independent of the thread count): `CHUNK` samples while much is left, then
+/// shrinking to [`TAIL`] so that the threads finish together.
 pub const CHUNK: usize = 16;
+
+/// Fewest samples per unit of parallel work (except a batch's last).
+pub const TAIL: usize = 4;
+
+/// The ranges a batch of `n` samples is split into: a quarter of what is left, within
+/// [`TAIL`]..=[`CHUNK`] samples.
+pub fn split(n: usize) -> Vec<Range<usize>> {
+    let mut ranges = Vec::with_capacity(n / CHUNK + 12);
+    let mut start = 0;
+    while start < n {
+        let left = n - start;
+        let len = (left / 4).clamp(TAIL, CHUNK).min(left);
+        ranges.push(start..start + len);
+        start += len;
+    }
+    ranges
+}
 
 /// Runs per-sample work on a fixed number of threads (1 = on the caller's thread).
 #[derive(Debug)]
@@ -55,7 +74,7 @@ impl Executor {
         self.threads
     }
 
-    /// Splits `0..n` into contiguous ranges of `CHUNK` samples, applies `f` to each and returns the
+    /// Splits `0..n` into the contiguous ranges of [`split`], applies `f` to each and returns the
     /// results in range order. The split does not depend on the number of threads, so sums that
     /// callers fold over the results in order are bit-identical for every thread count.
     pub fn map_ranges<T, F>(&self, n: usize, f: F) -> Vec<T>
@@ -74,9 +93,7 @@ impl Executor {
         I: Fn() -> S + Sync + Send,
         F: Fn(&mut S, Range<usize>) -> T + Sync + Send,
     {
-        let ranges: Vec<Range<usize>> = (0..n.div_ceil(CHUNK))
-            .map(|c| c * CHUNK..((c + 1) * CHUNK).min(n))
-            .collect();
+        let ranges = split(n);
         let pool = match &self.pool {
             Some(pool) if ranges.len() > 1 => pool,
             _ => {
@@ -118,11 +135,14 @@ mod tests {
     fn every_range_once_in_order_for_any_thread_count() {
         for threads in [1, 2, 3, 5] {
             let exec = Executor::new(threads).unwrap();
-            for n in [0, 1, CHUNK, CHUNK + 1, 150, 1000] {
+            for n in [0, 1, TAIL + 1, CHUNK, CHUNK + 1, 150, 1000] {
                 let got = exec.map_ranges(n, |r| r);
                 let flat: Vec<usize> = got.iter().flat_map(|r| r.clone()).collect();
                 assert_eq!(flat, (0..n).collect::<Vec<_>>(), "{threads} threads, n = {n}");
-                assert!(got.iter().all(|r| r.len() <= CHUNK && r.start % CHUNK == 0));
+                assert_eq!(got, split(n));
+                assert!(got.iter().all(|r| r.len() <= CHUNK && !r.is_empty()));
+                // Only the last range may be shorter than TAIL.
+                assert!(got.iter().rev().skip(1).all(|r| r.len() >= TAIL));
             }
         }
     }
