@@ -7,6 +7,8 @@
 //! dt_k/dtheta_k = 1 / rho_k.  Since `a_ki = t_i + d_syn[k,i] + d_axo[i] + d_den[k]`, every delay
 //! gradient is a sum of dt_k/da_ki, and delta_i = dL/dt_i = sum_k delta_k dt_k/da_ki.
 
+use std::ops::Range;
+
 use crate::error::{Error, Result};
 use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch, plan_times};
 use crate::kernel::Regime;
@@ -374,30 +376,30 @@ impl Accumulator {
     }
 }
 
-/// Sums per-chunk accumulators in chunk order into the batch's gradients.
-pub(crate) fn combine(net: &Network, batch: usize, parts: impl IntoIterator<Item = Accumulator>) -> Result<Gradients> {
-    let n_layers = net.layers.len();
-    let mut layers: Vec<LayerGrad> = net.layers.iter().map(LayerGrad::zeros).collect();
-    let mut invalid = vec![0; n_layers];
-    let mut clipped = vec![0; n_layers];
-    let mut input_grad = Vec::with_capacity(batch * net.n_in());
-    for part in parts {
-        for (acc, g) in layers.iter_mut().zip(&part.grads) {
+impl Accumulator {
+    /// Adds the next chunk's accumulator (chunks are merged in sample order).
+    pub(crate) fn merge(&mut self, next: Accumulator) {
+        for (acc, g) in self.grads.iter_mut().zip(&next.grads) {
             acc.add(g);
         }
-        for (l, (inv, clip)) in part.counts.into_iter().enumerate() {
-            invalid[l] += inv;
-            clipped[l] += clip;
+        for (acc, c) in self.counts.iter_mut().zip(next.counts) {
+            acc.0 += c.0;
+            acc.1 += c.1;
         }
-        input_grad.extend(part.input_rows);
+        self.input_rows.extend_from_slice(&next.input_rows);
     }
-    let input = Matrix::from_vec("input_grad", batch, net.n_in(), input_grad)?;
-    Ok(Gradients {
-        layers,
-        input,
-        invalid,
-        clipped,
-    })
+
+    /// The batch's gradients, once every sample is added.
+    pub(crate) fn into_gradients(self, net: &Network, batch: usize) -> Result<Gradients> {
+        let input = Matrix::from_vec("input_grad", batch, net.n_in(), self.input_rows)?;
+        let (invalid, clipped) = self.counts.into_iter().unzip();
+        Ok(Gradients {
+            layers: self.grads,
+            input,
+            invalid,
+            clipped,
+        })
+    }
 }
 
 /// Checks that `dl_dout` is `[batch, n_out]` and finite.
@@ -428,25 +430,24 @@ pub fn backward(
     validate_given(net, input, times)?;
     validate_dl_dout(net, input.rows(), dl_dout)?;
     let plan = BackwardPlan::new(net, opts);
-    let parts = exec.map_ranges_with(
-        input.rows(),
-        || Scratch::new(net),
-        |s, range| {
-            let mut acc = Accumulator::new(net, range.len());
-            for b in range {
-                acc.add_sample(
-                    s,
-                    net,
-                    &plan,
-                    input.row(b),
-                    |l| times[l].row(b),
-                    dl_dout.row(b),
-                    &[],
-                    opts,
-                );
-            }
-            acc
-        },
-    );
-    combine(net, input.rows(), parts)
+    let chunk = |s: &mut Scratch, range: Range<usize>| {
+        let mut acc = Accumulator::new(net, range.len());
+        for b in range {
+            acc.add_sample(
+                s,
+                net,
+                &plan,
+                input.row(b),
+                |l| times[l].row(b),
+                dl_dout.row(b),
+                &[],
+                opts,
+            );
+        }
+        acc
+    };
+    let all = Accumulator::new(net, input.rows());
+    let init = || Scratch::new(net);
+    exec.fold_ranges_with(input.rows(), init, chunk, all, Accumulator::merge)
+        .into_gradients(net, input.rows())
 }

@@ -93,27 +93,54 @@ impl Executor {
         I: Fn() -> S + Sync + Send,
         F: Fn(&mut S, Range<usize>) -> T + Sync + Send,
     {
+        self.fold_ranges_with(n, init, f, Vec::new(), |all, t| all.push(t))
+    }
+
+    /// Applies `f` (with per-thread state from `init`, as [`map_ranges_with`](Self::map_ranges_with))
+    /// to the ranges of [`split`] and folds the results into `acc` in range order, each as soon as
+    /// those before it are folded, on whichever thread finished it last: the reduction overlaps
+    /// the work instead of following it, and its order (so every rounding) is the same for every
+    /// thread count.
+    pub fn fold_ranges_with<S, T, A, I, F, G>(&self, n: usize, init: I, f: F, acc: A, fold: G) -> A
+    where
+        T: Send,
+        A: Send,
+        I: Fn() -> S + Sync + Send,
+        F: Fn(&mut S, Range<usize>) -> T + Sync + Send,
+        G: Fn(&mut A, T) + Sync + Send,
+    {
         let ranges = split(n);
         let pool = match &self.pool {
             Some(pool) if ranges.len() > 1 => pool,
             _ => {
-                let mut state = init();
-                return ranges.into_iter().map(|r| f(&mut state, r)).collect();
+                let (mut state, mut acc) = (init(), acc);
+                for range in ranges {
+                    fold(&mut acc, f(&mut state, range));
+                }
+                return acc;
             }
         };
-        let next = AtomicUsize::new(0);
-        let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(ranges.len()));
-        // Claims chunks until none is left; results go to `done` with their chunk index.
+        let claimed = AtomicUsize::new(0);
+        let ordered = Mutex::new(Ordered {
+            next: 0,
+            waiting: (0..ranges.len()).map(|_| None).collect(),
+            acc,
+        });
+        // Claims ranges until none is left; folds every result whose predecessors are folded.
         let work = || {
-            let mut mine = Vec::new();
             let mut state = None;
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                let i = claimed.fetch_add(1, Ordering::Relaxed);
                 let Some(range) = ranges.get(i) else { break };
-                let state = state.get_or_insert_with(&init);
-                mine.push((i, f(state, range.clone())));
+                let t = f(state.get_or_insert_with(&init), range.clone());
+                let mut guard = ordered.lock().unwrap_or_else(|e| e.into_inner());
+                let o = &mut *guard;
+                o.waiting[i] = Some(t);
+                while let Some(t) = o.waiting.get_mut(o.next).and_then(Option::take) {
+                    fold(&mut o.acc, t);
+                    o.next += 1;
+                }
             }
-            done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
         };
         pool.in_place_scope(|s| {
             for _ in 1..self.threads.min(ranges.len()) {
@@ -121,10 +148,15 @@ impl Executor {
             }
             work();
         });
-        let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-        done.sort_unstable_by_key(|(i, _)| *i);
-        done.into_iter().map(|(_, t)| t).collect()
+        ordered.into_inner().unwrap_or_else(|e| e.into_inner()).acc
     }
+}
+
+/// Results of [`Executor::fold_ranges_with`] waiting for their predecessors, and the fold so far.
+struct Ordered<T, A> {
+    next: usize,
+    waiting: Vec<Option<T>>,
+    acc: A,
 }
 
 #[cfg(test)]
@@ -170,6 +202,16 @@ mod tests {
             assert!((1..=threads).contains(&n), "{n} states for {threads} threads");
             let firsts = got.iter().filter(|(_, seen)| *seen == 1).count();
             assert_eq!(firsts, n);
+        }
+    }
+
+    #[test]
+    fn folds_in_range_order_for_any_thread_count() {
+        for threads in [1, 2, 3] {
+            let exec = Executor::new(threads).unwrap();
+            let order = exec.fold_ranges_with(150, || (), |_, r| r.start, Vec::new(), |v, start| v.push(start));
+            let want: Vec<usize> = split(150).iter().map(|r| r.start).collect();
+            assert_eq!(order, want, "{threads} threads");
         }
     }
 

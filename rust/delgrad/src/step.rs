@@ -7,7 +7,9 @@
 
 use crate::error::Result;
 use crate::forward::{Scratch, sample_times, split_layers};
-use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, Scratch as BackwardScratch, combine};
+use std::ops::Range;
+
+use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, Scratch as BackwardScratch};
 use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
 use crate::network::Network;
@@ -24,7 +26,7 @@ pub struct Pass {
     pub grads: Gradients,
 }
 
-/// One chunk's share of a [`Pass`].
+/// One chunk's share of a [`Pass`], or the shares folded so far.
 struct Part {
     rows: Vec<f64>,
     losses: Vec<f64>,
@@ -32,6 +34,30 @@ struct Part {
     dl_dt: Vec<f64>,
     silent: usize,
     acc: Accumulator,
+}
+
+impl Part {
+    fn new(net: &Network, samples: usize) -> Self {
+        let width: usize = net.sizes()[1..].iter().sum();
+        Part {
+            rows: Vec::with_capacity(samples * width),
+            losses: Vec::with_capacity(samples),
+            predicted: Vec::with_capacity(samples),
+            dl_dt: Vec::with_capacity(samples * net.n_out()),
+            silent: 0,
+            acc: Accumulator::new(net, samples),
+        }
+    }
+
+    /// Appends the next chunk's share (gradients summed in chunk order).
+    fn append(&mut self, next: Part) {
+        self.rows.extend_from_slice(&next.rows);
+        self.losses.extend_from_slice(&next.losses);
+        self.predicted.extend_from_slice(&next.predicted);
+        self.dl_dt.extend_from_slice(&next.dl_dt);
+        self.silent += next.silent;
+        self.acc.merge(next.acc);
+    }
 }
 
 /// Forward pass, loss (mean over the batch; `silent_loss` for silent samples) and exact backward
@@ -64,16 +90,11 @@ pub fn forward_backward(
         .collect();
     // Per-thread scratch: forward, backward, and dL/dt of a sample's outputs.
     let init = || (Scratch::default(), BackwardScratch::new(net), vec![0.0; n_out]);
-    let parts = exec.map_ranges_with(batch, init, |(scratch, back, delta), range| -> Result<Part> {
+    let chunk = |(scratch, back, delta): &mut (Scratch, BackwardScratch, Vec<f64>), range: Range<usize>| {
         let len = range.len();
-        let mut part = Part {
-            rows: vec![0.0; len * width],
-            losses: Vec::with_capacity(len),
-            predicted: Vec::with_capacity(len),
-            dl_dt: vec![0.0; len * n_out],
-            silent: 0,
-            acc: Accumulator::new(net, len),
-        };
+        let mut part = Part::new(net, len);
+        part.rows.resize(len * width, 0.0);
+        part.dl_dt.resize(len * n_out, 0.0);
         let rows = part.rows.chunks_exact_mut(width);
         let grads = part.dl_dt.chunks_exact_mut(n_out);
         for ((b, row), grad) in range.zip(rows).zip(grads) {
@@ -101,19 +122,18 @@ pub fn forward_backward(
             );
         }
         Ok(part)
-    });
-    let parts = parts.into_iter().collect::<Result<Vec<Part>>>()?;
-    let times = split_layers(sizes, batch, parts.iter().map(|p| p.rows.as_slice()));
-    let dl_dt = Matrix::from_vec(
-        "dl_dt",
-        batch,
-        n_out,
-        parts.iter().flat_map(|p| p.dl_dt.iter().copied()).collect(),
-    )?;
-    let losses = parts.iter().flat_map(|p| p.losses.iter().copied()).collect();
-    let predicted = parts.iter().flat_map(|p| p.predicted.iter().copied()).collect();
-    let silent = parts.iter().map(|p| p.silent).sum();
-    let loss = report(losses, predicted, labels, dl_dt, silent)?;
-    let grads = combine(net, batch, parts.into_iter().map(|p| p.acc))?;
+    };
+    // Chunks are folded in order while others are still running; the first error (in sample
+    // order) wins.
+    let fold = |all: &mut Result<Part>, part: Result<Part>| match (all.as_mut(), part) {
+        (Ok(all), Ok(part)) => all.append(part),
+        (Ok(_), Err(e)) => *all = Err(e),
+        (Err(_), _) => {}
+    };
+    let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch)), fold)?;
+    let times = split_layers(sizes, batch, [all.rows.as_slice()]);
+    let dl_dt = Matrix::from_vec("dl_dt", batch, n_out, all.dl_dt)?;
+    let loss = report(all.losses, all.predicted, labels, dl_dt, all.silent)?;
+    let grads = all.acc.into_gradients(net, batch)?;
     Ok(Pass { times, loss, grads })
 }
