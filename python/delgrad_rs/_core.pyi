@@ -195,6 +195,28 @@ class Trainer:
         With ``at`` (e.g. the quantised network a chip ran), the gradients of the ideal model with
         ``at``'s parameters are applied to the trainer's float parameters (straight-through).
         """
+    def emulated_step(
+        self,
+        chip: Network,
+        groups: ArrayLike,
+        x: ArrayLike,
+        y: ArrayLike,
+        epoch: int,
+        *,
+        at: Network | None = None,
+        repeat: int = 1,
+        pattern: Sequence[dict[str, ArrayLike]] | None = None,
+        noise: dict[str, float] | None = None,
+        seed: int = 0,
+        counter: int = 0,
+    ) -> _EmulatedStep:
+        """A chip-in-the-loop step on an emulated chip in one call.
+
+        One run of :func:`hardware_forward` of ``chip`` on ``groups`` (same ``repeat``, ``pattern``,
+        ``noise``, ``seed``, ``counter``), then, unless the run stalled, ``step_from_times(x,
+        recorded times, y, epoch, at=at)`` (``at`` None: ``chip``). Returns the run's lost events,
+        its stall sample and the step's result (None when the run stalled: no step was taken).
+        """
     def train_epoch(self, x: ArrayLike, y: ArrayLike, order: ArrayLike, batch: int, epoch: int) -> _EpochResult:
         """One epoch in mini-batches of ``batch`` in the sample order ``order``."""
     def evaluate(self, x: ArrayLike, y: ArrayLike) -> _EvalResult:
@@ -246,6 +268,11 @@ class _HardwareRun(TypedDict):
     times: list[NDArray[np.float64]]
     dropped_events: int
     stalled_from: int | None
+
+class _EmulatedStep(TypedDict):
+    dropped_events: int
+    stalled_from: int | None
+    step: _StepResult | None
 
 class _ChipPattern(TypedDict):
     theta_offset: NDArray[np.float64]

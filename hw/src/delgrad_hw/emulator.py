@@ -55,6 +55,22 @@ from .chip import (
 
 __all__ = ["EmulatedChip", "stable_seed"]
 
+
+def _structure(config: ChipConfig) -> tuple[Any, ...]:
+    """Return the shapes and delay kinds of a configuration (what its placement depends on)."""
+
+    def shapes(lst: list[FloatArray | None] | None) -> tuple[tuple[int, ...] | None, ...]:
+        return () if lst is None else tuple(None if d is None else d.shape for d in lst)
+
+    return (
+        tuple(w.shape for w in config.weights),
+        config.input_repeat,
+        shapes(config.axonal_delays),
+        shapes(config.synaptic_delays),
+        shapes(config.dendritic_delays),
+    )
+
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -182,6 +198,11 @@ class EmulatedChip:
         self._net: Any = None
         self._layer_pattern: list[dict[str, FloatArray]] | None = None
         self._placement: Placement | None = None
+        # caches of configure(): placement and placed pattern per network structure, and a core
+        # network whose executor (thread pool) the next configurations share
+        self._placed: tuple[tuple[Any, ...], Placement] | None = None
+        self._placed_pattern: tuple[tuple[Any, ...], list[dict[str, FloatArray]]] | None = None
+        self._net_template: Any = None
         self.last_written_entries = 0
         #: Runs executed so far (the counter of the temporal noise).
         self.runs = 0
@@ -228,21 +249,62 @@ class EmulatedChip:
         BadRequest
             For tau_m != tau_s; :class:`~delgrad_hw.bss2.PlacementError` when the network does not fit.
         """
+        with self._lock:
+            self._write(config)
+            return self._current_hash()
+
+    def write(self, config: ChipConfig) -> None:
+        """Configure like :meth:`configure` without computing the hash (for in-process training loops).
+
+        The hash of the configuration is computed when something asks for it (``configure``,
+        ``run``).
+
+        Parameters
+        ----------
+        config : ChipConfig
+            The network in model units.
+
+        Raises
+        ------
+        BadRequest
+            As :meth:`configure`.
+        """
+        with self._lock:
+            self._write(config)
+
+    def _write(self, config: ChipConfig) -> None:
+        """Place, quantise and write ``config`` (the caller holds the lock)."""
         if not isinstance(config, ChipConfig):
             raise BadRequest(f"config: expected a ChipConfig, got {type(config).__name__}")
         if config.tau_m != config.tau_s:
             raise BadRequest(
                 f"tau_m, tau_s: the chip is calibrated to tau_m = tau_s; got tau_m={config.tau_m}, tau_s={config.tau_s}"
             )
-        placement = place(config, self.resources, self.future_hardware)
+        key = _structure(config)
+        if self._placed is not None and self._placed[0] == key:
+            placement = self._placed[1]
+        else:
+            placement = place(config, self.resources, self.future_hardware)
+            self._placed = (key, placement)
         q = quantise_config(config, self.resources)
         net = self._core_network(q)
-        layer_pattern = self._place_pattern(q, placement)
-        with self._lock:
-            self.last_written_entries = count_changed_entries(self._config, q)
-            self._config, self._hash = q, config_hash(q)
-            self._net, self._layer_pattern, self._placement = net, layer_pattern, placement
-            return self._hash
+        pkey = (key, q.tau_m, q.tau_s)
+        if self._placed_pattern is not None and self._placed_pattern[0] == pkey:
+            layer_pattern = self._placed_pattern[1]
+        else:
+            layer_pattern = self._place_pattern(q, placement)
+            self._placed_pattern = (pkey, layer_pattern)
+        self.last_written_entries = count_changed_entries(self._config, q)
+        self._config, self._hash = q, None
+        self._net, self._layer_pattern, self._placement = net, layer_pattern, placement
+
+    def _current_hash(self) -> str:
+        """Return the hash of the configuration on the chip (computed once; the caller holds the lock)."""
+        if self._config is None:
+            raise BadRequest("run() before configure()")
+        if self._hash is None:
+            self._hash = config_hash(self._config)
+        return self._hash
 
     def run(self, inputs: FloatArray) -> RunResult:
         """Run one batch as one spike train.
@@ -269,15 +331,10 @@ class EmulatedChip:
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"inputs: cannot convert to float64 ({exc})") from None
         with self._lock:
-            if self._config is None or self._hash is None:
-                raise BadRequest("run() before configure()")
-            cfg, h, net, pattern = self._config, self._hash, self._net, self._layer_pattern
-            if x.ndim != 2 or x.shape[1] != cfg.n_inputs:
-                raise BadRequest(f"inputs: expected shape [batch, {cfg.n_inputs}], got {list(x.shape)}")
-            if x.shape[0] > self.max_batch:
-                raise BadRequest(f"inputs: batch {x.shape[0]} exceeds max_batch {self.max_batch}")
-            if np.isnan(x).any() or (x < 0).any():
-                raise BadRequest("inputs: spike times must be >= 0 or +inf (no NaN, no negative times)")
+            h = self._current_hash()
+            cfg, net, pattern = self._config, self._net, self._layer_pattern
+            assert cfg is not None
+            self._check_inputs(x, cfg)
             counter = self.runs
             self.runs += 1
         t1 = time.perf_counter()
@@ -295,6 +352,64 @@ class EmulatedChip:
             config_hash=h,
         )
 
+    def _check_inputs(self, x: FloatArray, cfg: ChipConfig) -> None:
+        if x.ndim != 2 or x.shape[1] != cfg.n_inputs:
+            raise BadRequest(f"inputs: expected shape [batch, {cfg.n_inputs}], got {list(x.shape)}")
+        if x.shape[0] > self.max_batch:
+            raise BadRequest(f"inputs: batch {x.shape[0]} exceeds max_batch {self.max_batch}")
+        if np.isnan(x).any() or (x < 0).any():
+            raise BadRequest("inputs: spike times must be >= 0 or +inf (no NaN, no negative times)")
+
+    def run_and_step(
+        self, inputs: FloatArray, trainer: Any, x: FloatArray, y: npt.NDArray[Any], epoch: int, at: Any = None
+    ) -> tuple[Health, dict[str, Any] | None]:
+        """Run one batch and take the chip-in-the-loop step at the recorded times, in one core call.
+
+        The run is the one :meth:`run` would do (same noise, same run counter); then, unless it
+        stalled, ``trainer.step_from_times(x, times, y, epoch, at=at)`` with its recorded times
+        (``delgrad_rs._core.Trainer.emulated_step``). The times do not travel through Python.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray
+            ``[batch, n_inputs]`` input spike times sent to the chip.
+        trainer : delgrad_rs._core.Trainer
+            The trainer.
+        x : numpy.ndarray
+            The trainer's inputs of the batch (``[batch, n_inputs * input_repeat]``).
+        y : numpy.ndarray
+            Labels.
+        epoch : int
+            Epoch (learning-rate schedule).
+        at : delgrad_rs._core.Network, optional
+            Network whose gradients are taken (default: :attr:`network`, the ideal model at the
+            quantised parameters on the chip).
+
+        Returns
+        -------
+        tuple of (Health, dict or None)
+            The run's health and the step result (None when the run stalled: no step was taken).
+
+        Raises
+        ------
+        BadRequest
+            Before ``configure`` or for inputs of the wrong shape or with NaN / negative times.
+        """
+        x_chip = np.asarray(inputs, dtype=np.float64)
+        with self._lock:
+            cfg, net, pattern = self._config, self._net, self._layer_pattern
+            if cfg is None:
+                raise BadRequest("run() before configure()")
+            self._check_inputs(x_chip, cfg)
+            counter = self.runs
+            self.runs += 1
+        out = trainer.emulated_step(
+            net, x_chip, x, y, epoch, at=at, repeat=cfg.input_repeat, pattern=pattern, noise=self.noise_params,
+            seed=self._noise_seed, counter=counter,
+        )  # fmt: skip
+        health = Health(dropped_events=int(out["dropped_events"]), stall=out["stalled_from"] is not None)
+        return health, out["step"]
+
     # ----------------------------------------------------------------------------------------------
     @property
     def placement(self) -> Placement | None:
@@ -305,6 +420,15 @@ class EmulatedChip:
     def config(self) -> ChipConfig | None:
         """The quantised configuration on the chip."""
         return self._config
+
+    @property
+    def network(self) -> Any:
+        """The ideal model of the configuration on the chip (a ``delgrad_rs._core.Network``).
+
+        Quantised weights and delays, the nominal threshold and time constants; the fixed pattern
+        and the temporal noise are applied per run. None before ``configure``.
+        """
+        return self._net
 
     def layer_pattern(self) -> list[dict[str, FloatArray]] | None:
         """Return the fixed pattern of the placed network (per layer: offsets, time constants, row gains)."""
@@ -331,7 +455,13 @@ class EmulatedChip:
                 d["d_den"] = den
             layers.append(d)
         try:
-            return core.Network(layers, threads=self._threads)
+            if self._net_template is None:
+                self._net_template = core.Network(layers, threads=self._threads)
+                return self._net_template
+            # a copy shares the template's executor: no new thread pool per configuration
+            net = self._net_template.copy()
+            net.set_params(layers)
+            return net
         except ValueError as exc:
             raise BadRequest(f"config: {exc}") from None
 

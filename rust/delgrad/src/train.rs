@@ -5,6 +5,7 @@ use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::forward::forward;
 use crate::gradient::{BackwardOptions, Gradients, backward};
+use crate::hardware::{HwRun, LayerPattern, NoiseParams, noisy_forward};
 use crate::kernel::Neuron;
 use crate::loss::{Loss, LossReport, evaluate};
 use crate::matrix::Matrix;
@@ -457,6 +458,43 @@ impl Trainer {
         self.given_times_step(Some(at), x, times, labels, epoch, exec)
     }
 
+    /// Chip-in-the-loop step on an emulated chip in one call: one run of
+    /// [`noisy_forward`] of `chip` (the network the chip holds: quantised weights and
+    /// delays, nominal neurons) on the input groups `groups` (`[batch, n_groups]`, fed `repeat`
+    /// times), then, unless the run stalled, [`Trainer::step_from_times_at`] at `at` with the
+    /// recorded times, the trainer's inputs `x` (`[batch, n_in]`) and `labels`. `chip_exec` runs
+    /// the chip, `exec` the step. Returns the run without its times (a stalled run takes no step:
+    /// the caller repeats it with the next `counter`) and the step report.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emulated_step(
+        &mut self,
+        chip: &Network,
+        emulation: &Emulation<'_>,
+        groups: &Matrix,
+        at: &Network,
+        x: &Matrix,
+        labels: &[usize],
+        epoch: usize,
+        chip_exec: &Executor,
+        exec: &Executor,
+    ) -> Result<(HwRun, Option<StepReport>)> {
+        if groups.rows() != x.rows() {
+            return Err(Error::shape(
+                "x",
+                format!("[{}, {}] (one row per input row)", groups.rows(), self.net.n_in()),
+                format!("[{}, {}]", x.rows(), x.cols()),
+            ));
+        }
+        let e = emulation;
+        let mut run = noisy_forward(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter, chip_exec)?;
+        if run.stalled_from.is_some() {
+            return Ok((run, None));
+        }
+        let times = std::mem::take(&mut run.times);
+        let step = self.step_from_times_at(at, x, &times, labels, epoch, exec)?;
+        Ok((run, Some(step)))
+    }
+
     /// Loss and stabilisers at given times; the backward pass at `at` (default: the trainer's network).
     fn given_times_step(
         &mut self,
@@ -655,6 +693,22 @@ impl Trainer {
         }
         Ok(acc)
     }
+}
+
+/// One run of an emulated chip (the arguments of [`noisy_forward`] besides the network,
+/// the inputs and the executor).
+#[derive(Debug, Clone, Copy)]
+pub struct Emulation<'a> {
+    /// Input duplication of the first layer.
+    pub repeat: usize,
+    /// The placed fixed pattern per layer (None: a perfect chip).
+    pub pattern: Option<&'a [LayerPattern]>,
+    /// Temporal noise and read-out.
+    pub noise: &'a NoiseParams,
+    /// Seed of the temporal noise.
+    pub seed: u64,
+    /// Run counter (with `seed` the key of the run's noise).
+    pub counter: u64,
 }
 
 /// Totals of the steps of one epoch.
