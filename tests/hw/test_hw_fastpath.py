@@ -166,7 +166,7 @@ def test_unchecked_config_equals_the_checked_one() -> None:
 
 
 def test_binding_accepts_any_float_layout() -> None:
-    net = _core.Network([{"w": np.ones((2, 3))}], threads=1)
+    net = _core.Network([{"w": np.array([[1.0, 2.0, 0.5], [0.3, 1.5, 2.5]])}], threads=1)
     x = np.array([[0.1, 0.2, 0.3], [0.3, 0.1, 0.2]])
     want = net.forward(x)[0]
     for variant in (np.asfortranarray(x), x.astype(">f8"), x.tolist()):

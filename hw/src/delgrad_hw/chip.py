@@ -603,15 +603,24 @@ def count_changed_entries(old: ChipConfig | None, new: ChipConfig) -> int:
     int
         Number of scalar entries that must be written.
     """
-    new_e = config_entries(new)
     if old is None:
-        return int(sum(a.size for a in new_e.values()))
-    old_e = config_entries(old)
+        return int(sum(a.size for a in config_entries(new).values()))
     n = 0
-    for key, a in new_e.items():
-        b = old_e.get(key)
-        if b is None or b.shape != a.shape:
-            n += a.size
-        else:
-            n += int(np.count_nonzero(a != b))
-    return n
+    for old_l, new_l in (
+        (old.weights, new.weights),
+        (old.axonal_delays, new.axonal_delays),
+        (old.synaptic_delays, new.synaptic_delays),
+        (old.dendritic_delays, new.dendritic_delays),
+    ):
+        old_l = old_l or []
+        for layer, b in enumerate(new_l or []):
+            if b is None:
+                continue
+            a = old_l[layer] if layer < len(old_l) else None
+            if a is None or a.shape != b.shape:
+                n += b.size
+            else:
+                n += int(np.count_nonzero(a != b))
+    old_n = (old.theta, old.tau_m, old.tau_s, float(old.input_repeat))
+    new_n = (new.theta, new.tau_m, new.tau_s, float(new.input_repeat))
+    return n + sum(a != b for a, b in zip(old_n, new_n, strict=True))

@@ -357,7 +357,7 @@ class EmulatedChip:
             raise BadRequest(f"inputs: expected shape [batch, {cfg.n_inputs}], got {list(x.shape)}")
         if x.shape[0] > self.max_batch:
             raise BadRequest(f"inputs: batch {x.shape[0]} exceeds max_batch {self.max_batch}")
-        if np.isnan(x).any() or (x < 0).any():
+        if not (x >= 0).all():  # NaN or negative
             raise BadRequest("inputs: spike times must be >= 0 or +inf (no NaN, no negative times)")
 
     def run_and_step(

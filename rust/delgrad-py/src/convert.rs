@@ -16,11 +16,10 @@ use crate::errors::{shape_err, value_err};
 pub fn f64_array(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<usize>, Vec<f64>)> {
     // Fast paths (same result as the general one, without its numpy calls): a C-contiguous native
     // float64 array is copied directly, a Python float (or numpy.float64) is a 0-d array.
-    if let Ok(ro) = obj.cast::<PyArrayDyn<f64>>().map(|a| a.try_readonly()) {
-        if let Some(out) = ro
-            .ok()
-            .and_then(|ro| ro.as_slice().ok().map(|d| (ro.shape().to_vec(), d.to_vec())))
-        {
+    if let Ok(arr) = obj.cast::<PyArrayDyn<f64>>() {
+        // (as_slice also accepts Fortran order: its memory order is not the row-major one needed)
+        let ro = arr.try_readonly().ok().filter(|ro| ro.is_c_contiguous());
+        if let Some(out) = ro.and_then(|ro| ro.as_slice().ok().map(|d| (ro.shape().to_vec(), d.to_vec()))) {
             return Ok(out);
         }
     }
