@@ -426,7 +426,8 @@ class EmulatedChip:
         """The ideal model of the configuration on the chip (a ``delgrad_rs._core.Network``).
 
         Quantised weights and delays, the nominal threshold and time constants; the fixed pattern
-        and the temporal noise are applied per run. None before ``configure``.
+        and the temporal noise are applied per run. None before ``configure``. The chip runs this
+        object: read it, do not change it (``set_params``).
         """
         return self._net
 
