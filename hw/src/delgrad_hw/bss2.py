@@ -186,47 +186,24 @@ def quantise_config(config: ChipConfig, res: Bss2Resources = BSS2) -> ChipConfig
         Weights quantised with :func:`quantise_weights`, every present delay with
         :func:`quantise_delays`; neuron parameters unchanged.
     """
-    n_layers = config.n_layers
-    kinds = [config.axonal_delays, config.synaptic_delays, config.dendritic_delays]
-    present = [(k, la, d) for k, lst in enumerate(kinds) for la, d in enumerate(lst or []) if d is not None]
-    delays: list[list[FloatArray | None]] = [[None] * n_layers for _ in kinds]
-    # Elementwise rules: every weight (every delay) of the configuration is quantised in one pass over
-    # their concatenation (fewer numpy calls per step; the same values as array by array).
-    if present:
-        arrays = [d for *_, d in present]
-        quantised = _split(_grid_to_delays(_delay_grid(_cat(arrays), res), res), arrays)
-        for (k, la, _), qd in zip(present, quantised, strict=True):
-            delays[k][la] = qd
-    weights = _split(quantise_weights(_cat(config.weights), res), config.weights)
+
+    def q(lst: list[FloatArray | None] | None) -> list[FloatArray | None]:
+        if lst is None:
+            return [None] * config.n_layers
+        return [None if d is None else quantise_delays(d, res) for d in lst]
+
     # A valid configuration quantises to a valid one (same shapes, finite values, delays in range):
     # no second round of the ChipConfig checks.
     return ChipConfig.unchecked(
-        weights=weights,  # type: ignore[arg-type]
-        axonal_delays=delays[0],
-        synaptic_delays=delays[1],
-        dendritic_delays=delays[2],
+        weights=[quantise_weights(w, res) for w in config.weights],
+        axonal_delays=q(config.axonal_delays),
+        synaptic_delays=q(config.synaptic_delays),
+        dendritic_delays=q(config.dendritic_delays),
         theta=config.theta,
         tau_m=config.tau_m,
         tau_s=config.tau_s,
         input_repeat=config.input_repeat,
     )
-
-
-def _cat(arrays: list[FloatArray]) -> FloatArray:
-    """Return the arrays' entries as one flat float64 array."""
-    if len(arrays) == 1:
-        return np.asarray(arrays[0], dtype=np.float64).reshape(-1)
-    return np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays])
-
-
-def _split(flat: FloatArray, like: list[FloatArray]) -> list[FloatArray]:
-    """Cut a flat array into arrays shaped like ``like`` (views of ``flat``)."""
-    out, i = [], 0
-    for a in like:
-        n = int(np.size(a))
-        out.append(flat[i : i + n].reshape(np.shape(a)))
-        i += n
-    return out
 
 
 @dataclass(frozen=True)
