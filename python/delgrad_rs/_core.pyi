@@ -195,6 +195,26 @@ class Trainer:
         With ``at`` (e.g. the quantised network a chip ran), the gradients of the ideal model with
         ``at``'s parameters are applied to the trainer's float parameters (straight-through).
         """
+    def quantised_network(
+        self,
+        like: Network,
+        *,
+        weight_scale: float,
+        weight_max: float,
+        delay_offset: float,
+        delay_step: float,
+        delay_min: float,
+        delay_max: float,
+        time_unit: float,
+    ) -> tuple[Network, int]:
+        """The trainer's network with its weights and delays on a chip's grid, and how many differ from ``like``.
+
+        Weights ``clip(round_half_even(weight_scale w), -weight_max, weight_max) / weight_scale``;
+        delays ``(n delay_step + delay_offset) / time_unit`` with ``n = clip(round_half_even((d
+        time_unit - delay_offset) / delay_step), delay_min, delay_max)`` (``delgrad_hw.bss2``'s
+        rules). The count is of the weights and delays that differ from ``like``'s, which must have
+        the same layout (sizes, delay kinds and groups); the new network shares ``like``'s threads.
+        """
     def emulated_step(
         self,
         chip: Network,

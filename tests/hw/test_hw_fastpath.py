@@ -60,15 +60,40 @@ def _batch(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.asarray(_core.encode_times(x[:n])), 5, axis=1), y[:n]
 
 
+class _Recording(EmulatedChip):
+    """An emulator that records the entries written before every run (and whether write_trainer wrote them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.written: list[int] = []
+        self.trainer_writes = 0
+
+    def write_trainer(self, trainer: Any) -> None:
+        super().write_trainer(trainer)
+        self.trainer_writes += 1
+
+    def run(self, inputs: Any) -> RunResult:
+        self.written.append(self.last_written_entries)
+        return super().run(inputs)
+
+    def run_and_step(self, *args: Any, **kwargs: Any) -> Any:
+        self.written.append(self.last_written_entries)
+        return super().run_and_step(*args, **kwargs)
+
+
 @pytest.mark.parametrize("name", ["hwaware_WA", "hwaware_W"])
 def test_fast_and_generic_paths_train_identically(name: str) -> None:
     cfg = small_cfg(name, epochs=2)
     noise = {"stall_prob": 0.2, "event_loss": 0.002, "theta_sample_std": 0.01}
-    fast_chip = EmulatedChip("train-chip", 3, **noise)
+    fast_chip = _Recording("train-chip", 3, **noise)
     fast = fit(cfg, quiet=True, backend=backend_for(fast_chip, cfg))
-    slow_chip = EmulatedChip("train-chip", 3, **noise)
+    slow_chip = _Recording("train-chip", 3, **noise)
     slow = fit(cfg, quiet=True, backend=backend_for(_Generic(slow_chip), cfg))
     assert metrics(fast).equals(metrics(slow))
+    assert fast_chip.written == slow_chip.written and max(fast_chip.written) > 0  # the same writes, step by step
+    # the chip's network has the trainer's layout: after the first write of an epoch (and after each
+    # evaluation), the core quantises and writes
+    assert fast_chip.trainer_writes == 2 * (125 - 1) and slow_chip.trainer_writes == 0
     assert sum(fast["retries"].to_list()) > 0 and sum(fast["dropped_events"].to_list()) > 0
     assert fast_chip.runs == slow_chip.runs
     assert fast_chip.last_written_entries == slow_chip.last_written_entries
@@ -183,3 +208,42 @@ def test_reference_config_fast_path_equals_generic_path(tmp_path: Path) -> None:
     b = fit(cfg, out=tmp_path / "b", quiet=True, backend=backend_for(_Generic(EmulatedChip("bss2-emu-0", 0)), cfg))
     assert metrics(a).equals(metrics(b))
     assert pl.read_csv(tmp_path / "a" / "metrics.csv").height == 3
+
+
+def test_write_trainer_equals_write_of_the_shadow_configuration() -> None:
+    cfg = small_cfg(epochs=1)
+    trainer = build_trainer(cfg, build_network(cfg, threads=1), threads=1)
+    chip, ref = EmulatedChip("wt", 0), EmulatedChip("wt", 0)
+    with pytest.raises(BadRequest, match="before configure"):
+        chip.write_trainer(trainer)
+    chip.write(chip_config_from_params(trainer.network().params(), 5))
+    x, y = _batch()
+    for _ in range(3):  # change the shadow parameters
+        trainer.step_from_times(x, chip.network.forward(x), y, 0, at=chip.network)
+    c = chip_config_from_params(trainer.network().params(), 5)
+    gen, before = chip.generation, chip.config
+    chip.write_trainer(trainer)
+    ref.configure(before)  # type: ignore[arg-type]  # the state before, to count against
+    h = ref.configure(c)
+    assert chip.generation == gen + 1 and chip.last_written_entries == ref.last_written_entries > 0
+    assert chip.configure(chip.config) == h and chip.last_written_entries == 0  # type: ignore[arg-type]
+    q = quantise_config(c)
+    for a, b in zip(chip.config.weights + chip.config.axonal_delays, q.weights + q.axonal_delays, strict=True):  # type: ignore[union-attr, operator]
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(chip.network.forward(x)[-1], ref.network.forward(x)[-1])
+    other = build_trainer(small_cfg("hwaware_W"), build_network(small_cfg("hwaware_W"), threads=1), threads=1)
+    with pytest.raises(BadRequest, match="layout"):
+        chip.write_trainer(other)
+
+
+def test_quantised_network_checks_the_grid() -> None:
+    cfg = small_cfg(epochs=1)
+    trainer = build_trainer(cfg, build_network(cfg, threads=1), threads=1)
+    like = trainer.network()
+    grid = {"weight_scale": 30.0, "weight_max": 63.0, "delay_offset": 2.0, "delay_step": 0.125}
+    grid |= {"delay_min": 50.0, "delay_max": 250.0, "time_unit": 6.0}
+    net, written = trainer.quantised_network(like, **grid)
+    assert written > 0 and net.sizes == like.sizes
+    for key, bad in (("weight_scale", 0.0), ("delay_min", 300.0), ("time_unit", float("nan"))):
+        with pytest.raises(ValueError, match=f"grid.{key}"):
+            trainer.quantised_network(like, **(grid | {key: bad}))

@@ -195,6 +195,10 @@ class EmulatedChip:
         self._lock = threading.Lock()
         self._config: ChipConfig | None = None
         self._hash: str | None = None
+        # After write_trainer the network is ahead of _config (rebuilt from it when asked for).
+        self._stale = False
+        #: Configurations written so far (configure, write, write_trainer).
+        self.generation = 0
         self._net: Any = None
         self._layer_pattern: list[dict[str, FloatArray]] | None = None
         self._placement: Placement | None = None
@@ -294,16 +298,79 @@ class EmulatedChip:
         else:
             layer_pattern = self._place_pattern(q, placement)
             self._placed_pattern = (pkey, layer_pattern)
-        self.last_written_entries = count_changed_entries(self._config, q)
-        self._config, self._hash = q, None
+        self.last_written_entries = count_changed_entries(self._quantised_config(), q)
+        self._config, self._hash, self._stale = q, None, False
         self._net, self._layer_pattern, self._placement = net, layer_pattern, placement
+        self.generation += 1
+
+    def write_trainer(self, trainer: Any) -> None:
+        """Write the quantised parameters of a ``delgrad_rs._core.Trainer`` in one core call.
+
+        For in-process training loops: the same as ``write(chip_config_from_params(trainer.network().params(),
+        input_repeat))`` when the chip holds a configuration of the trainer's network (the trainer's
+        layout, delay groups and neuron parameters; e.g. written by ``write`` before): the same
+        network, the same count of written entries, the same hash. The weights and delays are
+        quantised with the rules of :mod:`delgrad_hw.bss2` (``Trainer.quantised_network``); the
+        configuration object (:attr:`config`) is rebuilt when something asks for it.
+
+        Parameters
+        ----------
+        trainer : delgrad_rs._core.Trainer
+            The trainer.
+
+        Raises
+        ------
+        BadRequest
+            Before a configuration is on the chip, or when the trainer's network has another layout.
+        """
+        r = self.resources
+        with self._lock:
+            if self._net is None or self._config is None:
+                raise BadRequest("write_trainer() before configure()")
+            syn = self._config.synaptic_delays
+            if self._config.input_repeat > 1 and syn is not None and syn[0] is not None:
+                # the chip holds per-channel synaptic delays, the trainer one per input group: use write()
+                raise BadRequest("write_trainer(): not for synaptic delays of duplicated inputs; use write()")
+            try:
+                net, written = trainer.quantised_network(
+                    self._net, weight_scale=r.weight_scale, weight_max=float(r.weight_max),
+                    delay_offset=r.delay_offset_us, delay_step=r.delay_step_us,
+                    delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting), time_unit=r.tau_us,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise BadRequest(f"trainer: {exc}") from None
+            self._net, self.last_written_entries = net, written
+            self._hash, self._stale = None, True
+            self.generation += 1
+
+    def _quantised_config(self) -> ChipConfig | None:
+        """Return the quantised configuration on the chip (rebuilt from the network after write_trainer)."""
+        if self._stale:
+            old = self._config
+            assert old is not None and self._net is not None
+            params = self._net.params()
+            # write_trainer kept the layout of the configuration (no synaptic delays of duplicated
+            # inputs): the network's arrays are the configuration's
+            self._config = ChipConfig.unchecked(
+                weights=[p["w"] for p in params],
+                axonal_delays=[p["d_axo"] for p in params],
+                synaptic_delays=[p["d_syn"] for p in params],
+                dendritic_delays=[p["d_den"] for p in params],
+                theta=old.theta,
+                tau_m=old.tau_m,
+                tau_s=old.tau_s,
+                input_repeat=old.input_repeat,
+            )
+            self._stale = False
+        return self._config
 
     def _current_hash(self) -> str:
         """Return the hash of the configuration on the chip (computed once; the caller holds the lock)."""
-        if self._config is None:
+        cfg = self._quantised_config()
+        if cfg is None:
             raise BadRequest("run() before configure()")
         if self._hash is None:
-            self._hash = config_hash(self._config)
+            self._hash = config_hash(cfg)
         return self._hash
 
     def run(self, inputs: FloatArray) -> RunResult:
@@ -419,7 +486,8 @@ class EmulatedChip:
     @property
     def config(self) -> ChipConfig | None:
         """The quantised configuration on the chip."""
-        return self._config
+        with self._lock:
+            return self._quantised_config()
 
     @property
     def network(self) -> Any:

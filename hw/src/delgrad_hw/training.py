@@ -202,6 +202,7 @@ class ChipBackend:
         self._fused = isinstance(chip, EmulatedChip)
         self._local = self._fused and chip.resources == resources  # type: ignore[attr-defined]
         self._local_layout: tuple[tuple[Any, ...] | None, bool] | None = None
+        self._generation = -1  # the chip's `generation` after this backend's last write
 
     # ----------------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -252,6 +253,37 @@ class ChipBackend:
                 return net
         # `at` only carries parameters (the trainer's threads run the step): one thread, no pool
         return _core().Network(_quantised_params(params, quantise_config(cfg, self.resources)), threads=1)
+
+    def _step(self, trainer: Any, groups: FloatArray, x: FloatArray, y: npt.NDArray[Any], epoch: int) -> dict[str, Any]:
+        """One chip-in-the-loop step: configure, run (with stall retries), step at the measured times."""
+        if not self._fused:  # any Chip: configure, run, step_from_times
+            params = trainer.network().params()
+            cfg = self._shadow_config(params, trainer)
+            self.chip.configure(cfg)
+            res = self._run_groups(groups)
+            return trainer.step_from_times(x, res.times, y, epoch, at=self._gradient_network(params, cfg))
+        chip: EmulatedChip = self.chip  # type: ignore[assignment]
+        if self._writes_trainer(trainer):
+            # the chip holds this trainer's configuration and its network is the `at` of the step:
+            # quantise and write in one core call, then run and step in another
+            chip.write_trainer(trainer)
+            at = None
+        else:
+            params = trainer.network().params()
+            cfg = self._shadow_config(params, trainer)
+            chip.write(cfg)  # configure without computing the hash
+            at = self._gradient_network(params, cfg)
+        self._generation = chip.generation
+        return self._run_and_step(groups, trainer, x, y, epoch, at)
+
+    def _writes_trainer(self, trainer: Any) -> bool:
+        """Whether the chip holds the configuration this backend last wrote for ``trainer``, in its layout."""
+        return (
+            self._local
+            and trainer is self._trainer
+            and self._local_layout == (self._structure, True)
+            and self.chip.generation == self._generation  # type: ignore[attr-defined]
+        )
 
     def _configure(self, trainer: Any) -> tuple[list[dict[str, Any]], ChipConfig]:
         params = trainer.network().params()
@@ -325,15 +357,7 @@ class ChipBackend:
         gs = np.ascontiguousarray(xs[:, :: self.input_repeat])
         for start in range(0, len(order), batch):
             xb, yb, gb = xs[start : start + batch], ys[start : start + batch], gs[start : start + batch]
-            params = trainer.network().params()
-            cfg = self._shadow_config(params, trainer)
-            if self._fused:
-                self.chip.write(cfg)  # type: ignore[attr-defined]  # configure without the hash
-                r = self._run_and_step(gb, trainer, xb, yb, epoch, self._gradient_network(params, cfg))
-            else:
-                self.chip.configure(cfg)
-                res = self._run_groups(gb)
-                r = trainer.step_from_times(xb, res.times, yb, epoch, at=self._gradient_network(params, cfg))
+            r = self._step(trainer, gb, xb, yb, epoch)
             n = len(yb)
             loss_sum += r["loss"] * n
             correct += r["correct"]

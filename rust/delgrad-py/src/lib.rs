@@ -22,7 +22,9 @@ use delgrad::optim::{Adam, AdamConfig, StepLr};
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
 use delgrad::solver::Method;
-use delgrad::train::{Emulation, EpochReport, LayerSpec, StepReport, Tensor, TensorKind, TrainConfig, Trainer};
+use delgrad::train::{
+    Emulation, EpochReport, Grid, LayerSpec, StepReport, Tensor, TensorKind, TrainConfig, Trainer, changed_entries,
+};
 use numpy::ndarray::Array1;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::PyTypeError;
@@ -599,6 +601,40 @@ impl PyTrainer {
             Ok((r, start.elapsed().as_secs_f64()))
         })?;
         step_dict(py, &r, secs)
+    }
+
+    #[pyo3(signature = (like, *, weight_scale, weight_max, delay_offset, delay_step, delay_min, delay_max, time_unit))]
+    #[allow(clippy::too_many_arguments)]
+    fn quantised_network(
+        &self,
+        py: Python<'_>,
+        like: PyRef<'_, PyNetwork>,
+        weight_scale: f64,
+        weight_max: f64,
+        delay_offset: f64,
+        delay_step: f64,
+        delay_min: f64,
+        delay_max: f64,
+        time_unit: f64,
+    ) -> PyResult<(PyNetwork, usize)> {
+        let tr = &self.trainer;
+        let old = &like.net;
+        let (net, changed) = compute(py, || {
+            let grid = Grid::new(
+                weight_scale,
+                weight_max,
+                delay_offset,
+                delay_step,
+                delay_min,
+                delay_max,
+                time_unit,
+            )?;
+            let q = grid.quantise(tr.network());
+            let changed = changed_entries(old, &q)?;
+            Ok((q, changed))
+        })?;
+        let exec = Arc::clone(&like.exec);
+        Ok((PyNetwork { net, exec }, changed))
     }
 
     #[pyo3(signature = (chip, groups, x, y, epoch, *, at=None, repeat=1, pattern=None, noise=None, seed=0, counter=0))]

@@ -128,3 +128,41 @@ fn a_stalled_run_takes_no_step_and_bad_input_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("repeat"), "{err}");
 }
+
+#[test]
+fn the_grid_is_the_bss2_rule_and_counts_changed_entries() {
+    use delgrad::train::{Grid, changed_entries};
+    let g = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
+    // weights: round half to even on the 1/30 grid, clipped to +-63/30
+    for (w, want) in [
+        (0.5 / 30.0, 0.0),
+        (1.5 / 30.0, 2.0 / 30.0),
+        (-2.5 / 30.0, -2.0 / 30.0),
+        (5.0, 2.1),
+        (-9.0, -2.1),
+    ] {
+        assert_eq!(g.weight(w), want, "{w}");
+    }
+    // delays: (n 0.125 us + 2 us) / 6 us with n in 50..250
+    assert_eq!(g.delay(0.0), (50.0 * 0.125 + 2.0) / 6.0);
+    assert_eq!(g.delay(100.0), (250.0 * 0.125 + 2.0) / 6.0);
+    assert_eq!(g.delay(3.0), (128.0 * 0.125 + 2.0) / 6.0);
+    let net = hw_net(5);
+    let q = g.quantise(&net);
+    assert_eq!(changed_entries(&q, &q).unwrap(), 0);
+    let mut moved = net.clone();
+    moved.layers[0].w.as_mut_slice()[0] += 0.1; // crosses a grid line (3 steps)
+    moved.layers[1].delays.axo.as_mut().unwrap()[2] += 0.1; // ~5 settings
+    assert_eq!(changed_entries(&q, &g.quantise(&moved)).unwrap(), 2);
+    let mut other = q.clone();
+    other.layers[1].delays.axo = None;
+    assert!(changed_entries(&q, &other).unwrap_err().to_string().contains("layout"));
+    for bad in [
+        Grid::new(0.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0),
+        Grid::new(30.0, -1.0, 2.0, 0.125, 50.0, 250.0, 6.0),
+        Grid::new(30.0, 63.0, 2.0, 0.125, 250.0, 50.0, 6.0),
+        Grid::new(30.0, 63.0, f64::NAN, 0.125, 50.0, 250.0, 6.0),
+    ] {
+        assert!(matches!(bad, Err(Error::Value { .. })));
+    }
+}
