@@ -234,6 +234,10 @@ def test_write_trainer_equals_write_of_the_shadow_configuration() -> None:
     other = build_trainer(small_cfg("hwaware_W"), build_network(small_cfg("hwaware_W"), threads=1), threads=1)
     with pytest.raises(BadRequest, match="layout"):
         chip.write_trainer(other)
+    hot = small_cfg()
+    hot.network.theta = 2.5
+    with pytest.raises(BadRequest, match="neuron parameters"):
+        chip.write_trainer(build_trainer(hot, build_network(hot, threads=1), threads=1))
 
 
 def test_quantised_network_checks_the_grid() -> None:

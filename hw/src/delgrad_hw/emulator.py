@@ -321,7 +321,8 @@ class EmulatedChip:
         Raises
         ------
         BadRequest
-            Before a configuration is on the chip, or when the trainer's network has another layout.
+            Before a configuration is on the chip, or when the trainer's network has another layout
+            or other neuron parameters than the one on the chip.
         """
         r = self.resources
         with self._lock:

@@ -15,6 +15,13 @@ Per batch, :class:`ChipBackend`
 6. checks that every result comes from the chip the run started on (:class:`ChipMismatch`).
 
 Validation and test accuracies are measured on the chip as well.
+
+Any :class:`Chip` is driven through ``configure`` and ``run``. An in-process
+:class:`~delgrad_hw.emulator.EmulatedChip` takes a shorter road with the same results: the chip
+quantises and writes the trainer's parameters in one core call once it holds a configuration of the
+trainer (``EmulatedChip.write_trainer``; otherwise ``EmulatedChip.write``, which defers the hash),
+and runs the batch and takes the step in another (``EmulatedChip.run_and_step``), its quantised
+network serving as the ideal model of the gradients.
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ def chip_config_from_params(layers: list[dict[str, Any]], input_repeat: int) -> 
 
 
 def _structure(layers: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """Everything of the layers except the trained values: shapes, delay kinds, neuron parameters."""
+    """Return what the layers are besides their trained values: shapes, delay kinds, neuron parameters."""
 
     def shape(v: Any) -> tuple[int, ...] | None:
         return None if v is None else np.shape(v)

@@ -803,9 +803,9 @@ impl Grid {
     }
 }
 
-/// The number of weights and delays in which two networks of the same layout differ (the entries
-/// a chip holding `old` rewrites for `new`; neuron parameters are not compared); an error when the
-/// layouts (sizes, delay kinds and groups) differ.
+/// The number of weights and delays in which two networks of the same layout and neuron
+/// parameters differ (the entries a chip holding `old` rewrites for `new`); an error when the
+/// layouts (sizes, delay kinds and groups) or the neuron parameters differ.
 pub fn changed_entries(old: &Network, new: &Network) -> Result<usize> {
     let layout = |n: &Network| -> Vec<(usize, usize, usize, bool, bool, bool)> {
         n.layers
@@ -827,6 +827,17 @@ pub fn changed_entries(old: &Network, new: &Network) -> Result<usize> {
         return Err(Error::value(
             "network",
             "has another layout (sizes, delay kinds or groups) than the one on the chip",
+        ));
+    }
+    if old
+        .layers
+        .iter()
+        .zip(&new.layers)
+        .any(|(a, b)| a.theta != b.theta || a.neuron != b.neuron)
+    {
+        return Err(Error::value(
+            "network",
+            "has other neuron parameters (thresholds, time constants) than the one on the chip",
         ));
     }
     let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| x != y).count();

@@ -157,6 +157,14 @@ fn the_grid_is_the_bss2_rule_and_counts_changed_entries() {
     let mut other = q.clone();
     other.layers[1].delays.axo = None;
     assert!(changed_entries(&q, &other).unwrap_err().to_string().contains("layout"));
+    let mut hot = q.clone();
+    hot.layers[0].theta[3] += 0.1;
+    assert!(
+        changed_entries(&q, &hot)
+            .unwrap_err()
+            .to_string()
+            .contains("neuron parameters")
+    );
     for bad in [
         Grid::new(0.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0),
         Grid::new(30.0, -1.0, 2.0, 0.125, 50.0, 250.0, 6.0),
