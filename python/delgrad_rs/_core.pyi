@@ -195,6 +195,48 @@ class Trainer:
         With ``at`` (e.g. the quantised network a chip ran), the gradients of the ideal model with
         ``at``'s parameters are applied to the trainer's float parameters (straight-through).
         """
+    def quantised_network(
+        self,
+        like: Network,
+        *,
+        weight_scale: float,
+        weight_max: float,
+        delay_offset: float,
+        delay_step: float,
+        delay_min: float,
+        delay_max: float,
+        time_unit: float,
+    ) -> tuple[Network, int]:
+        """The trainer's network with its weights and delays on a chip's grid, and how many differ from ``like``.
+
+        Weights ``clip(round_half_even(weight_scale w), -weight_max, weight_max) / weight_scale``;
+        delays ``(n delay_step + delay_offset) / time_unit`` with ``n = clip(round_half_even((d
+        time_unit - delay_offset) / delay_step), delay_min, delay_max)`` (``delgrad_hw.bss2``'s
+        rules). The count is of the weights and delays that differ from ``like``'s, which must have
+        the same layout (sizes, delay kinds and groups); the new network shares ``like``'s threads.
+        """
+    def emulated_step(
+        self,
+        chip: Network,
+        groups: ArrayLike,
+        x: ArrayLike,
+        y: ArrayLike,
+        epoch: int,
+        *,
+        at: Network | None = None,
+        repeat: int = 1,
+        pattern: Sequence[dict[str, ArrayLike]] | None = None,
+        noise: dict[str, float] | None = None,
+        seed: int = 0,
+        counter: int = 0,
+    ) -> _EmulatedStep:
+        """A chip-in-the-loop step on an emulated chip in one call.
+
+        One run of :func:`hardware_forward` of ``chip`` on ``groups`` (same ``repeat``, ``pattern``,
+        ``noise``, ``seed``, ``counter``), then, unless the run stalled, ``step_from_times(x,
+        recorded times, y, epoch, at=at)`` (``at`` None: ``chip``). Returns the run's lost events,
+        its stall sample and the step's result (None when the run stalled: no step was taken).
+        """
     def train_epoch(self, x: ArrayLike, y: ArrayLike, order: ArrayLike, batch: int, epoch: int) -> _EpochResult:
         """One epoch in mini-batches of ``batch`` in the sample order ``order``."""
     def evaluate(self, x: ArrayLike, y: ArrayLike) -> _EvalResult:
@@ -246,6 +288,11 @@ class _HardwareRun(TypedDict):
     times: list[NDArray[np.float64]]
     dropped_events: int
     stalled_from: int | None
+
+class _EmulatedStep(TypedDict):
+    dropped_events: int
+    stalled_from: int | None
+    step: _StepResult | None
 
 class _ChipPattern(TypedDict):
     theta_offset: NDArray[np.float64]

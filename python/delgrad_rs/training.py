@@ -7,11 +7,14 @@ import json
 import math
 import os
 import platform
+import queue
 import signal
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -395,6 +398,14 @@ def metrics_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+def _persist_files(run: Path, ckdir: Path, state: TrainState, best: TrainState | None) -> None:
+    """Write ``last.npz``, ``best.npz`` (when ``best`` is given) and the metrics files of ``state``."""
+    save_checkpoint(ckdir / "last.npz", state)
+    if best is not None:
+        save_checkpoint(ckdir / "best.npz", best)
+    _write_metrics(run, state.metrics)
+
+
 def _write_metrics(run: Path, rows: list[dict[str, Any]]) -> pl.DataFrame:
     df = metrics_frame(rows)
     df.write_parquet(run / "metrics.parquet")
@@ -526,17 +537,18 @@ def fit(
     saved_epoch = start_epoch
     unsaved_best: TrainState | None = None  # a best snapshot not written yet (training.save_every > 1)
 
+    # Checkpoints and metrics files are written in the background, in order, while training goes
+    # on; the loop waits for them before it returns or raises (`writer.close()`).
+    writer = _Writer()
+
     def persist(state: TrainState) -> None:
-        """Write last.npz, a pending best.npz and the metrics files."""
+        """Write last.npz, a pending best.npz and the metrics files (in the background)."""
         nonlocal unsaved_best, saved_epoch
         saved_epoch = state.epoch
         if run is None or ckdir is None:
             return
-        save_checkpoint(ckdir / "last.npz", state)
-        if unsaved_best is not None:
-            save_checkpoint(ckdir / "best.npz", unsaved_best)
-            unsaved_best = None
-        _write_metrics(run, state.metrics)
+        best_state, unsaved_best = unsaved_best, None
+        writer.submit(partial(_persist_files, run, ckdir, state, best_state))
 
     bar = tqdm(
         total=n_epochs,
@@ -547,59 +559,65 @@ def fit(
         dynamic_ncols=True,
     )
     epoch = start_epoch
-    # Ctrl-C asks the loop to stop at the next epoch boundary (a checkpoint, then KeyboardInterrupt).
-    with _GracefulStop() as stop:
-        try:
-            while epoch < n_epochs:
-                if stop_after is not None and epoch >= stop_after:
-                    break
-                t0 = time.perf_counter()
-                lrs = trainer.learning_rates(epoch)
-                order = rng.permutation(len(y_tr))
-                try:
-                    tr = runner.train_epoch(trainer, t_tr, y_tr, order, batch, epoch)
-                    va = runner.evaluate(trainer, t_va, y_va)
-                except DivergedError as e:
-                    raise DivergedError(_diverged_message(str(e), epoch, ckdir)) from None
-                if not (math.isfinite(tr["loss"]) and math.isfinite(va["loss"])):
-                    raise DivergedError(_diverged_message(f"loss is not finite at epoch {epoch}", epoch, ckdir))
-                wall = time.perf_counter() - t0
-                rows.append(_metric_row(epoch, "train", dict(tr), lrs, tr["bumps"], wall))
-                rows.append(_metric_row(epoch, "validation", dict(va), lrs, 0, wall))
-                silent_streak = silent_streak + 1 if tr["silent_fraction"][-1] >= 1.0 else 0
-                if silent_streak >= cfg.training.silent_patience:
-                    raise DivergedError(
-                        _diverged_message(f"every output neuron was silent for {silent_streak} epochs", epoch, ckdir)
+    try:
+        # Ctrl-C asks the loop to stop at the next epoch boundary (a checkpoint, then KeyboardInterrupt).
+        with _GracefulStop() as stop:
+            try:
+                while epoch < n_epochs:
+                    if stop_after is not None and epoch >= stop_after:
+                        break
+                    t0 = time.perf_counter()
+                    lrs = trainer.learning_rates(epoch)
+                    order = rng.permutation(len(y_tr))
+                    try:
+                        tr = runner.train_epoch(trainer, t_tr, y_tr, order, batch, epoch)
+                        va = runner.evaluate(trainer, t_va, y_va)
+                    except DivergedError as e:
+                        raise DivergedError(_diverged_message(str(e), epoch, ckdir)) from None
+                    if not (math.isfinite(tr["loss"]) and math.isfinite(va["loss"])):
+                        raise DivergedError(_diverged_message(f"loss is not finite at epoch {epoch}", epoch, ckdir))
+                    wall = time.perf_counter() - t0
+                    rows.append(_metric_row(epoch, "train", dict(tr), lrs, tr["bumps"], wall))
+                    rows.append(_metric_row(epoch, "validation", dict(va), lrs, 0, wall))
+                    silent_streak = silent_streak + 1 if tr["silent_fraction"][-1] >= 1.0 else 0
+                    if silent_streak >= cfg.training.silent_patience:
+                        raise DivergedError(
+                            _diverged_message(
+                                f"every output neuron was silent for {silent_streak} epochs", epoch, ckdir
+                            )
+                        )
+                    epoch += 1
+                    improved = va["accuracy"] > best
+                    if improved:
+                        best = float(va["accuracy"])
+                    good = snapshot(epoch)
+                    if improved:
+                        unsaved_best = good
+                    if epoch % cfg.training.save_every == 0 or epoch >= n_epochs:
+                        persist(good)
+                    if ckdir is not None and epoch % cfg.training.checkpoint_every == 0:
+                        writer.submit(partial(save_checkpoint, ckdir / f"epoch_{epoch:04d}.npz", good))
+                    bar.set_postfix(
+                        loss=f"{tr['loss']:.4f}",
+                        acc=f"{tr['accuracy']:.3f}",
+                        val_acc=f"{va['accuracy']:.3f}",
+                        refresh=False,
                     )
-                epoch += 1
-                improved = va["accuracy"] > best
-                if improved:
-                    best = float(va["accuracy"])
-                good = snapshot(epoch)
-                if improved:
-                    unsaved_best = good
-                if epoch % cfg.training.save_every == 0 or epoch >= n_epochs:
-                    persist(good)
-                if ckdir is not None and epoch % cfg.training.checkpoint_every == 0:
-                    save_checkpoint(ckdir / f"epoch_{epoch:04d}.npz", good)
-                bar.set_postfix(
-                    loss=f"{tr['loss']:.4f}",
-                    acc=f"{tr['accuracy']:.3f}",
-                    val_acc=f"{va['accuracy']:.3f}",
-                    refresh=False,
-                )
-                bar.update(1)
-                if stop.requested:
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            bar.close()
+                    bar.update(1)
+                    if stop.requested:
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                bar.close()
+                persist(good)
+                writer.close()
+                if ckdir is not None:
+                    print(f"interrupted: saved a checkpoint after epoch {good.epoch} to {ckdir / 'last.npz'}")
+                raise
+        bar.close()
+        if saved_epoch != good.epoch:
             persist(good)
-            if ckdir is not None:
-                print(f"interrupted: saved a checkpoint after epoch {good.epoch} to {ckdir / 'last.npz'}")
-            raise
-    bar.close()
-    if saved_epoch != good.epoch:
-        persist(good)
+    finally:
+        writer.close()  # every checkpoint is on disk before fit returns or raises
     if epoch >= n_epochs:
         te = runner.evaluate(trainer, t_te, y_te)
         rows.append(_metric_row(n_epochs - 1, "test", dict(te), trainer.learning_rates(n_epochs - 1), 0, 0.0))
@@ -663,6 +681,49 @@ class _GracefulStop:
     def __exit__(self, *exc: object) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
+
+
+class _Writer:
+    """Runs the loop's file writes in order on one background thread while the next epoch trains.
+
+    The jobs only read immutable snapshots (:class:`TrainState`, metric rows). At most two wait at
+    a time (``submit`` blocks beyond). ``close`` waits for every job; an exception of a job is raised
+    by the next ``submit`` or ``close`` (later jobs are skipped).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job`` after the ones already submitted."""
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="delgrad-writer", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """Wait for every submitted job; raise the first exception of one."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise e
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as e:  # handed to the training thread
+                    self._error = e
 
 
 def _diverged_message(reason: str, epoch: int, ckdir: Path | None) -> str:

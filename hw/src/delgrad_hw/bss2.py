@@ -9,7 +9,7 @@ Units: model time units of one neuron time constant (``tau_us`` = 6 us on BSS-2)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -104,8 +104,13 @@ def quantise_weights(w: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
     numpy.ndarray
         Quantised weights (float64, same shape).
     """
-    k = np.clip(np.round(np.asarray(w, dtype=np.float64) * res.weight_scale), -res.weight_max, res.weight_max)
-    return k / res.weight_scale
+    k = np.asarray(np.multiply(w, res.weight_scale, dtype=np.float64))
+    # in-place rint / maximum / minimum: np.round and np.clip without their dispatch overhead
+    np.rint(k, out=k)
+    np.maximum(k, -res.weight_max, out=k)
+    np.minimum(k, res.weight_max, out=k)
+    k /= res.weight_scale
+    return k if k.ndim else k[()]
 
 
 def delay_settings(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> npt.NDArray[np.int64]:
@@ -123,9 +128,27 @@ def delay_settings(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> npt.NDArray[n
     numpy.ndarray of int64
         ``clip(round((d tau_us - 2 us) / 0.125 us), 50, 250)``.
     """
-    us = np.asarray(d, dtype=np.float64) * res.tau_us
-    n = np.round((us - res.delay_offset_us) / res.delay_step_us)
-    return np.clip(n, res.delay_min_setting, res.delay_max_setting).astype(np.int64)
+    k = _delay_grid(d, res).astype(np.int64)
+    return k if k.ndim else k[()]
+
+
+def _delay_grid(d: npt.ArrayLike, res: Bss2Resources) -> FloatArray:
+    """Return the settings of :func:`delay_settings` as a new float64 array (integral values)."""
+    n = np.asarray(np.multiply(d, res.tau_us, dtype=np.float64))
+    n -= res.delay_offset_us
+    n /= res.delay_step_us
+    np.rint(n, out=n)
+    np.maximum(n, res.delay_min_setting, out=n)
+    np.minimum(n, res.delay_max_setting, out=n)
+    return n
+
+
+def _grid_to_delays(n: FloatArray, res: Bss2Resources) -> FloatArray:
+    """Turn settings (float64, integral) into delays in place: ``(n * 0.125 us + 2 us) / 6 us``."""
+    n *= res.delay_step_us
+    n += res.delay_offset_us
+    n /= res.tau_us
+    return n
 
 
 def quantise_delays(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
@@ -143,8 +166,8 @@ def quantise_delays(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
     numpy.ndarray
         Quantised delays (float64, same shape), inside :attr:`Bss2Resources.delay_range`.
     """
-    n = delay_settings(d, res)
-    return np.asarray((n * res.delay_step_us + res.delay_offset_us) / res.tau_us, dtype=np.float64)
+    # the same operations as (n * step + offset) / tau on the int64 settings n, without the round trip
+    return _grid_to_delays(_delay_grid(d, res), res)
 
 
 def quantise_config(config: ChipConfig, res: Bss2Resources = BSS2) -> ChipConfig:
@@ -164,15 +187,22 @@ def quantise_config(config: ChipConfig, res: Bss2Resources = BSS2) -> ChipConfig
         :func:`quantise_delays`; neuron parameters unchanged.
     """
 
-    def q(lst: list[FloatArray | None] | None) -> list[FloatArray | None] | None:
-        return None if lst is None else [None if d is None else quantise_delays(d, res) for d in lst]
+    def q(lst: list[FloatArray | None] | None) -> list[FloatArray | None]:
+        if lst is None:
+            return [None] * config.n_layers
+        return [None if d is None else quantise_delays(d, res) for d in lst]
 
-    return replace(
-        config,
+    # A valid configuration quantises to a valid one (same shapes, finite values, delays in range):
+    # no second round of the ChipConfig checks.
+    return ChipConfig.unchecked(
         weights=[quantise_weights(w, res) for w in config.weights],
         axonal_delays=q(config.axonal_delays),
         synaptic_delays=q(config.synaptic_delays),
         dendritic_delays=q(config.dendritic_delays),
+        theta=config.theta,
+        tau_m=config.tau_m,
+        tau_s=config.tau_s,
+        input_repeat=config.input_repeat,
     )
 
 

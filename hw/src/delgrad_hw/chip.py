@@ -373,6 +373,53 @@ class ChipConfig:
         self.synaptic_delays = normalise("synaptic_delays", self.synaptic_delays, lambda la: weights[la].shape)
         self.dendritic_delays = normalise("dendritic_delays", self.dendritic_delays, lambda la: (weights[la].shape[0],))
 
+    @classmethod
+    def unchecked(
+        cls,
+        weights: list[FloatArray],
+        axonal_delays: list[FloatArray | None],
+        synaptic_delays: list[FloatArray | None],
+        dendritic_delays: list[FloatArray | None],
+        theta: float,
+        tau_m: float,
+        tau_s: float,
+        input_repeat: int,
+    ) -> ChipConfig:
+        """Build a configuration from already valid parts, without the checks and copies of ``__post_init__``.
+
+        For hot paths whose inputs are valid by construction (e.g. :func:`delgrad_hw.bss2.quantise_config`
+        of a valid configuration, or parameters that passed the checks once and only changed values).
+        The arrays are used as given (not copied).
+
+        Parameters
+        ----------
+        weights : list of numpy.ndarray
+            Float64 ``[n_out, n_in]`` matrices that chain.
+        axonal_delays, synaptic_delays, dendritic_delays : list of (numpy.ndarray or None)
+            Normalised per-layer lists (length ``n_layers``) of float64 arrays of the documented shapes.
+        theta, tau_m, tau_s : float
+            Finite positive neuron parameters.
+        input_repeat : int
+            Input duplication (>= 1, divides the first layer's columns).
+
+        Returns
+        -------
+        ChipConfig
+            The configuration (not validated: invalid parts give undefined results).
+        """
+        obj = object.__new__(cls)
+        obj.__dict__.update(
+            weights=weights,
+            axonal_delays=axonal_delays,
+            synaptic_delays=synaptic_delays,
+            dendritic_delays=dendritic_delays,
+            theta=theta,
+            tau_m=tau_m,
+            tau_s=tau_s,
+            input_repeat=input_repeat,
+        )
+        return obj
+
     @property
     def n_layers(self) -> int:
         """Number of layers."""
@@ -528,14 +575,14 @@ def config_hash(config: ChipConfig) -> str:
     str
         64 hex digits.
     """
-    h = hashlib.sha256(b"delgrad-hw-config-v1")
+    parts = [b"delgrad-hw-config-v1"]
     for key, arr in sorted(config_entries(config).items()):
         a = np.ascontiguousarray(arr, dtype="<f8")
-        h.update(key.encode())
-        h.update(struct.pack("<I", a.ndim))
-        h.update(struct.pack(f"<{a.ndim}Q", *a.shape))
+        parts.append(key.encode())
+        parts.append(struct.pack(f"<I{a.ndim}Q", a.ndim, *a.shape))
         # -0.0 and 0.0 must hash alike
-        h.update((a + 0.0).tobytes())
+        parts.append((a + 0.0).tobytes())
+    h = hashlib.sha256(b"".join(parts))
     return h.hexdigest()
 
 
@@ -556,15 +603,24 @@ def count_changed_entries(old: ChipConfig | None, new: ChipConfig) -> int:
     int
         Number of scalar entries that must be written.
     """
-    new_e = config_entries(new)
     if old is None:
-        return int(sum(a.size for a in new_e.values()))
-    old_e = config_entries(old)
+        return int(sum(a.size for a in config_entries(new).values()))
     n = 0
-    for key, a in new_e.items():
-        b = old_e.get(key)
-        if b is None or b.shape != a.shape:
-            n += a.size
-        else:
-            n += int(np.count_nonzero(a != b))
-    return n
+    for old_l, new_l in (
+        (old.weights, new.weights),
+        (old.axonal_delays, new.axonal_delays),
+        (old.synaptic_delays, new.synaptic_delays),
+        (old.dendritic_delays, new.dendritic_delays),
+    ):
+        old_l = old_l or []
+        for layer, b in enumerate(new_l or []):
+            if b is None:
+                continue
+            a = old_l[layer] if layer < len(old_l) else None
+            if a is None or a.shape != b.shape:
+                n += b.size
+            else:
+                n += int(np.count_nonzero(a != b))
+    old_n = (old.theta, old.tau_m, old.tau_s, float(old.input_repeat))
+    new_n = (new.theta, new.tau_m, new.tau_s, float(new.input_repeat))
+    return n + sum(a != b for a, b in zip(old_n, new_n, strict=True))

@@ -55,6 +55,22 @@ from .chip import (
 
 __all__ = ["EmulatedChip", "stable_seed"]
 
+
+def _structure(config: ChipConfig) -> tuple[Any, ...]:
+    """Return the shapes and delay kinds of a configuration (what its placement depends on)."""
+
+    def shapes(lst: list[FloatArray | None] | None) -> tuple[tuple[int, ...] | None, ...]:
+        return () if lst is None else tuple(None if d is None else d.shape for d in lst)
+
+    return (
+        tuple(w.shape for w in config.weights),
+        config.input_repeat,
+        shapes(config.axonal_delays),
+        shapes(config.synaptic_delays),
+        shapes(config.dendritic_delays),
+    )
+
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -179,9 +195,18 @@ class EmulatedChip:
         self._lock = threading.Lock()
         self._config: ChipConfig | None = None
         self._hash: str | None = None
+        # After write_trainer the network is ahead of _config (rebuilt from it when asked for).
+        self._stale = False
+        #: Configurations written so far (configure, write, write_trainer).
+        self.generation = 0
         self._net: Any = None
         self._layer_pattern: list[dict[str, FloatArray]] | None = None
         self._placement: Placement | None = None
+        # caches of configure(): placement and placed pattern per network structure, and a core
+        # network whose executor (thread pool) the next configurations share
+        self._placed: tuple[tuple[Any, ...], Placement] | None = None
+        self._placed_pattern: tuple[tuple[Any, ...], list[dict[str, FloatArray]]] | None = None
+        self._net_template: Any = None
         self.last_written_entries = 0
         #: Runs executed so far (the counter of the temporal noise).
         self.runs = 0
@@ -228,21 +253,126 @@ class EmulatedChip:
         BadRequest
             For tau_m != tau_s; :class:`~delgrad_hw.bss2.PlacementError` when the network does not fit.
         """
+        with self._lock:
+            self._write(config)
+            return self._current_hash()
+
+    def write(self, config: ChipConfig) -> None:
+        """Configure like :meth:`configure` without computing the hash (for in-process training loops).
+
+        The hash of the configuration is computed when something asks for it (``configure``,
+        ``run``).
+
+        Parameters
+        ----------
+        config : ChipConfig
+            The network in model units.
+
+        Raises
+        ------
+        BadRequest
+            As :meth:`configure`.
+        """
+        with self._lock:
+            self._write(config)
+
+    def _write(self, config: ChipConfig) -> None:
+        """Place, quantise and write ``config`` (the caller holds the lock)."""
         if not isinstance(config, ChipConfig):
             raise BadRequest(f"config: expected a ChipConfig, got {type(config).__name__}")
         if config.tau_m != config.tau_s:
             raise BadRequest(
                 f"tau_m, tau_s: the chip is calibrated to tau_m = tau_s; got tau_m={config.tau_m}, tau_s={config.tau_s}"
             )
-        placement = place(config, self.resources, self.future_hardware)
+        key = _structure(config)
+        if self._placed is not None and self._placed[0] == key:
+            placement = self._placed[1]
+        else:
+            placement = place(config, self.resources, self.future_hardware)
+            self._placed = (key, placement)
         q = quantise_config(config, self.resources)
         net = self._core_network(q)
-        layer_pattern = self._place_pattern(q, placement)
+        pkey = (key, q.tau_m, q.tau_s)
+        if self._placed_pattern is not None and self._placed_pattern[0] == pkey:
+            layer_pattern = self._placed_pattern[1]
+        else:
+            layer_pattern = self._place_pattern(q, placement)
+            self._placed_pattern = (pkey, layer_pattern)
+        self.last_written_entries = count_changed_entries(self._quantised_config(), q)
+        self._config, self._hash, self._stale = q, None, False
+        self._net, self._layer_pattern, self._placement = net, layer_pattern, placement
+        self.generation += 1
+
+    def write_trainer(self, trainer: Any) -> None:
+        """Write the quantised parameters of a ``delgrad_rs._core.Trainer`` in one core call.
+
+        For in-process training loops: the same as ``write(chip_config_from_params(trainer.network().params(),
+        input_repeat))`` when the chip holds a configuration of the trainer's network (the trainer's
+        layout, delay groups and neuron parameters; e.g. written by ``write`` before): the same
+        network, the same count of written entries, the same hash. The weights and delays are
+        quantised with the rules of :mod:`delgrad_hw.bss2` (``Trainer.quantised_network``); the
+        configuration object (:attr:`config`) is rebuilt when something asks for it.
+
+        Parameters
+        ----------
+        trainer : delgrad_rs._core.Trainer
+            The trainer.
+
+        Raises
+        ------
+        BadRequest
+            Before a configuration is on the chip, or when the trainer's network has another layout
+            or other neuron parameters than the one on the chip.
+        """
+        r = self.resources
         with self._lock:
-            self.last_written_entries = count_changed_entries(self._config, q)
-            self._config, self._hash = q, config_hash(q)
-            self._net, self._layer_pattern, self._placement = net, layer_pattern, placement
-            return self._hash
+            if self._net is None or self._config is None:
+                raise BadRequest("write_trainer() before configure()")
+            syn = self._config.synaptic_delays
+            if self._config.input_repeat > 1 and syn is not None and syn[0] is not None:
+                # the chip holds per-channel synaptic delays, the trainer one per input group: use write()
+                raise BadRequest("write_trainer(): not for synaptic delays of duplicated inputs; use write()")
+            try:
+                net, written = trainer.quantised_network(
+                    self._net, weight_scale=r.weight_scale, weight_max=float(r.weight_max),
+                    delay_offset=r.delay_offset_us, delay_step=r.delay_step_us,
+                    delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting), time_unit=r.tau_us,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise BadRequest(f"trainer: {exc}") from None
+            self._net, self.last_written_entries = net, written
+            self._hash, self._stale = None, True
+            self.generation += 1
+
+    def _quantised_config(self) -> ChipConfig | None:
+        """Return the quantised configuration on the chip (rebuilt from the network after write_trainer)."""
+        if self._stale:
+            old = self._config
+            assert old is not None and self._net is not None
+            params = self._net.params()
+            # write_trainer kept the layout of the configuration (no synaptic delays of duplicated
+            # inputs): the network's arrays are the configuration's
+            self._config = ChipConfig.unchecked(
+                weights=[p["w"] for p in params],
+                axonal_delays=[p["d_axo"] for p in params],
+                synaptic_delays=[p["d_syn"] for p in params],
+                dendritic_delays=[p["d_den"] for p in params],
+                theta=old.theta,
+                tau_m=old.tau_m,
+                tau_s=old.tau_s,
+                input_repeat=old.input_repeat,
+            )
+            self._stale = False
+        return self._config
+
+    def _current_hash(self) -> str:
+        """Return the hash of the configuration on the chip (computed once; the caller holds the lock)."""
+        cfg = self._quantised_config()
+        if cfg is None:
+            raise BadRequest("run() before configure()")
+        if self._hash is None:
+            self._hash = config_hash(cfg)
+        return self._hash
 
     def run(self, inputs: FloatArray) -> RunResult:
         """Run one batch as one spike train.
@@ -269,15 +399,10 @@ class EmulatedChip:
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"inputs: cannot convert to float64 ({exc})") from None
         with self._lock:
-            if self._config is None or self._hash is None:
-                raise BadRequest("run() before configure()")
-            cfg, h, net, pattern = self._config, self._hash, self._net, self._layer_pattern
-            if x.ndim != 2 or x.shape[1] != cfg.n_inputs:
-                raise BadRequest(f"inputs: expected shape [batch, {cfg.n_inputs}], got {list(x.shape)}")
-            if x.shape[0] > self.max_batch:
-                raise BadRequest(f"inputs: batch {x.shape[0]} exceeds max_batch {self.max_batch}")
-            if np.isnan(x).any() or (x < 0).any():
-                raise BadRequest("inputs: spike times must be >= 0 or +inf (no NaN, no negative times)")
+            h = self._current_hash()
+            cfg, net, pattern = self._config, self._net, self._layer_pattern
+            assert cfg is not None
+            self._check_inputs(x, cfg)
             counter = self.runs
             self.runs += 1
         t1 = time.perf_counter()
@@ -295,6 +420,64 @@ class EmulatedChip:
             config_hash=h,
         )
 
+    def _check_inputs(self, x: FloatArray, cfg: ChipConfig) -> None:
+        if x.ndim != 2 or x.shape[1] != cfg.n_inputs:
+            raise BadRequest(f"inputs: expected shape [batch, {cfg.n_inputs}], got {list(x.shape)}")
+        if x.shape[0] > self.max_batch:
+            raise BadRequest(f"inputs: batch {x.shape[0]} exceeds max_batch {self.max_batch}")
+        if not (x >= 0).all():  # NaN or negative
+            raise BadRequest("inputs: spike times must be >= 0 or +inf (no NaN, no negative times)")
+
+    def run_and_step(
+        self, inputs: FloatArray, trainer: Any, x: FloatArray, y: npt.NDArray[Any], epoch: int, at: Any = None
+    ) -> tuple[Health, dict[str, Any] | None]:
+        """Run one batch and take the chip-in-the-loop step at the recorded times, in one core call.
+
+        The run is the one :meth:`run` would do (same noise, same run counter); then, unless it
+        stalled, ``trainer.step_from_times(x, times, y, epoch, at=at)`` with its recorded times
+        (``delgrad_rs._core.Trainer.emulated_step``). The times do not travel through Python.
+
+        Parameters
+        ----------
+        inputs : numpy.ndarray
+            ``[batch, n_inputs]`` input spike times sent to the chip.
+        trainer : delgrad_rs._core.Trainer
+            The trainer.
+        x : numpy.ndarray
+            The trainer's inputs of the batch (``[batch, n_inputs * input_repeat]``).
+        y : numpy.ndarray
+            Labels.
+        epoch : int
+            Epoch (learning-rate schedule).
+        at : delgrad_rs._core.Network, optional
+            Network whose gradients are taken (default: :attr:`network`, the ideal model at the
+            quantised parameters on the chip).
+
+        Returns
+        -------
+        tuple of (Health, dict or None)
+            The run's health and the step result (None when the run stalled: no step was taken).
+
+        Raises
+        ------
+        BadRequest
+            Before ``configure`` or for inputs of the wrong shape or with NaN / negative times.
+        """
+        x_chip = np.asarray(inputs, dtype=np.float64)
+        with self._lock:
+            cfg, net, pattern = self._config, self._net, self._layer_pattern
+            if cfg is None:
+                raise BadRequest("run() before configure()")
+            self._check_inputs(x_chip, cfg)
+            counter = self.runs
+            self.runs += 1
+        out = trainer.emulated_step(
+            net, x_chip, x, y, epoch, at=at, repeat=cfg.input_repeat, pattern=pattern, noise=self.noise_params,
+            seed=self._noise_seed, counter=counter,
+        )  # fmt: skip
+        health = Health(dropped_events=int(out["dropped_events"]), stall=out["stalled_from"] is not None)
+        return health, out["step"]
+
     # ----------------------------------------------------------------------------------------------
     @property
     def placement(self) -> Placement | None:
@@ -304,7 +487,18 @@ class EmulatedChip:
     @property
     def config(self) -> ChipConfig | None:
         """The quantised configuration on the chip."""
-        return self._config
+        with self._lock:
+            return self._quantised_config()
+
+    @property
+    def network(self) -> Any:
+        """The ideal model of the configuration on the chip (a ``delgrad_rs._core.Network``).
+
+        Quantised weights and delays, the nominal threshold and time constants; the fixed pattern
+        and the temporal noise are applied per run. None before ``configure``. The chip runs this
+        object: read it, do not change it (``set_params``).
+        """
+        return self._net
 
     def layer_pattern(self) -> list[dict[str, FloatArray]] | None:
         """Return the fixed pattern of the placed network (per layer: offsets, time constants, row gains)."""
@@ -331,7 +525,13 @@ class EmulatedChip:
                 d["d_den"] = den
             layers.append(d)
         try:
-            return core.Network(layers, threads=self._threads)
+            if self._net_template is None:
+                self._net_template = core.Network(layers, threads=self._threads)
+                return self._net_template
+            # a copy shares the template's executor: no new thread pool per configuration
+            net = self._net_template.copy()
+            net.set_params(layers)
+            return net
         except ValueError as exc:
             raise BadRequest(f"config: {exc}") from None
 

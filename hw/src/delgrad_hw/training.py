@@ -15,6 +15,13 @@ Per batch, :class:`ChipBackend`
 6. checks that every result comes from the chip the run started on (:class:`ChipMismatch`).
 
 Validation and test accuracies are measured on the chip as well.
+
+Any :class:`Chip` is driven through ``configure`` and ``run``. An in-process
+:class:`~delgrad_hw.emulator.EmulatedChip` takes a shorter road with the same results: the chip
+quantises and writes the trainer's parameters in one core call once it holds a configuration of the
+trainer (``EmulatedChip.write_trainer``; otherwise ``EmulatedChip.write``, which defers the hash),
+and runs the batch and takes the step in another (``EmulatedChip.run_and_step``), its quantised
+network serving as the ideal model of the gradients.
 """
 
 from __future__ import annotations
@@ -28,10 +35,17 @@ import numpy.typing as npt
 
 from .bss2 import BSS2, Bss2Resources, quantise_config
 from .chip import Chip, ChipConfig, ChipError, ChipMismatch, RunResult
+from .emulator import EmulatedChip
 
 __all__ = ["ChipBackend", "StallError", "chip_config_from_params", "make_backend"]
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def _core() -> Any:
+    from delgrad_rs import _core
+
+    return _core
 
 
 class StallError(ChipError):
@@ -84,6 +98,27 @@ def chip_config_from_params(layers: list[dict[str, Any]], input_repeat: int) -> 
         tau_m=tau_m,
         tau_s=tau_s,
         input_repeat=input_repeat,
+    )
+
+
+def _structure(layers: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """Return what the layers are besides their trained values: shapes, delay kinds, neuron parameters."""
+
+    def shape(v: Any) -> tuple[int, ...] | None:
+        return None if v is None else np.shape(v)
+
+    return tuple(
+        (
+            np.shape(p["w"]),
+            np.asarray(p["theta"], dtype=float).tobytes(),
+            float(p["tau_m"]),
+            float(p["tau_s"]),
+            int(p.get("delay_group", 1)),
+            shape(p.get("d_axo")),
+            shape(p.get("d_syn")),
+            shape(p.get("d_den")),
+        )
+        for p in layers
     )
 
 
@@ -163,20 +198,126 @@ class ChipBackend:
         self.chip_id = chip.info().chip_id
         self.retries = 0
         self.dropped_events = 0
+        # the structure of the last shadow parameters and their validated configuration (the
+        # checks of chip_config_from_params run once per structure, not per step)
+        self._structure: tuple[Any, ...] | None = None
+        self._checked: ChipConfig | None = None
+        self._trainer: Any = None  # the trainer whose parameters have the structure `_structure`
+        # An in-process emulator runs a batch and the step in one core call (EmulatedChip.run_and_step);
+        # with this backend's quantisation it already holds the ideal model at the quantised
+        # parameters (its `network`), used for the gradients when its layout is the trainer's.
+        self._fused = isinstance(chip, EmulatedChip)
+        self._local = self._fused and chip.resources == resources  # type: ignore[attr-defined]
+        self._local_layout: tuple[tuple[Any, ...] | None, bool] | None = None
+        self._generation = -1  # the chip's `generation` after this backend's last write
 
     # ----------------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """Return ``{"backend": name, "chip_id": ...}`` (recorded in the run directory)."""
         return {"backend": self.name, "chip_id": self.chip_id}
 
+    def _shadow_config(self, params: list[dict[str, Any]], trainer: Any = None) -> ChipConfig:
+        """Return the chip configuration of the trainer's parameters (checked when their structure changes).
+
+        A trainer's layout and neuron parameters never change (it trains weights and delays only):
+        the structure of the parameters of the trainer seen last is not recomputed.
+        """
+        if trainer is None or trainer is not self._trainer:
+            key = _structure(params)
+            if key != self._structure or self._checked is None:
+                cfg = chip_config_from_params(params, self.input_repeat)
+                self._structure, self._checked = key, cfg
+                self._trainer = trainer
+                return cfg
+            self._trainer = trainer
+        # Same shapes, delay kinds and neuron parameters as a configuration that passed the checks;
+        # the core network holds finite weights and delays >= 0: only the values are new.
+        c = self._checked
+        syn: list[FloatArray | None] = []
+        for i, p in enumerate(params):
+            d = p.get("d_syn")
+            if d is not None and i == 0 and int(p.get("delay_group", 1)) > 1:
+                d = np.repeat(d, int(p["delay_group"]), axis=1)
+            syn.append(d)
+        return ChipConfig.unchecked(
+            weights=[p["w"] for p in params],
+            axonal_delays=[p.get("d_axo") for p in params],
+            synaptic_delays=syn,
+            dendritic_delays=[p.get("d_den") for p in params],
+            theta=c.theta,
+            tau_m=c.tau_m,
+            tau_s=c.tau_s,
+            input_repeat=c.input_repeat,
+        )
+
+    def _gradient_network(self, params: list[dict[str, Any]], cfg: ChipConfig) -> Any:
+        """Return the ideal model at the quantised weights and delays the chip ran (``at`` of the step)."""
+        if self._local:
+            net = self.chip.network  # type: ignore[attr-defined]
+            if self._local_layout is None or self._local_layout[0] != self._structure:
+                self._local_layout = (self._structure, net is not None and _structure(net.params()) == self._structure)
+            if self._local_layout[1]:
+                return net
+        # `at` only carries parameters (the trainer's threads run the step): one thread, no pool
+        return _core().Network(_quantised_params(params, quantise_config(cfg, self.resources)), threads=1)
+
+    def _step(self, trainer: Any, groups: FloatArray, x: FloatArray, y: npt.NDArray[Any], epoch: int) -> dict[str, Any]:
+        """One chip-in-the-loop step: configure, run (with stall retries), step at the measured times."""
+        if not self._fused:  # any Chip: configure, run, step_from_times
+            params = trainer.network().params()
+            cfg = self._shadow_config(params, trainer)
+            self.chip.configure(cfg)
+            res = self._run_groups(groups)
+            return trainer.step_from_times(x, res.times, y, epoch, at=self._gradient_network(params, cfg))
+        chip: EmulatedChip = self.chip  # type: ignore[assignment]
+        if self._writes_trainer(trainer):
+            # the chip holds this trainer's configuration and its network is the `at` of the step:
+            # quantise and write in one core call, then run and step in another
+            chip.write_trainer(trainer)
+            at = None
+        else:
+            params = trainer.network().params()
+            cfg = self._shadow_config(params, trainer)
+            chip.write(cfg)  # configure without computing the hash
+            at = self._gradient_network(params, cfg)
+        self._generation = chip.generation
+        return self._run_and_step(groups, trainer, x, y, epoch, at)
+
+    def _writes_trainer(self, trainer: Any) -> bool:
+        """Whether the chip holds the configuration this backend last wrote for ``trainer``, in its layout."""
+        return (
+            self._local
+            and trainer is self._trainer
+            and self._local_layout == (self._structure, True)
+            and self.chip.generation == self._generation  # type: ignore[attr-defined]
+        )
+
     def _configure(self, trainer: Any) -> tuple[list[dict[str, Any]], ChipConfig]:
         params = trainer.network().params()
-        cfg = chip_config_from_params(params, self.input_repeat)
+        cfg = self._shadow_config(params, trainer)
         self.chip.configure(cfg)
         return params, cfg
 
+    def _run_and_step(
+        self, groups: FloatArray, trainer: Any, x: FloatArray, y: npt.NDArray[Any], epoch: int, at: Any
+    ) -> dict[str, Any]:
+        """Run a batch and step on the in-process emulator (stall retries as :meth:`_run_groups`)."""
+        chip: EmulatedChip = self.chip  # type: ignore[assignment]
+        for attempt in range(self.max_retries + 1):
+            if chip.chip_id != self.chip_id:
+                raise ChipMismatch(f"result from chip {chip.chip_id!r}, but this run started on {self.chip_id!r}")
+            health, r = chip.run_and_step(groups, trainer, x, y, epoch, at=at)
+            self.dropped_events += health.dropped_events
+            if r is not None:
+                return r
+            if attempt < self.max_retries:
+                self.retries += 1
+        raise StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
+
     def _run(self, x: FloatArray) -> RunResult:
-        groups = np.ascontiguousarray(x[:, :: self.input_repeat])
+        return self._run_groups(np.ascontiguousarray(x[:, :: self.input_repeat]))
+
+    def _run_groups(self, groups: FloatArray) -> RunResult:
         for attempt in range(self.max_retries + 1):
             res = self.chip.run(groups)
             if res.chip_id != self.chip_id:
@@ -214,19 +355,17 @@ class ChipBackend:
             ``loss``, ``accuracy``, ``samples``, ``bumps``, ``silent_fraction``, and the chip's health
             in this epoch: ``retries`` (stalled runs repeated), ``dropped_events``.
         """
-        from delgrad_rs import _core
-
         loss_sum = correct = samples = bumps = 0.0
         silent: np.ndarray | None = None
         retries0, dropped0 = self.retries, self.dropped_events
+        order = np.asarray(order)
+        # the epoch's samples in order (the batches are contiguous views) and what the chip is sent
+        xs, ys = x[order], y[order]
+        gs = np.ascontiguousarray(xs[:, :: self.input_repeat])
         for start in range(0, len(order), batch):
-            idx = np.asarray(order[start : start + batch])
-            xb, yb = x[idx], y[idx]
-            params, cfg = self._configure(trainer)
-            res = self._run(xb)
-            at = _core.Network(_quantised_params(params, quantise_config(cfg, self.resources)))
-            r = trainer.step_from_times(xb, res.times, yb, epoch, at=at)
-            n = len(idx)
+            xb, yb, gb = xs[start : start + batch], ys[start : start + batch], gs[start : start + batch]
+            r = self._step(trainer, gb, xb, yb, epoch)
+            n = len(yb)
             loss_sum += r["loss"] * n
             correct += r["correct"]
             samples += n

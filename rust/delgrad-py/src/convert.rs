@@ -8,11 +8,24 @@ use numpy::ndarray::{Array1, Array2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyFloat;
 
 use crate::errors::{shape_err, value_err};
 
 /// A contiguous float64 copy of `obj` and its shape.
 pub fn f64_array(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<usize>, Vec<f64>)> {
+    // Fast paths (same result as the general one, without its numpy calls): a C-contiguous native
+    // float64 array is copied directly, a Python float (or numpy.float64) is a 0-d array.
+    if let Ok(arr) = obj.cast::<PyArrayDyn<f64>>() {
+        // (as_slice also accepts Fortran order: its memory order is not the row-major one needed)
+        let ro = arr.try_readonly().ok().filter(|ro| ro.is_c_contiguous());
+        if let Some(out) = ro.and_then(|ro| ro.as_slice().ok().map(|d| (ro.shape().to_vec(), d.to_vec()))) {
+            return Ok(out);
+        }
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok((Vec::new(), vec![f.value()]));
+    }
     let py = obj.py();
     let np = py.import("numpy")?;
     let arr = np

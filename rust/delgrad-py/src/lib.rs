@@ -22,7 +22,9 @@ use delgrad::optim::{Adam, AdamConfig, StepLr};
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
 use delgrad::solver::Method;
-use delgrad::train::{EpochReport, LayerSpec, StepReport, Tensor, TensorKind, TrainConfig, Trainer};
+use delgrad::train::{
+    Emulation, EpochReport, Grid, LayerSpec, StepReport, Tensor, TensorKind, TrainConfig, Trainer, changed_entries,
+};
 use numpy::ndarray::Array1;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::PyTypeError;
@@ -599,6 +601,95 @@ impl PyTrainer {
             Ok((r, start.elapsed().as_secs_f64()))
         })?;
         step_dict(py, &r, secs)
+    }
+
+    #[pyo3(signature = (like, *, weight_scale, weight_max, delay_offset, delay_step, delay_min, delay_max, time_unit))]
+    #[allow(clippy::too_many_arguments)]
+    fn quantised_network(
+        &self,
+        py: Python<'_>,
+        like: PyRef<'_, PyNetwork>,
+        weight_scale: f64,
+        weight_max: f64,
+        delay_offset: f64,
+        delay_step: f64,
+        delay_min: f64,
+        delay_max: f64,
+        time_unit: f64,
+    ) -> PyResult<(PyNetwork, usize)> {
+        let tr = &self.trainer;
+        let old = &like.net;
+        let (net, changed) = compute(py, || {
+            let grid = Grid::new(
+                weight_scale,
+                weight_max,
+                delay_offset,
+                delay_step,
+                delay_min,
+                delay_max,
+                time_unit,
+            )?;
+            let q = grid.quantise(tr.network());
+            let changed = changed_entries(old, &q)?;
+            Ok((q, changed))
+        })?;
+        let exec = Arc::clone(&like.exec);
+        Ok((PyNetwork { net, exec }, changed))
+    }
+
+    #[pyo3(signature = (chip, groups, x, y, epoch, *, at=None, repeat=1, pattern=None, noise=None, seed=0, counter=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn emulated_step<'py>(
+        &mut self,
+        py: Python<'py>,
+        chip: PyRef<'py, PyNetwork>,
+        groups: &Bound<'py, PyAny>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        epoch: usize,
+        at: Option<PyRef<'py, PyNetwork>>,
+        repeat: i64,
+        pattern: Option<&Bound<'py, PyAny>>,
+        noise: Option<&Bound<'py, PyAny>>,
+        seed: i128,
+        counter: i128,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let repeat = usize::try_from(repeat)
+            .map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
+        let (seed, counter) = (u64_arg(seed, "seed")?, u64_arg(counter, "counter")?);
+        let groups = matrix(groups, "groups")?;
+        let x = matrix(x, "x")?;
+        let y = indices(y, "y")?;
+        let noise = noise_from_dict(noise)?;
+        let pattern = match pattern.filter(|p| !p.is_none()) {
+            Some(p) => Some(pattern_from_list(p, &chip.net)?),
+            None => None,
+        };
+        let (tr, exec) = (&mut self.trainer, &*self.exec);
+        let (chip_net, chip_exec) = (&chip.net, &*chip.exec);
+        let at = at.as_ref().map_or(chip_net, |a| &a.net);
+        let emulation = Emulation {
+            repeat,
+            pattern: pattern.as_deref(),
+            noise: &noise,
+            seed,
+            counter,
+        };
+        let ((run, step), secs) = compute(py, || {
+            let start = Instant::now();
+            let net = tr.network();
+            net.validate_times("x", &x, net.n_in())?;
+            let r = tr.emulated_step(chip_net, &emulation, &groups, at, &x, &y, epoch, chip_exec, exec)?;
+            Ok((r, start.elapsed().as_secs_f64()))
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("dropped_events", run.dropped_events)?;
+        d.set_item("stalled_from", run.stalled_from)?;
+        match step {
+            Some(r) => d.set_item("step", step_dict(py, &r, secs)?)?,
+            None => d.set_item("step", py.None())?,
+        }
+        Ok(d)
     }
 
     fn train_epoch<'py>(

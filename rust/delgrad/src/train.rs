@@ -5,6 +5,7 @@ use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::forward::forward;
 use crate::gradient::{BackwardOptions, Gradients, backward};
+use crate::hardware::{HwRun, LayerPattern, NoiseParams, noisy_forward};
 use crate::kernel::Neuron;
 use crate::loss::{Loss, LossReport, evaluate};
 use crate::matrix::Matrix;
@@ -457,6 +458,43 @@ impl Trainer {
         self.given_times_step(Some(at), x, times, labels, epoch, exec)
     }
 
+    /// Chip-in-the-loop step on an emulated chip in one call: one run of
+    /// [`noisy_forward`] of `chip` (the network the chip holds: quantised weights and
+    /// delays, nominal neurons) on the input groups `groups` (`[batch, n_groups]`, fed `repeat`
+    /// times), then, unless the run stalled, [`Trainer::step_from_times_at`] at `at` with the
+    /// recorded times, the trainer's inputs `x` (`[batch, n_in]`) and `labels`. `chip_exec` runs
+    /// the chip, `exec` the step. Returns the run without its times (a stalled run takes no step:
+    /// the caller repeats it with the next `counter`) and the step report.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emulated_step(
+        &mut self,
+        chip: &Network,
+        emulation: &Emulation<'_>,
+        groups: &Matrix,
+        at: &Network,
+        x: &Matrix,
+        labels: &[usize],
+        epoch: usize,
+        chip_exec: &Executor,
+        exec: &Executor,
+    ) -> Result<(HwRun, Option<StepReport>)> {
+        if groups.rows() != x.rows() {
+            return Err(Error::shape(
+                "x",
+                format!("[{}, {}] (one row per input row)", groups.rows(), self.net.n_in()),
+                format!("[{}, {}]", x.rows(), x.cols()),
+            ));
+        }
+        let e = emulation;
+        let mut run = noisy_forward(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter, chip_exec)?;
+        if run.stalled_from.is_some() {
+            return Ok((run, None));
+        }
+        let times = std::mem::take(&mut run.times);
+        let step = self.step_from_times_at(at, x, &times, labels, epoch, exec)?;
+        Ok((run, Some(step)))
+    }
+
     /// Loss and stabilisers at given times; the backward pass at `at` (default: the trainer's network).
     fn given_times_step(
         &mut self,
@@ -655,6 +693,186 @@ impl Trainer {
         }
         Ok(acc)
     }
+}
+
+/// The weight and delay grid of a chip: weights `clip(round_half_even(scale w), -max, max) / scale`;
+/// delays `(n step + offset) / unit` with the setting `n = clip(round_half_even((d unit - offset) /
+/// step), n_min, n_max)` (BrainScaleS-2: scale 30, max 63, offset 2 us, step 0.125 us, n 50..250,
+/// unit 6 us). The operations are those of `delgrad_hw.bss2`, in the same order: the same values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    weight_scale: f64,
+    weight_max: f64,
+    delay_offset: f64,
+    delay_step: f64,
+    delay_min: f64,
+    delay_max: f64,
+    time_unit: f64,
+}
+
+impl Grid {
+    /// A grid; every value must be finite, scales, step and unit > 0, `weight_max` >= 0 and
+    /// `delay_min` <= `delay_max`.
+    pub fn new(
+        weight_scale: f64,
+        weight_max: f64,
+        delay_offset: f64,
+        delay_step: f64,
+        delay_min: f64,
+        delay_max: f64,
+        time_unit: f64,
+    ) -> Result<Self> {
+        for (name, v, positive) in [
+            ("weight_scale", weight_scale, true),
+            ("weight_max", weight_max, false),
+            ("delay_offset", delay_offset, false),
+            ("delay_step", delay_step, true),
+            ("delay_min", delay_min, false),
+            ("delay_max", delay_max, false),
+            ("time_unit", time_unit, true),
+        ] {
+            let ok = v.is_finite()
+                && if positive {
+                    v > 0.0
+                } else {
+                    name == "delay_offset" || v >= 0.0
+                };
+            if !ok {
+                let want = if positive {
+                    "a finite number > 0"
+                } else {
+                    "a finite number >= 0"
+                };
+                return Err(Error::value(
+                    format!("grid.{name}"),
+                    format!("expected {want}, got {v}"),
+                ));
+            }
+        }
+        if delay_min > delay_max {
+            return Err(Error::value(
+                "grid.delay_min",
+                format!("must be <= delay_max ({delay_max}), got {delay_min}"),
+            ));
+        }
+        Ok(Grid {
+            weight_scale,
+            weight_max,
+            delay_offset,
+            delay_step,
+            delay_min,
+            delay_max,
+            time_unit,
+        })
+    }
+
+    /// The weight on the grid.
+    pub fn weight(&self, w: f64) -> f64 {
+        (w * self.weight_scale)
+            .round_ties_even()
+            .max(-self.weight_max)
+            .min(self.weight_max)
+            / self.weight_scale
+    }
+
+    /// The delay on the grid (model units).
+    pub fn delay(&self, d: f64) -> f64 {
+        let n = ((d * self.time_unit - self.delay_offset) / self.delay_step)
+            .round_ties_even()
+            .max(self.delay_min)
+            .min(self.delay_max);
+        (n * self.delay_step + self.delay_offset) / self.time_unit
+    }
+
+    /// `net` with every weight and delay on the grid (neurons unchanged).
+    pub fn quantise(&self, net: &Network) -> Network {
+        let mut q = net.clone();
+        for layer in &mut q.layers {
+            layer.w.as_mut_slice().iter_mut().for_each(|w| *w = self.weight(*w));
+            let d = &mut layer.delays;
+            let delays = [
+                d.syn.as_mut().map(Matrix::as_mut_slice),
+                d.axo.as_deref_mut(),
+                d.den.as_deref_mut(),
+            ];
+            for v in delays.into_iter().flatten() {
+                v.iter_mut().for_each(|x| *x = self.delay(*x));
+            }
+        }
+        q
+    }
+}
+
+/// The number of weights and delays in which two networks of the same layout and neuron
+/// parameters differ (the entries a chip holding `old` rewrites for `new`); an error when the
+/// layouts (sizes, delay kinds and groups) or the neuron parameters differ.
+pub fn changed_entries(old: &Network, new: &Network) -> Result<usize> {
+    let layout = |n: &Network| -> Vec<(usize, usize, usize, bool, bool, bool)> {
+        n.layers
+            .iter()
+            .map(|l| {
+                let d = &l.delays;
+                (
+                    l.n_out(),
+                    l.n_in(),
+                    d.group,
+                    d.syn.is_some(),
+                    d.axo.is_some(),
+                    d.den.is_some(),
+                )
+            })
+            .collect()
+    };
+    if layout(old) != layout(new) {
+        return Err(Error::value(
+            "network",
+            "has another layout (sizes, delay kinds or groups) than the one on the chip",
+        ));
+    }
+    if old
+        .layers
+        .iter()
+        .zip(&new.layers)
+        .any(|(a, b)| a.theta != b.theta || a.neuron != b.neuron)
+    {
+        return Err(Error::value(
+            "network",
+            "has other neuron parameters (thresholds, time constants) than the one on the chip",
+        ));
+    }
+    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+    let opt = |a: Option<&[f64]>, b: Option<&[f64]>| a.zip(b).map_or(0, |(a, b)| diff(a, b));
+    Ok(old
+        .layers
+        .iter()
+        .zip(&new.layers)
+        .map(|(a, b)| {
+            let (da, db) = (&a.delays, &b.delays);
+            diff(a.w.as_slice(), b.w.as_slice())
+                + opt(
+                    da.syn.as_ref().map(Matrix::as_slice),
+                    db.syn.as_ref().map(Matrix::as_slice),
+                )
+                + opt(da.axo.as_deref(), db.axo.as_deref())
+                + opt(da.den.as_deref(), db.den.as_deref())
+        })
+        .sum())
+}
+
+/// One run of an emulated chip (the arguments of [`noisy_forward`] besides the network,
+/// the inputs and the executor).
+#[derive(Debug, Clone, Copy)]
+pub struct Emulation<'a> {
+    /// Input duplication of the first layer.
+    pub repeat: usize,
+    /// The placed fixed pattern per layer (None: a perfect chip).
+    pub pattern: Option<&'a [LayerPattern]>,
+    /// Temporal noise and read-out.
+    pub noise: &'a NoiseParams,
+    /// Seed of the temporal noise.
+    pub seed: u64,
+    /// Run counter (with `seed` the key of the run's noise).
+    pub counter: u64,
 }
 
 /// Totals of the steps of one epoch.

@@ -1,0 +1,176 @@
+//! `Trainer::emulated_step` (one call: noisy run + given-times step) equals `noisy_forward`
+//! followed by `Trainer::step_from_times_at`; a stalled run takes no step; bad input is an error.
+
+use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
+use delgrad::delay::DelayParam;
+use delgrad::hardware::{ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
+use delgrad::parallel::Executor;
+use delgrad::train::{Emulation, TrainConfig, Trainer};
+use delgrad::{Error, Matrix};
+
+#[path = "support/hw_net.rs"]
+mod hw_net;
+use hw_net::hw_net;
+
+fn inputs(n: usize) -> (Matrix, Matrix, Vec<usize>) {
+    let d = yin_yang(Split::Train);
+    let x = encode_times(&d.x, T_EARLY, T_LATE).unwrap();
+    let groups = Matrix::from_vec("x", n, 4, x.as_slice()[..4 * n].to_vec()).unwrap();
+    let mut v = Vec::new();
+    for b in 0..n {
+        for &t in groups.row(b) {
+            v.extend(std::iter::repeat_n(t, 5));
+        }
+    }
+    (groups, Matrix::from_vec("x", n, 20, v).unwrap(), d.y[..n].to_vec())
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        delay_param: DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
+        bump_limits: vec![0.05, 0.05],
+        ..TrainConfig::default()
+    }
+}
+
+/// The quantised network a chip holds (weights on the 1/30 grid; delays left as they are).
+fn quantised(net: &delgrad::network::Network) -> delgrad::network::Network {
+    let mut q = net.clone();
+    for l in &mut q.layers {
+        l.w.as_mut_slice()
+            .iter_mut()
+            .for_each(|w| *w = (30.0 * *w).round().clamp(-63.0, 63.0) / 30.0);
+    }
+    q
+}
+
+#[test]
+fn emulated_step_equals_a_run_then_a_step_at_the_recorded_times() {
+    let mut net = hw_net(3);
+    // outputs that fire, so that steps update instead of bumping
+    net.layers[1]
+        .w
+        .as_mut_slice()
+        .iter_mut()
+        .for_each(|w| *w = 0.6 + 2.0 * *w);
+    let chip = quantised(&net);
+    let (groups, x, labels) = inputs(40);
+    let exec = Executor::default();
+    let pattern: Vec<LayerPattern> = {
+        let p = ChipPattern::draw(256, 256, &PatternParams::bss2(), 7).unwrap();
+        chip.layers
+            .iter()
+            .map(|l| {
+                let mut lp = LayerPattern::ideal(l);
+                lp.theta_offset = p.theta_offset[..l.n_out()].to_vec();
+                lp
+            })
+            .collect()
+    };
+    let noise = NoiseParams::bss2();
+    let mut a = Trainer::new(net.clone(), config()).unwrap();
+    let mut b = Trainer::new(net.clone(), config()).unwrap();
+    for counter in 0..5 {
+        let e = Emulation {
+            repeat: 5,
+            pattern: Some(&pattern),
+            noise: &noise,
+            seed: 11,
+            counter,
+        };
+        let (run, step) = a
+            .emulated_step(&chip, &e, &groups, &chip, &x, &labels, 0, &exec, &exec)
+            .unwrap();
+        let want = noisy_forward(&chip, &groups, 5, Some(&pattern), &noise, 11, counter, &exec).unwrap();
+        let want_step = b.step_from_times_at(&chip, &x, &want.times, &labels, 0, &exec).unwrap();
+        assert_eq!(step, Some(want_step));
+        assert_eq!(
+            (run.dropped_events, run.stalled_from),
+            (want.dropped_events, want.stalled_from)
+        );
+        assert!(run.times.is_empty(), "the recorded times went into the step");
+        assert!(a.tensors == b.tensors);
+    }
+}
+
+#[test]
+fn a_stalled_run_takes_no_step_and_bad_input_is_an_error() {
+    let net = hw_net(4);
+    let chip = quantised(&net);
+    let (groups, x, labels) = inputs(20);
+    let exec = Executor::default();
+    let noise = NoiseParams {
+        stall_prob: 1.0,
+        ..NoiseParams::bss2()
+    };
+    let e = Emulation {
+        repeat: 5,
+        pattern: None,
+        noise: &noise,
+        seed: 1,
+        counter: 0,
+    };
+    let mut t = Trainer::new(net.clone(), config()).unwrap();
+    let before = t.tensors.clone();
+    let (run, step) = t
+        .emulated_step(&chip, &e, &groups, &chip, &x, &labels, 0, &exec, &exec)
+        .unwrap();
+    assert!(run.stalled_from.is_some() && step.is_none());
+    assert!(t.tensors == before && t.last_bumped.is_none());
+    let short = Matrix::from_vec("x", 10, 20, x.as_slice()[..200].to_vec()).unwrap();
+    let err = t
+        .emulated_step(&chip, &e, &groups, &chip, &short, &labels, 0, &exec, &exec)
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    let e3 = Emulation { repeat: 3, ..e };
+    let err = t
+        .emulated_step(&chip, &e3, &groups, &chip, &x, &labels, 0, &exec, &exec)
+        .unwrap_err();
+    assert!(err.to_string().contains("repeat"), "{err}");
+}
+
+#[test]
+fn the_grid_is_the_bss2_rule_and_counts_changed_entries() {
+    use delgrad::train::{Grid, changed_entries};
+    let g = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
+    // weights: round half to even on the 1/30 grid, clipped to +-63/30
+    for (w, want) in [
+        (0.5 / 30.0, 0.0),
+        (1.5 / 30.0, 2.0 / 30.0),
+        (-2.5 / 30.0, -2.0 / 30.0),
+        (5.0, 2.1),
+        (-9.0, -2.1),
+    ] {
+        assert_eq!(g.weight(w), want, "{w}");
+    }
+    // delays: (n 0.125 us + 2 us) / 6 us with n in 50..250
+    assert_eq!(g.delay(0.0), (50.0 * 0.125 + 2.0) / 6.0);
+    assert_eq!(g.delay(100.0), (250.0 * 0.125 + 2.0) / 6.0);
+    assert_eq!(g.delay(3.0), (128.0 * 0.125 + 2.0) / 6.0);
+    let net = hw_net(5);
+    let q = g.quantise(&net);
+    assert_eq!(changed_entries(&q, &q).unwrap(), 0);
+    let mut moved = net.clone();
+    moved.layers[0].w.as_mut_slice()[0] += 0.1; // crosses a grid line (3 steps)
+    moved.layers[1].delays.axo.as_mut().unwrap()[2] += 0.1; // ~5 settings
+    assert_eq!(changed_entries(&q, &g.quantise(&moved)).unwrap(), 2);
+    let mut other = q.clone();
+    other.layers[1].delays.axo = None;
+    assert!(changed_entries(&q, &other).unwrap_err().to_string().contains("layout"));
+    let mut hot = q.clone();
+    hot.layers[0].theta[3] += 0.1;
+    assert!(
+        changed_entries(&q, &hot)
+            .unwrap_err()
+            .to_string()
+            .contains("neuron parameters")
+    );
+    for bad in [
+        Grid::new(0.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0),
+        Grid::new(30.0, -1.0, 2.0, 0.125, 50.0, 250.0, 6.0),
+        Grid::new(30.0, 63.0, 2.0, 0.125, 250.0, 50.0, 6.0),
+        Grid::new(30.0, 63.0, f64::NAN, 0.125, 50.0, 250.0, 6.0),
+    ] {
+        assert!(matches!(bad, Err(Error::Value { .. })));
+    }
+}
