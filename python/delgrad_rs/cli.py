@@ -38,6 +38,9 @@ def _backend(args: argparse.Namespace, cfg: Any, seed: int | None) -> Any:
         raise DelgradError(f"--backend {spec}: the hardware package delgrad-hw is not installed ({e})") from None
     if seed is not None:
         cfg.seed = int(seed)
+    # The backend (an in-process emulator) runs on the threads the run asks for.
+    if getattr(args, "threads", None) is not None:
+        cfg.training.threads = int(args.threads)
     return make_backend(spec, cfg, token_file=args.token_file)
 
 

@@ -57,10 +57,19 @@ pub(crate) fn within_bound(bound: f64, e_max: f64) -> bool {
 /// First-spike time t from arrivals sorted by `a`, all >= `r0`, with factors e = e^{(a - r0)/tau_m},
 /// and its own factor X = e^{-(t - r0)/tau_m} (the next layer's and the backward pass's, for
 /// free from the scan); (+inf, 0) if u never reaches theta. Only where [`weight_bound`] allows it.
-pub(crate) fn first_spike_factored(neuron: &Neuron, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64) {
+///
+/// With `exists_only` the scan stops at the interval whose maximum reaches theta and returns its
+/// start (finite: the neuron spikes) and X = NaN, without solving for the crossing.
+pub(crate) fn first_spike_factored(
+    neuron: &Neuron,
+    theta: f64,
+    arrivals: &[Arrival],
+    r0: f64,
+    exists_only: bool,
+) -> (f64, f64) {
     match neuron.regime() {
-        Regime::Double => scan_double(neuron.tau_m(), theta, arrivals, r0),
-        _ => scan_equal(neuron.tau_m(), theta, arrivals, r0),
+        Regime::Double => scan_double(neuron.tau_m(), theta, arrivals, r0, exists_only),
+        _ => scan_equal(neuron.tau_m(), theta, arrivals, r0, exists_only),
     }
 }
 
@@ -82,7 +91,7 @@ fn interval_end(arrivals: &[Arrival], i: usize) -> Option<(f64, f64)> {
 /// The crossing lies in the interval iff the maximum of u over it reaches theta (u is below theta
 /// at its start): u at its end, or at the vertex X_v = P/(2Q) when that lies inside (then the test
 /// is P^2 >= 4 Q theta/tau_m). Multiplied out by E > 0, most intervals cost no sqrt or division.
-fn scan_double(tm: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64) {
+fn scan_double(tm: f64, theta: f64, arrivals: &[Arrival], r0: f64, exists_only: bool) -> (f64, f64) {
     let th = theta / tm;
     let (mut p, mut q) = (0.0f64, 0.0f64);
     for (i, x) in arrivals.iter().enumerate() {
@@ -96,7 +105,13 @@ fn scan_double(tm: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64)
         let last = end == f64::INFINITY;
         let pe = if last { 0.0 } else { p * e };
         let end_reaches = !last && pe - q >= th * e * e;
-        let vertex_reaches = q > 0.0 && (last || pe > 2.0 * q) && p * e_start < 2.0 * q && p * p >= 4.0 * q * th;
+        // The vertex X_v = P/(2Q) must be a time in the interval: 0 < X_v <= 1/E_start (and
+        // >= 1/E_end before the last arrival).
+        let vertex_reaches =
+            q > 0.0 && p > 0.0 && (last || pe > 2.0 * q) && p * e_start < 2.0 * q && p * p >= 4.0 * q * th;
+        if (end_reaches || vertex_reaches) && exists_only {
+            return (start, f64::NAN);
+        }
         if end_reaches || vertex_reaches {
             let root = (p * p - 4.0 * q * th).max(0.0).sqrt();
             let x = if q > 0.0 {
@@ -125,7 +140,7 @@ fn clamped(t: f64, x: f64, start: f64, end: f64, r0: f64, tm: f64) -> (f64, f64)
 /// theta: u_p when the peak lies inside, else u(end) = ((end - R) S - T)/E_end. Then
 /// y = y_p - tau (1 + W0(-theta/(e u_p))) and X = e^{-y/tau} = -theta/(S tau W0) (from
 /// e^{W0} = z/W0). The tests are multiplied out by S > 0 and E_end.
-fn scan_equal(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64) {
+fn scan_equal(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64, exists_only: bool) -> (f64, f64) {
     let (mut s, mut tt) = (0.0f64, 0.0f64);
     for (i, x) in arrivals.iter().enumerate() {
         let we = x.w * x.e;
@@ -150,6 +165,9 @@ fn scan_equal(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64) -> (f64, f64)
         let u_peak = s * tau * (-y_peak / tau).exp();
         if u_peak < theta {
             continue;
+        }
+        if exists_only {
+            return (start, f64::NAN);
         }
         if let Some(w0) = lambert_w0_checked(-(theta / u_peak) * (-1.0f64).exp()) {
             let y = y_peak - tau * (1.0 + w0);
@@ -186,7 +204,10 @@ mod tests {
                 e: ((a - r0) / neuron.tau_m()).exp(),
             })
             .collect();
-        let (t, x) = first_spike_factored(neuron, theta, &arr, r0);
+        let (t, x) = first_spike_factored(neuron, theta, &arr, r0, false);
+        // The existence test agrees with the solve.
+        let exists = first_spike_factored(neuron, theta, &arr, r0, true).0.is_finite();
+        assert_eq!(exists, t.is_finite(), "existence at theta {theta}: {pairs:?}");
         // The returned factor belongs to the returned time.
         let want = if t.is_finite() {
             (-(t - r0) / neuron.tau_m()).exp()
@@ -216,6 +237,28 @@ mod tests {
                         got == want || (got - want).abs() <= 1e-12 * want.abs().max(1.0),
                         "{tm} {ts} {theta} {pairs:?}: {got} vs {want}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn existence_agrees_with_the_solve_on_random_rows() {
+        let mut rng = crate::random::RandomState::new(11);
+        for (tm, ts) in [(2.0, 1.0), (1.0, 1.0)] {
+            let n = Neuron::new(tm, ts).unwrap();
+            for case in 0..4000 {
+                let len = 1 + case % 9;
+                let mut pairs: Vec<(f64, f64)> = (0..len)
+                    .map(|_| (3.0 * rng.random_sample(), 2.0 * rng.random_sample() - 0.6))
+                    .collect();
+                if case % 5 == 0 {
+                    pairs[0].0 = pairs[len - 1].0; // equal arrival times
+                }
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for theta in [0.02, 0.3, 1.0] {
+                    // asserts existence == solve inside
+                    factored(&n, theta, &pairs).unwrap();
                 }
             }
         }

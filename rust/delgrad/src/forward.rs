@@ -139,12 +139,13 @@ fn spike(
     factors: Option<(f64, f64)>,
     method: Method,
     pairs: &mut Vec<(f64, f64)>,
+    exists_only: bool,
 ) -> (f64, f64) {
     let layer = plan.layer;
     let theta = layer.theta[k];
     if let Some((r0, e_max)) = factors {
         if within_bound(plan.w_bound[k], e_max) {
-            return first_spike_factored(&layer.neuron, theta, arrivals, r0);
+            return first_spike_factored(&layer.neuron, theta, arrivals, r0, exists_only);
         }
     }
     pairs.clear();
@@ -195,7 +196,14 @@ fn sort_by_time(v: &mut [(f64, f64, usize)]) {
 /// every neuron scans them in that order) and by t_i for synaptic ones (then each neuron's
 /// arrivals t_i + d_ki are nearly sorted and an insertion sort finishes the job).
 pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &mut Scratch, method: Method) {
-    plan_times_after(plan, t_in, None, t_out, s, method);
+    plan_times_after(plan, t_in, None, t_out, s, method, false);
+}
+
+/// Which neurons of one layer spike for one sample: `spikes[k]` finite (not the spike time, which
+/// is not solved for where the factored scans apply) or +inf. What [`plan_times`] would say,
+/// for the check of measured times against the ideal model.
+pub(crate) fn plan_spiking(plan: &LayerPlan, t_in: &[f64], spikes: &mut [f64], s: &mut Scratch, method: Method) {
+    plan_times_after(plan, t_in, None, spikes, s, method, true);
 }
 
 /// [`plan_times`] for inputs that are the spikes of a layer whose factors are `prev`: their rise
@@ -207,6 +215,7 @@ fn plan_times_after(
     t_out: &mut [f64],
     s: &mut Scratch,
     method: Method,
+    exists_only: bool,
 ) {
     let layer = plan.layer;
     let tm = layer.neuron.tau_m();
@@ -262,7 +271,7 @@ fn plan_times_after(
         match &plan.shared {
             Some(shared) => {
                 s.arrivals.extend(kept.map(|&(a, e, i)| Arrival { a, w: w[i], e }));
-                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs).0 + shared.den[k];
+                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs, exists_only).0 + shared.den[k];
             }
             None => {
                 let d = plan.delays.row(k);
@@ -278,7 +287,7 @@ fn plan_times_after(
                     s.arrivals.extend(arrivals);
                     s.arrivals.sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
                 }
-                let (t, x) = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs);
+                let (t, x) = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs, exists_only);
                 *out = t;
                 if let Some(fall) = s.current.fall.get_mut(k) {
                     *fall = x;
@@ -298,7 +307,7 @@ pub(crate) fn sample_times(plans: &[LayerPlan], input: &[f64], row: &mut [f64], 
         let (t_out, tail) = rest.split_at_mut(plan.layer.n_out());
         // Borrow the previous layer's factors out of the scratch while this layer fills it.
         let prev = l.checked_sub(1).map(|p| std::mem::take(&mut s.factors[p]));
-        plan_times_after(plan, t_in, prev.as_ref(), t_out, s, method);
+        plan_times_after(plan, t_in, prev.as_ref(), t_out, s, method, false);
         if let Some(p) = prev {
             s.factors[l - 1] = p;
         }

@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch, plan_times};
+use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch, plan_spiking};
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -103,7 +103,7 @@ const FACTOR_RANGE: f64 = 300.0;
 pub(crate) struct Scratch {
     kernel: KernelScratch,
     deltas: Vec<Vec<f64>>,
-    /// The ideal model's times of the current layer (for `check_given_times`).
+    /// Whether the ideal model spikes (finite) in the current layer (for `check_given_times`).
     ideal: Vec<f64>,
     forward: ForwardScratch,
 }
@@ -352,7 +352,7 @@ impl Accumulator {
             let lp = &plan.layers[l];
             let ideal = plan.check.then(|| {
                 s.ideal.resize(net.layers[l].n_out(), 0.0);
-                plan_times(lp, t_in, &mut s.ideal, &mut s.forward, opts.method);
+                plan_spiking(lp, t_in, &mut s.ideal, &mut s.forward, opts.method);
                 &s.ideal[..]
             });
             let (inv, clip) = layer_backward(
