@@ -31,11 +31,11 @@
 
 use crate::error::{Error, Result};
 use crate::forward::{LayerPlan, Scratch as PlanScratch, plan_times};
-use crate::kernel::Neuron;
+use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
-use crate::solver::{Method, first_spike};
+use crate::solver::{Kernel, Method, first_spike, first_spike_general};
 use crate::streams::Stream;
 
 /// One FPGA clock cycle (8 ns at 125 MHz) in model time units of 6 us.
@@ -332,6 +332,12 @@ struct RunLayer {
     delays: Matrix,
     /// Per-neuron time constants (the fixed pattern's tau mismatch).
     neurons: Vec<Neuron>,
+    /// The general-regime kernel constants of every neuron whose ratio tau_m/tau_s has no closed
+    /// form (computed once per run instead of once per sample).
+    kernels: Vec<Option<Kernel>>,
+    /// The delay d_i of every input when all neurons share it (no synaptic or dendritic delays):
+    /// then every neuron sees its inputs in the same order and one sort per sample serves all.
+    shared_delays: Option<Vec<f64>>,
     jitter: Jitter,
     /// Whether every neuron has the layer's time constants, no per-sample threshold noise is drawn
     /// and jitter is per delay group: then the ideal forward pass's planned scans
@@ -482,10 +488,18 @@ fn prepare(
             let planned = noise.theta_sample_std == 0.0
                 && jitter != Jitter::PerSynapse
                 && neurons.iter().all(|n| *n == layer.neuron);
+            let kernels = neurons
+                .iter()
+                .map(|n| (n.regime() == Regime::General).then(|| Kernel::new(n)))
+                .collect();
+            let shared_delays = (d.syn.is_none() && d.den.is_none() && jitter != Jitter::PerSynapse && n_out > 0)
+                .then(|| delays.row(0).to_vec());
             Ok(RunLayer {
                 run,
                 delays,
                 neurons,
+                kernels,
+                shared_delays,
                 jitter,
                 planned,
             })
@@ -499,6 +513,8 @@ struct Scratch {
     t_out: Vec<f64>,
     shifted: Vec<f64>,
     group_jitter: Vec<f64>,
+    /// Arrival time and input index of the finite inputs, sorted by time (shared-order layers).
+    order: Vec<(f64, usize)>,
     arrivals: Vec<(f64, f64)>,
     plan: PlanScratch,
 }
@@ -567,26 +583,55 @@ fn sample(
             }
             None => {
                 let mut theta_noise = lkey(effect::THETA_SAMPLE);
+                if let Some(d) = &rl.shared_delays {
+                    // One order for all neurons: a_i = t_i + d_i (+ the jitter of i's delay unit).
+                    sc.order.clear();
+                    let gj = &sc.group_jitter;
+                    sc.order.extend(
+                        sc.t_in
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, t)| t.is_finite())
+                            .map(|(i, &t)| {
+                                let a = match rl.jitter {
+                                    Jitter::PerGroup(g) => t + d[i] + gj[i / g],
+                                    _ => t + d[i],
+                                };
+                                (a, i)
+                            }),
+                    );
+                    sc.order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                }
                 for k in 0..n_out {
                     sc.arrivals.clear();
-                    let (d, w) = (rl.delays.row(k), rl.run.w.row(k));
-                    for (i, &t) in sc.t_in.iter().enumerate() {
-                        if !t.is_finite() || w[i] == 0.0 {
-                            continue;
+                    let w = rl.run.w.row(k);
+                    if rl.shared_delays.is_some() {
+                        let kept = sc.order.iter().filter(|x| w[x.1] != 0.0);
+                        sc.arrivals.extend(kept.map(|&(a, i)| (a, w[i])));
+                    } else {
+                        let d = rl.delays.row(k);
+                        for (i, &t) in sc.t_in.iter().enumerate() {
+                            if !t.is_finite() || w[i] == 0.0 {
+                                continue;
+                            }
+                            let a = match rl.jitter {
+                                Jitter::Off => t + d[i],
+                                Jitter::PerGroup(g) => t + d[i] + sc.group_jitter[i / g],
+                                Jitter::PerSynapse => t + d[i] + noise.jitter_std * jit.normal(),
+                            };
+                            sc.arrivals.push((a, w[i]));
                         }
-                        let a = match rl.jitter {
-                            Jitter::Off => t + d[i],
-                            Jitter::PerGroup(g) => t + d[i] + sc.group_jitter[i / g],
-                            Jitter::PerSynapse => t + d[i] + noise.jitter_std * jit.normal(),
-                        };
-                        sc.arrivals.push((a, w[i]));
+                        sc.arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
                     }
-                    sc.arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
                     let mut theta = rl.run.theta[k];
                     if noise.theta_sample_std > 0.0 {
                         theta += noise.theta_sample_std * theta_noise.normal();
                     }
-                    let t = first_spike(&rl.neurons[k], theta.max(MIN_THETA), &sc.arrivals, Method::Auto);
+                    let theta = theta.max(MIN_THETA);
+                    let t = match &rl.kernels[k] {
+                        Some(kn) => first_spike_general(kn, theta, &sc.arrivals),
+                        None => first_spike(&rl.neurons[k], theta, &sc.arrivals, Method::Auto),
+                    };
                     sc.t_out.push(t);
                 }
             }

@@ -13,10 +13,14 @@
 use crate::kernel::{Neuron, Regime};
 use crate::lambertw::lambert_w0_checked;
 
+mod general;
+pub(crate) use general::{Kernel, first_spike_general};
+
 /// How crossings are solved on each interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Method {
-    /// Closed forms where the regime has one (Lambert W0, quadratic), bracketing otherwise.
+    /// Closed forms where the regime has one (Lambert W0, quadratic); otherwise the current and
+    /// potential scan of `general` (two transcendentals per interval, Halley on the crossing one).
     #[default]
     Auto,
     /// Bracketing and safeguarded Newton in every regime (a reference for the closed forms).
@@ -161,7 +165,8 @@ pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method:
     match (method, neuron.regime()) {
         (Method::Auto, Regime::Double) => scan_double(neuron.tau_m(), theta, arrivals),
         (Method::Auto, Regime::Equal) => scan_equal(neuron.tau_m(), theta, arrivals),
-        _ => scan_general(neuron, theta, arrivals),
+        (Method::Auto, Regime::General) => first_spike_general(&Kernel::new(neuron), theta, arrivals),
+        (Method::Bracket, _) => scan_general(neuron, theta, arrivals),
     }
 }
 

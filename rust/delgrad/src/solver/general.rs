@@ -1,0 +1,211 @@
+//! The first-spike scan for any ratio tau_m/tau_s (the general regime) in O(1) per interval.
+//!
+//! The state at the start r of an interval is the synaptic current I (= sum w e^{-(r-a)/tau_s},
+//! C_m = 1) and the potential V = u(r). With s = t - r the membrane ODE du/ds = -u/tau_m + I e^{-s/tau_s}
+//! gives
+//!
+//! u(s) = I kappa(s) + V x(s),  u'(s) = I y(s) - u(s)/tau_m,  u''(s) = -I y(s)/tau_s - u'(s)/tau_m,
+//!
+//! with x = e^{-s/tau_m}, y = e^{-s/tau_s} and kappa(s) = (x - y)/delta, delta = 1/tau_s - 1/tau_m.
+//! The values at the interval end L are also the next state (I <- I y(L), V <- u(L)), so each interval
+//! costs two transcendentals ([`Kernel::at`]), and every exponent is <= 0 (no overflow). u has at
+//! most one critical point, so with u(0) < theta the interval holds the crossing iff u(L) >= theta, or
+//! u rises at 0, falls at L and its peak at s* reaches theta; s* solves
+//! e^{-delta s*} = (1 + delta V/I)/(1 + delta tau_m). Only that interval is handed to the root finder
+//! (Halley steps safeguarded by bisection, to machine precision).
+
+use super::scan_intervals;
+use crate::kernel::Neuron;
+
+/// Below this |delta| s the fast decay is z (1 + expm1(-|delta| s)) (exact to rounding while
+/// 1 + expm1 >= 1/2); above it both decays are taken directly and kappa = (x - y)/delta cancels at
+/// most one bit.
+const EXPM1_RANGE: f64 = std::f64::consts::LN_2;
+
+/// The per-neuron constants of the general-regime kernel (times in model units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Kernel {
+    tau_m: f64,
+    inv_tau_m: f64,
+    inv_tau_s: f64,
+    /// 1 / max(tau_m, tau_s): the slow decay z = e^{-s/tau_max}.
+    inv_tau_slow: f64,
+    /// 1 / min(tau_m, tau_s).
+    inv_tau_fast: f64,
+    /// delta = 1/tau_s - 1/tau_m (1/model unit).
+    delta: f64,
+    /// |delta|.
+    abs_delta: f64,
+    /// tau_m >= tau_s: x is the slow decay.
+    membrane_slow: bool,
+    /// ln(1 + delta tau_m), the critical-point term that does not depend on the state.
+    ln_peak: f64,
+}
+
+/// x = e^{-s/tau_m}, y = e^{-s/tau_s} and kappa(s) at one s >= 0.
+#[derive(Debug, Clone, Copy)]
+struct Decays {
+    x: f64,
+    y: f64,
+    k: f64,
+}
+
+impl Kernel {
+    pub(crate) fn new(neuron: &Neuron) -> Self {
+        let (tm, ts) = (neuron.tau_m(), neuron.tau_s());
+        let delta = 1.0 / ts - 1.0 / tm;
+        Kernel {
+            tau_m: tm,
+            inv_tau_m: 1.0 / tm,
+            inv_tau_s: 1.0 / ts,
+            inv_tau_slow: 1.0 / tm.max(ts),
+            inv_tau_fast: 1.0 / tm.min(ts),
+            delta,
+            abs_delta: delta.abs(),
+            membrane_slow: tm >= ts,
+            ln_peak: (delta * tm).ln_1p(),
+        }
+    }
+
+    /// The decays at s >= 0 (finite). kappa = z (1 - e^{-|delta| s})/|delta| with the slow decay z,
+    /// which neither cancels for tau_m ~ tau_s nor overflows (s z when delta rounds to 0).
+    #[inline]
+    fn at(&self, s: f64) -> Decays {
+        let z = (-s * self.inv_tau_slow).exp();
+        let ds = self.abs_delta * s;
+        let (fast, k) = if ds < EXPM1_RANGE {
+            let e = (-ds).exp_m1();
+            let k = if self.abs_delta > 0.0 {
+                z * (-e / self.abs_delta)
+            } else {
+                s * z
+            };
+            (z * (1.0 + e), k)
+        } else {
+            let f = (-s * self.inv_tau_fast).exp();
+            (f, (z - f) / self.abs_delta)
+        };
+        let (x, y) = if self.membrane_slow { (z, fast) } else { (fast, z) };
+        Decays { x, y, k }
+    }
+
+    /// The critical point s* > 0 of u with current `i` > 0 and potential `v` at s = 0, if any.
+    #[inline]
+    fn critical_point(&self, i: f64, v: f64) -> Option<f64> {
+        let q = self.delta * v / i;
+        if q <= -1.0 {
+            return None;
+        }
+        let s = (self.ln_peak - q.ln_1p()) / self.delta;
+        (s.is_finite() && s > 0.0).then_some(s)
+    }
+}
+
+/// The state of one interval: current `i` and potential `v` at its start.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    i: f64,
+    v: f64,
+}
+
+impl State {
+    /// (u, u', u'') at s.
+    #[inline]
+    fn eval(&self, kn: &Kernel, s: f64) -> (f64, f64, f64) {
+        let d = kn.at(s);
+        let u = self.i * d.k + self.v * d.x;
+        let iy = self.i * d.y;
+        let du = iy - u * kn.inv_tau_m;
+        (u, du, -iy * kn.inv_tau_s - du * kn.inv_tau_m)
+    }
+
+    /// The crossing u(s) = theta in [lo, hi], where u - theta changes sign exactly once from < 0
+    /// (at lo) to >= 0 (at hi), starting at `x0`: Halley steps, bisection when a step leaves the
+    /// bracket or the slope is not positive; stops when a step is below 4 ulp.
+    fn solve(&self, kn: &Kernel, theta: f64, mut lo: f64, mut hi: f64, x0: f64) -> f64 {
+        let mut x = if x0 > lo && x0 < hi { x0 } else { 0.5 * (lo + hi) };
+        for _ in 0..200 {
+            let (u, du, d2u) = self.eval(kn, x);
+            let f = u - theta;
+            if f == 0.0 {
+                return x;
+            }
+            if f < 0.0 {
+                lo = x;
+            } else {
+                hi = x;
+            }
+            // Halley: x - 2 f f' / (2 f'^2 - f f''); plain Newton where that denominator is not
+            // safely positive.
+            let den = 2.0 * du * du - f * d2u;
+            let step = if du > 0.0 && den > du * du {
+                2.0 * f * du / den
+            } else {
+                f / du
+            };
+            let newton = x - step;
+            let next = if du > 0.0 && newton > lo && newton < hi {
+                newton
+            } else {
+                0.5 * (lo + hi)
+            };
+            if (next - x).abs() <= 4.0 * f64::EPSILON * x.abs().max(f64::MIN_POSITIVE) || next <= lo || next >= hi {
+                return if f < 0.0 { next.clamp(lo, hi) } else { x };
+            }
+            x = next;
+        }
+        x
+    }
+}
+
+/// First-spike time of a general-regime neuron (threshold `theta` > 0) from (arrival, weight)
+/// pairs sorted by arrival; +inf if u never reaches theta.
+pub(crate) fn first_spike_general(kn: &Kernel, theta: f64, arrivals: &[(f64, f64)]) -> f64 {
+    let tm = kn.tau_m;
+    let mut st = State { i: 0.0, v: 0.0 };
+    scan_intervals(arrivals, |r, w, len| {
+        st.i += w;
+        if st.v >= theta {
+            return Some(r); // only when theta <= 0 (or rounding) puts u(0) at threshold
+        }
+        if len.is_finite() {
+            let d = kn.at(len);
+            let (i_end, v_end) = (st.i * d.y, st.i * d.k + st.v * d.x);
+            let hit = if v_end >= theta {
+                // u(0) < theta <= u(L): start from the secant point
+                let x0 = len * (theta - st.v) / (v_end - st.v);
+                Some(r + st.solve(kn, theta, 0.0, len, x0))
+            } else if st.i * tm > st.v && i_end * tm < v_end {
+                peak_crossing(kn, &st, theta, len).map(|s| r + s)
+            } else {
+                None
+            };
+            st = State { i: i_end, v: v_end };
+            hit
+        } else if st.i * tm > st.v {
+            peak_crossing(kn, &st, theta, f64::INFINITY).map(|s| r + s)
+        } else {
+            None
+        }
+    })
+}
+
+/// The crossing before the peak s* < `len` of u when it reaches theta (u rises at 0).
+fn peak_crossing(kn: &Kernel, st: &State, theta: f64, len: f64) -> Option<f64> {
+    if st.i <= 0.0 {
+        return None;
+    }
+    let peak = kn.critical_point(st.i, st.v)?.min(len);
+    let (u, _, d2u) = st.eval(kn, peak);
+    if u < theta {
+        return None;
+    }
+    // Near the peak u ~ u* + u''(s - s*)^2/2: a start that is already close for (near-)tangential
+    // crossings.
+    let x0 = if d2u < 0.0 {
+        peak - (2.0 * (u - theta) / -d2u).sqrt()
+    } else {
+        0.5 * peak
+    };
+    Some(st.solve(kn, theta, 0.0, peak, x0))
+}
