@@ -92,11 +92,16 @@ impl Kernel {
     /// The critical point s* > 0 of u with current `i` > 0 and potential `v` at s = 0, if any.
     #[inline]
     fn critical_point(&self, i: f64, v: f64) -> Option<f64> {
-        let q = self.delta * v / i;
-        if q <= -1.0 {
-            return None;
-        }
-        let s = (self.ln_peak - q.ln_1p()) / self.delta;
+        let s = if self.delta == 0.0 {
+            // 1/tau_s and 1/tau_m round to the same number: the tau_m = tau_s limit
+            self.tau_m - v / i
+        } else {
+            let q = self.delta * v / i;
+            if q <= -1.0 {
+                return None;
+            }
+            (self.ln_peak - q.ln_1p()) / self.delta
+        };
         (s.is_finite() && s > 0.0).then_some(s)
     }
 }
@@ -208,4 +213,89 @@ fn peak_crossing(kn: &Kernel, st: &State, theta: f64, len: f64) -> Option<f64> {
         0.5 * peak
     };
     Some(st.solve(kn, theta, 0.0, peak, x0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solver::{Method, first_spike};
+
+    /// Deterministic cases: single and several inputs, inhibition, equal arrival times.
+    const CASES: &[&[(f64, f64)]] = &[
+        &[(0.1, 1.5)],
+        &[(0.1, 0.7), (0.3, 0.7), (0.3, -0.2), (1.2, 2.0)],
+        &[(0.0, -1.0), (0.5, 3.0), (0.6, 0.1)],
+        &[(0.2, 0.4), (0.9, 0.4), (1.7, 0.4), (2.5, 0.4)],
+        &[(0.0, 5.0), (0.01, -4.9), (3.0, 0.1)],
+        &[(0.0, 1.0), (0.0, 1.0), (0.0, -0.5), (2.0, 0.0), (40.0, 3.0)],
+    ];
+
+    fn close(got: f64, want: f64, tol: f64) -> bool {
+        got == want || (got - want).abs() <= tol * want.abs().max(1.0)
+    }
+
+    #[test]
+    fn closed_forms_at_ratio_one_and_two() {
+        // The general scan run on the exact ratios 2 and 1 (delta = 0) against the closed forms.
+        for (tm, ts) in [(2.0, 1.0), (1.0, 0.5), (1.0, 1.0), (1.5, 1.5)] {
+            let n = Neuron::new(tm, ts).unwrap();
+            let kn = Kernel::new(&n);
+            for pairs in CASES {
+                for theta in [0.05, 0.3, 1.0, 2.6] {
+                    let want = first_spike(&n, theta, pairs, Method::Auto);
+                    let got = first_spike_general(&kn, theta, pairs);
+                    assert!(close(got, want, 1e-12), "{tm} {ts} {theta} {pairs:?}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_bracketed_scan() {
+        for (tm, ts) in [
+            (1.7, 0.6),
+            (0.6, 1.7),
+            (1.0, 1.03),
+            (1.0, 1.0 + 1e-9),
+            (2.0, 1.0 + 1e-7),
+            (5.0, 0.2),
+        ] {
+            let n = Neuron::new(tm, ts).unwrap();
+            for pairs in CASES {
+                for theta in [0.05, 0.3, 1.0, 2.6] {
+                    let want = first_spike(&n, theta, pairs, Method::Bracket);
+                    let got = first_spike(&n, theta, pairs, Method::Auto);
+                    assert!(close(got, want, 1e-12), "{tm} {ts} {theta} {pairs:?}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decays_match_the_kernel() {
+        for (tm, ts) in [(1.7, 0.6), (0.6, 1.7), (1.0, 1.03), (1.0, 1.0 + 1e-12)] {
+            let n = Neuron::new(tm, ts).unwrap();
+            let kn = Kernel::new(&n);
+            for s in [0.0, 1e-9, 0.1, 0.69, 0.7, 1.0, 3.0, 30.0, 800.0, 1e6] {
+                let d = kn.at(s);
+                let (k, _) = n.kappa_and_slope(s);
+                assert!(close(d.k, k, 1e-14) || (d.k - k).abs() < 1e-300, "{tm} {ts} {s}");
+                assert!(close(d.x, (-s / tm).exp(), 1e-14), "{tm} {ts} {s}");
+                assert!(close(d.y, (-s / ts).exp(), 1e-14), "{tm} {ts} {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn critical_point_is_where_the_slope_vanishes() {
+        for (tm, ts) in [(1.7, 0.6), (0.6, 1.7), (1.0, 1.03), (1.0, 1.0)] {
+            let kn = Kernel::new(&Neuron::new(tm, ts).unwrap());
+            for (i, v) in [(1.0, 0.0), (2.0, 0.5), (0.5, -0.1)] {
+                let st = State { i, v };
+                let s = kn.critical_point(i, v).unwrap_or_else(|| panic!("{tm} {ts} {i} {v}"));
+                let (_, du, d2u) = st.eval(&kn, s);
+                assert!(du.abs() < 1e-14 * i && d2u < 0.0, "{tm} {ts} {i} {v}: {du}");
+            }
+        }
+    }
 }
