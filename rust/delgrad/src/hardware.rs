@@ -515,6 +515,8 @@ struct Scratch {
     group_jitter: Vec<f64>,
     /// Arrival time and input index of the finite inputs, sorted by time (shared-order layers).
     order: Vec<(f64, usize)>,
+    /// Runs of equal arrival times in `order`: (time, end of the run in `order`).
+    runs: Vec<(f64, usize)>,
     arrivals: Vec<(f64, f64)>,
     plan: PlanScratch,
 }
@@ -601,13 +603,30 @@ fn sample(
                             }),
                     );
                     sc.order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                    // Copies of an input share their delay unit, so they arrive together: each
+                    // neuron sums their weights instead of the scan merging them one by one.
+                    sc.runs.clear();
+                    for (j, &(a, _)) in sc.order.iter().enumerate() {
+                        match sc.runs.last_mut() {
+                            Some(run) if run.0 == a => run.1 = j + 1,
+                            _ => sc.runs.push((a, j + 1)),
+                        }
+                    }
                 }
                 for k in 0..n_out {
                     sc.arrivals.clear();
                     let w = rl.run.w.row(k);
                     if rl.shared_delays.is_some() {
-                        let kept = sc.order.iter().filter(|x| w[x.1] != 0.0);
-                        sc.arrivals.extend(kept.map(|&(a, i)| (a, w[i])));
+                        let mut start = 0;
+                        for &(a, end) in &sc.runs {
+                            // Summed in the order the scan would merge them. A zero sum adds no current:
+                            // leaving it out only saves an interval boundary.
+                            let sum: f64 = sc.order[start..end].iter().map(|&(_, i)| w[i]).sum();
+                            if sum != 0.0 {
+                                sc.arrivals.push((a, sum));
+                            }
+                            start = end;
+                        }
                     } else {
                         let d = rl.delays.row(k);
                         for (i, &t) in sc.t_in.iter().enumerate() {

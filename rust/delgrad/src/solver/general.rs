@@ -113,24 +113,37 @@ struct State {
     v: f64,
 }
 
+/// u and its first three derivatives at one s.
+#[derive(Debug, Clone, Copy)]
+struct Derivatives {
+    u: f64,
+    du: f64,
+    d2u: f64,
+    d3u: f64,
+}
+
 impl State {
-    /// (u, u', u'') at s.
+    /// u, u', u'', u''' at s (u^(n+1) = (-1/tau_s)^n I y - u^(n)/tau_m).
     #[inline]
-    fn eval(&self, kn: &Kernel, s: f64) -> (f64, f64, f64) {
+    fn eval(&self, kn: &Kernel, s: f64) -> Derivatives {
         let d = kn.at(s);
         let u = self.i * d.k + self.v * d.x;
         let iy = self.i * d.y;
         let du = iy - u * kn.inv_tau_m;
-        (u, du, -iy * kn.inv_tau_s - du * kn.inv_tau_m)
+        let d2u = -iy * kn.inv_tau_s - du * kn.inv_tau_m;
+        let d3u = iy * kn.inv_tau_s * kn.inv_tau_s - d2u * kn.inv_tau_m;
+        Derivatives { u, du, d2u, d3u }
     }
 
     /// The crossing u(s) = theta in [lo, hi], where u - theta changes sign exactly once from < 0
     /// (at lo) to >= 0 (at hi), starting at `x0`: Halley steps, bisection when a step leaves the
-    /// bracket or the slope is not positive; stops when a step is below 4 ulp.
+    /// bracket or the slope is not positive. Stops when a step is below 4 ulp, or after a Halley
+    /// step h whose predicted error K h^3, K = (f''/2f')^2 - f'''/6f', is below an ulp of the root
+    /// (saves the evaluation that would only confirm convergence).
     fn solve(&self, kn: &Kernel, theta: f64, mut lo: f64, mut hi: f64, x0: f64) -> f64 {
         let mut x = if x0 > lo && x0 < hi { x0 } else { 0.5 * (lo + hi) };
         for _ in 0..200 {
-            let (u, du, d2u) = self.eval(kn, x);
+            let Derivatives { u, du, d2u, d3u } = self.eval(kn, x);
             let f = u - theta;
             if f == 0.0 {
                 return x;
@@ -143,19 +156,21 @@ impl State {
             // Halley: x - 2 f f' / (2 f'^2 - f f''); plain Newton where that denominator is not
             // safely positive.
             let den = 2.0 * du * du - f * d2u;
-            let step = if du > 0.0 && den > du * du {
-                2.0 * f * du / den
-            } else {
-                f / du
-            };
+            let halley = du > 0.0 && den > du * du;
+            let step = if halley { 2.0 * f * du / den } else { f / du };
             let newton = x - step;
-            let next = if du > 0.0 && newton > lo && newton < hi {
-                newton
-            } else {
-                0.5 * (lo + hi)
-            };
+            let inside = du > 0.0 && newton > lo && newton < hi;
+            let next = if inside { newton } else { 0.5 * (lo + hi) };
             if (next - x).abs() <= 4.0 * f64::EPSILON * x.abs().max(f64::MIN_POSITIVE) || next <= lo || next >= hi {
                 return if f < 0.0 { next.clamp(lo, hi) } else { x };
+            }
+            if inside && halley {
+                let r = d2u / (2.0 * du);
+                let k = (r * r - d3u / (6.0 * du)).abs();
+                // |step| small against the curvature scale keeps the cubic error model valid
+                if (step * r).abs() <= 1e-3 && 4.0 * k * (step * step * step).abs() <= f64::EPSILON * next.abs() {
+                    return next;
+                }
             }
             x = next;
         }
@@ -177,8 +192,8 @@ pub(crate) fn first_spike_general(kn: &Kernel, theta: f64, arrivals: &[(f64, f64
             let d = kn.at(len);
             let (i_end, v_end) = (st.i * d.y, st.i * d.k + st.v * d.x);
             let hit = if v_end >= theta {
-                // u(0) < theta <= u(L): start from the secant point
-                let x0 = len * (theta - st.v) / (v_end - st.v);
+                let (d0, d1) = (st.i - st.v * kn.inv_tau_m, i_end - v_end * kn.inv_tau_m);
+                let x0 = hermite_root(len, st.v - theta, d0, v_end - theta, d1);
                 Some(r + st.solve(kn, theta, 0.0, len, x0))
             } else if st.i * tm > st.v && i_end * tm < v_end {
                 peak_crossing(kn, &st, theta, len).map(|s| r + s)
@@ -201,18 +216,34 @@ fn peak_crossing(kn: &Kernel, st: &State, theta: f64, len: f64) -> Option<f64> {
         return None;
     }
     let peak = kn.critical_point(st.i, st.v)?.min(len);
-    let (u, _, d2u) = st.eval(kn, peak);
-    if u < theta {
+    let at_peak = st.eval(kn, peak);
+    if at_peak.u < theta {
         return None;
     }
-    // Near the peak u ~ u* + u''(s - s*)^2/2: a start that is already close for (near-)tangential
-    // crossings.
-    let x0 = if d2u < 0.0 {
-        peak - (2.0 * (u - theta) / -d2u).sqrt()
-    } else {
-        0.5 * peak
-    };
+    let d0 = st.i - st.v * kn.inv_tau_m;
+    let x0 = hermite_root(peak, st.v - theta, d0, at_peak.u - theta, at_peak.du);
     Some(st.solve(kn, theta, 0.0, peak, x0))
+}
+
+/// A start for the root finder on [0, len] from f = u - theta at the ends (f0 < 0 <= f1) and the
+/// slopes d0, d1 there (free from the scan): the root of the cubic Hermite interpolant, by Newton
+/// from the secant point in tau = s/len, p(tau) = f0 + c1 tau + c2 tau^2 + c3 tau^3. Its error is
+/// O(len^4 u''''), so the exact iteration starts a few digits from the crossing.
+#[inline]
+fn hermite_root(len: f64, f0: f64, d0: f64, f1: f64, d1: f64) -> f64 {
+    let (a, b) = (len * d0, len * d1);
+    let (c1, c2, c3) = (a, 3.0 * (f1 - f0) - 2.0 * a - b, 2.0 * (f0 - f1) + a + b);
+    let mut t = f0 / (f0 - f1);
+    for _ in 0..4 {
+        let p = f0 + t * (c1 + t * (c2 + t * c3));
+        let dp = c1 + t * (2.0 * c2 + 3.0 * t * c3);
+        let next = t - p / dp;
+        if !(dp > 0.0 && next > 0.0 && next < 1.0) {
+            break;
+        }
+        t = next;
+    }
+    t * len
 }
 
 #[cfg(test)]
@@ -293,8 +324,8 @@ mod tests {
             for (i, v) in [(1.0, 0.0), (2.0, 0.5), (0.5, -0.1)] {
                 let st = State { i, v };
                 let s = kn.critical_point(i, v).unwrap_or_else(|| panic!("{tm} {ts} {i} {v}"));
-                let (_, du, d2u) = st.eval(&kn, s);
-                assert!(du.abs() < 1e-14 * i && d2u < 0.0, "{tm} {ts} {i} {v}: {du}");
+                let d = st.eval(&kn, s);
+                assert!(d.du.abs() < 1e-14 * i && d.d2u < 0.0, "{tm} {ts} {i} {v}: {}", d.du);
             }
         }
     }
