@@ -17,10 +17,33 @@
 use super::scan_intervals;
 use crate::kernel::Neuron;
 
-/// Below this |delta| s the fast decay is z (1 + expm1(-|delta| s)) (exact to rounding while
-/// 1 + expm1 >= 1/2); above it both decays are taken directly and kappa = (x - y)/delta cancels at
-/// most one bit.
+/// Below this |delta| s the fast decay is z (1 - |delta| s phi(|delta| s)) (exact to rounding while
+/// that factor is >= 1/2); above it both decays are taken directly and kappa = (x - y)/delta cancels
+/// at most one bit.
 const EXPM1_RANGE: f64 = std::f64::consts::LN_2;
+
+/// Below this |delta| s, phi is summed as a series instead of calling expm1 (with 3% tau mismatch
+/// nearly every interval).
+const SERIES_RANGE: f64 = 0.125;
+
+/// phi(x) = (1 - e^{-x})/x for 0 <= x < `SERIES_RANGE`: sum_{n<=9} (-x)^n/(n+1)! by Horner; the
+/// remainder is below x^10/11! < 2.3e-17 (relative, phi >= 0.94).
+#[inline]
+fn phi_series(x: f64) -> f64 {
+    const C: [f64; 10] = [
+        1.0,
+        -1.0 / 2.0,
+        1.0 / 6.0,
+        -1.0 / 24.0,
+        1.0 / 120.0,
+        -1.0 / 720.0,
+        1.0 / 5040.0,
+        -1.0 / 40320.0,
+        1.0 / 362880.0,
+        -1.0 / 3628800.0,
+    ];
+    C.iter().rev().fold(0.0, |acc, &c| acc * x + c)
+}
 
 /// The per-neuron constants of the general-regime kernel (times in model units).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,20 +90,19 @@ impl Kernel {
         }
     }
 
-    /// The decays at s >= 0 (finite). kappa = z (1 - e^{-|delta| s})/|delta| with the slow decay z,
-    /// which neither cancels for tau_m ~ tau_s nor overflows (s z when delta rounds to 0).
+    /// The decays at s >= 0 (finite). kappa = z s phi(|delta| s) with the slow decay z and
+    /// phi(x) = (1 - e^{-x})/x, which neither cancels for tau_m ~ tau_s nor overflows (phi(0) = 1).
     #[inline]
     fn at(&self, s: f64) -> Decays {
         let z = (-s * self.inv_tau_slow).exp();
         let ds = self.abs_delta * s;
         let (fast, k) = if ds < EXPM1_RANGE {
-            let e = (-ds).exp_m1();
-            let k = if self.abs_delta > 0.0 {
-                z * (-e / self.abs_delta)
+            let phi = if ds < SERIES_RANGE {
+                phi_series(ds)
             } else {
-                s * z
+                -(-ds).exp_m1() / ds
             };
-            (z * (1.0 + e), k)
+            (z * (1.0 - ds * phi), z * s * phi)
         } else {
             let f = (-s * self.inv_tau_fast).exp();
             (f, (z - f) / self.abs_delta)
@@ -303,11 +325,22 @@ mod tests {
     }
 
     #[test]
+    fn phi_series_matches_expm1() {
+        for j in 0..=1000 {
+            let x = SERIES_RANGE * j as f64 / 1000.0;
+            let want = if x == 0.0 { 1.0 } else { -(-x).exp_m1() / x };
+            assert!((phi_series(x) - want).abs() <= 2.0 * f64::EPSILON, "{x}");
+        }
+    }
+
+    #[test]
     fn decays_match_the_kernel() {
         for (tm, ts) in [(1.7, 0.6), (0.6, 1.7), (1.0, 1.03), (1.0, 1.0 + 1e-12)] {
             let n = Neuron::new(tm, ts).unwrap();
             let kn = Kernel::new(&n);
-            for s in [0.0, 1e-9, 0.1, 0.69, 0.7, 1.0, 3.0, 30.0, 800.0, 1e6] {
+            for s in [
+                0.0, 1e-9, 0.1, 0.69, 0.7, 1.0, 2.0, 3.0, 4.0, 10.0, 17.0, 30.0, 800.0, 1e6,
+            ] {
                 let d = kn.at(s);
                 let (k, _) = n.kappa_and_slope(s);
                 assert!(close(d.k, k, 1e-14) || (d.k - k).abs() < 1e-300, "{tm} {ts} {s}");
