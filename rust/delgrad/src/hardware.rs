@@ -35,7 +35,7 @@ use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
-use crate::solver::{Kernel, Method, first_spike, first_spike_general};
+use crate::solver::{Kernel, Method, first_spike, first_spike_general, kappa_max, never_reaches};
 use crate::streams::Stream;
 
 /// One FPGA clock cycle (8 ns at 125 MHz) in model time units of 6 us.
@@ -335,6 +335,9 @@ struct RunLayer {
     /// The general-regime kernel constants of every neuron whose ratio tau_m/tau_s has no closed
     /// form (computed once per run instead of once per sample).
     kernels: Vec<Option<Kernel>>,
+    /// The peak of every neuron's kernel (a neuron whose excitation times it stays below theta
+    /// is silent without a scan).
+    kappa_max: Vec<f64>,
     /// The delay d_i of every input when all neurons share it (no synaptic or dendritic delays):
     /// then every neuron sees its inputs in the same order and one sort per sample serves all.
     shared_delays: Option<Vec<f64>>,
@@ -492,6 +495,7 @@ fn prepare(
                 .iter()
                 .map(|n| (n.regime() == Regime::General).then(|| Kernel::new(n)))
                 .collect();
+            let kappa_max = neurons.iter().map(kappa_max).collect();
             let shared_delays = (d.syn.is_none() && d.den.is_none() && jitter != Jitter::PerSynapse && n_out > 0)
                 .then(|| delays.row(0).to_vec());
             Ok(RunLayer {
@@ -499,6 +503,7 @@ fn prepare(
                 delays,
                 neurons,
                 kernels,
+                kappa_max,
                 shared_delays,
                 jitter,
                 planned,
@@ -649,6 +654,7 @@ fn sample(
                     let theta = theta.max(MIN_THETA);
                     let t = match &rl.kernels[k] {
                         Some(kn) => first_spike_general(kn, theta, &sc.arrivals),
+                        None if never_reaches(theta, rl.kappa_max[k], &sc.arrivals) => f64::INFINITY,
                         None => first_spike(&rl.neurons[k], theta, &sc.arrivals, Method::Auto),
                     };
                     sc.t_out.push(t);

@@ -30,6 +30,27 @@ pub enum Method {
 /// Rounding can place a crossing a hair before the interval that holds it; tolerate that much.
 const START_TOLERANCE: f64 = 1e-12;
 
+/// Relative margin of [`never_reaches`]: far above the rounding of kappa_max and of the sum, so
+/// the shortcut only ever skips neurons that are silent in exact arithmetic.
+const BOUND_MARGIN: f64 = 1e-9;
+
+/// The peak of the kernel, kappa_max = kappa(s*) at s* = ln(1 + delta tau_m)/delta (s* = tau_m
+/// when delta = 0; tau_m ln 2 at tau_m = 2 tau_s), in potential per unit weight.
+pub(crate) fn kappa_max(neuron: &Neuron) -> f64 {
+    let (tm, d) = (neuron.tau_m(), neuron.delta());
+    let s = if d == 0.0 { tm } else { (d * tm).ln_1p() / d };
+    neuron.kappa(s)
+}
+
+/// Whether u(t) = sum w kappa(t - a) <= kappa_max sum_{w > 0} w stays below theta at every t
+/// (with [`BOUND_MARGIN`]): then the neuron is silent and needs no scan. O(n), no exp; it catches
+/// the weakly driven neurons that would otherwise pay two transcendentals per interval.
+#[inline]
+pub(crate) fn never_reaches(theta: f64, kappa_max: f64, arrivals: &[(f64, f64)]) -> bool {
+    let excitation: f64 = arrivals.iter().map(|x| x.1.max(0.0)).sum();
+    excitation * kappa_max * (1.0 + BOUND_MARGIN) < theta
+}
+
 /// The potential on one interval: u(s) = a kappa(s) - b e^{-s/tau_m}.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct IntervalState {

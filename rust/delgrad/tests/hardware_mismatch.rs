@@ -126,3 +126,43 @@ fn tau_mismatch_matches_the_bracketed_reference() {
         .for_each(|b| x.row_mut(b)[b % 4] = f64::INFINITY);
     check(&net, &x, 1, 3);
 }
+
+#[test]
+fn per_neuron_path_matches_the_planned_path() {
+    // A per-sample threshold noise too small to change any threshold sends every neuron through the
+    // per-neuron scans (shared order, summed copies, the silence bound); without it the layer takes
+    // the ideal forward pass's planned scans. The delay jitter is drawn the same way in both.
+    let net = hw_net::hw_net(6);
+    let d = yin_yang(Split::Test);
+    let x = encode_times(&d.x, T_EARLY, T_LATE).unwrap();
+    let x = Matrix::from_vec("x", 300, 4, x.as_slice()[..1200].to_vec()).unwrap();
+    let pat: Vec<LayerPattern> = pattern(&net, 4)
+        .into_iter()
+        .zip(&net.layers)
+        .map(|(p, l)| LayerPattern {
+            tau_m: vec![l.neuron.tau_m(); l.n_out()],
+            tau_s: vec![l.neuron.tau_s(); l.n_out()],
+            ..p
+        })
+        .collect();
+    let planned = NoiseParams {
+        time_step: 0.0,
+        slot: f64::INFINITY,
+        ..NoiseParams::bss2()
+    };
+    let per_neuron = NoiseParams {
+        theta_sample_std: 1e-300,
+        ..planned
+    };
+    let exec = Executor::new(2).unwrap();
+    let a = noisy_forward(&net, &x, 5, Some(&pat), &planned, 3, 1, &exec).unwrap();
+    let b = noisy_forward(&net, &x, 5, Some(&pat), &per_neuron, 3, 1, &exec).unwrap();
+    let mut spikes = 0;
+    for (ma, mb) in a.times.iter().zip(&b.times) {
+        for (&ta, &tb) in ma.as_slice().iter().zip(mb.as_slice()) {
+            assert!(ta == tb || (ta - tb).abs() <= 1e-12 * (1.0 + ta.abs()), "{ta} vs {tb}");
+            spikes += usize::from(ta.is_finite());
+        }
+    }
+    assert!(spikes > x.rows(), "{spikes}");
+}

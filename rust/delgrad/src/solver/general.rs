@@ -14,7 +14,7 @@
 //! e^{-delta s*} = (1 + delta V/I)/(1 + delta tau_m). Only that interval is handed to the root finder
 //! (Halley steps safeguarded by bisection, to machine precision).
 
-use super::scan_intervals;
+use super::{never_reaches, scan_intervals};
 use crate::kernel::Neuron;
 
 /// Below this |delta| s the fast decay is z (1 - |delta| s phi(|delta| s)) (exact to rounding while
@@ -63,6 +63,8 @@ pub(crate) struct Kernel {
     membrane_slow: bool,
     /// ln(1 + delta tau_m), the critical-point term that does not depend on the state.
     ln_peak: f64,
+    /// The peak of kappa (bounds u for [`never_reaches`]).
+    kappa_max: f64,
 }
 
 /// x = e^{-s/tau_m}, y = e^{-s/tau_s} and kappa(s) at one s >= 0.
@@ -87,6 +89,7 @@ impl Kernel {
             abs_delta: delta.abs(),
             membrane_slow: tm >= ts,
             ln_peak: (delta * tm).ln_1p(),
+            kappa_max: super::kappa_max(neuron),
         }
     }
 
@@ -203,6 +206,9 @@ impl State {
 /// First-spike time of a general-regime neuron (threshold `theta` > 0) from (arrival, weight)
 /// pairs sorted by arrival; +inf if u never reaches theta.
 pub(crate) fn first_spike_general(kn: &Kernel, theta: f64, arrivals: &[(f64, f64)]) -> f64 {
+    if never_reaches(theta, kn.kappa_max, arrivals) {
+        return f64::INFINITY;
+    }
     let tm = kn.tau_m;
     let mut st = State { i: 0.0, v: 0.0 };
     scan_intervals(arrivals, |r, w, len| {
@@ -256,7 +262,7 @@ fn hermite_root(len: f64, f0: f64, d0: f64, f1: f64, d1: f64) -> f64 {
     let (a, b) = (len * d0, len * d1);
     let (c1, c2, c3) = (a, 3.0 * (f1 - f0) - 2.0 * a - b, 2.0 * (f0 - f1) + a + b);
     let mut t = f0 / (f0 - f1);
-    for _ in 0..4 {
+    for _ in 0..2 {
         let p = f0 + t * (c1 + t * (c2 + t * c3));
         let dp = c1 + t * (2.0 * c2 + 3.0 * t * c3);
         let next = t - p / dp;
@@ -320,6 +326,30 @@ mod tests {
                     let got = first_spike(&n, theta, pairs, Method::Auto);
                     assert!(close(got, want, 1e-12), "{tm} {ts} {theta} {pairs:?}: {got} vs {want}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn kappa_max_is_the_peak_and_bounds_tightly() {
+        for (tm, ts) in [
+            (1.7, 0.6),
+            (0.6, 1.7),
+            (1.0, 1.03),
+            (1.0, 1.0 + 1e-12),
+            (2.0, 1.0),
+            (1.0, 1.0),
+        ] {
+            let n = Neuron::new(tm, ts).unwrap();
+            let km = crate::solver::kappa_max(&n);
+            let grid = (1..=100_000)
+                .map(|j| n.kappa(10.0 * j as f64 / 100_000.0))
+                .fold(0.0, f64::max);
+            assert!(km >= grid && km <= grid * (1.0 + 1e-8), "{tm} {ts}: {km} vs {grid}");
+            // one input: just above the bound it spikes (at the peak), just below it is silent
+            for method in [Method::Auto, Method::Bracket] {
+                assert!(first_spike(&n, km * (1.0 - 1e-7), &[(0.0, 1.0)], method).is_finite());
+                assert!(first_spike(&n, km * (1.0 + 1e-7), &[(0.0, 1.0)], method).is_infinite());
             }
         }
     }
