@@ -1,6 +1,8 @@
 //! Runs the noisy forward pass of the hardware-aware 20-30-3 network with every effect on (tau
 //! mismatch included) on one thread, for profiling (`perf stat`, `perf record`, callgrind):
-//! `cargo run --release --example hw_profile -- [RUNS] [tau|notau]`.
+//! `cargo run --release --example hw_profile -- [RUNS] [tau|notau|defaults]` (`notau`: every effect
+//! but the tau mismatch; `defaults`: `NoiseParams::bss2()` and only the threshold offsets, the
+//! cases of `benches/throughput.rs`).
 
 use delgrad::Matrix;
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
@@ -13,7 +15,8 @@ mod hw_net;
 fn main() -> delgrad::Result<()> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let tau = args.next().is_none_or(|s| s != "notau");
+    let mode = args.next().unwrap_or_else(|| "tau".into());
+    let tau = mode == "tau";
     let net = hw_net::hw_net(7);
     let mismatch = if tau { 0.03 } else { 0.0 };
     let params = PatternParams {
@@ -47,12 +50,28 @@ fn main() -> delgrad::Result<()> {
     let x = encode_times(&d.x, T_EARLY, T_LATE)?;
     let batch = 1000.min(x.rows());
     let x = Matrix::from_vec("x", batch, 4, x.as_slice()[..4 * batch].to_vec())?;
-    let noise = NoiseParams {
-        theta_sample_std: 0.01,
-        output_jitter_std: 0.005,
-        event_loss: 0.01,
-        stall_prob: 0.01,
-        ..NoiseParams::bss2()
+    let noise = if mode == "defaults" {
+        NoiseParams::bss2()
+    } else {
+        NoiseParams {
+            theta_sample_std: 0.01,
+            output_jitter_std: 0.005,
+            event_loss: 0.01,
+            stall_prob: 0.01,
+            ..NoiseParams::bss2()
+        }
+    };
+    let pattern: Vec<LayerPattern> = if mode == "defaults" {
+        pattern
+            .into_iter()
+            .zip(&net.layers)
+            .map(|(p, l)| LayerPattern {
+                theta_offset: p.theta_offset,
+                ..LayerPattern::ideal(l)
+            })
+            .collect()
+    } else {
+        pattern
     };
     let exec = Executor::new(1)?;
     let mut spikes = 0usize;

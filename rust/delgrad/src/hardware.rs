@@ -17,7 +17,8 @@
 //! - weights: w_ki g_i^+ for w_ki > 0 and w_ki g_i^- for w_ki < 0 with the gains of the excitatory
 //!   and inhibitory synapse rows of input i (fixed pattern; the caller quantises w);
 //! - the neuron: time constants tau_m,k and tau_s,k of the pattern (mismatch leaves the closed-form
-//!   regimes: `solver::first_spike` brackets the crossing for any ratio);
+//!   regimes: the general-ratio scan of `solver` tests each interval in O(1) and solves only the
+//!   crossing one to machine precision);
 //! - output: t_k + N(0, output_jitter_std); a spike at or after the end of the sample slot
 //!   (t_k >= slot) is not part of this sample (+inf). Later layers see these on-chip times;
 //! - recording: the host reads t_k quantised down to the clock, dt floor(t_k / dt); each recorded
@@ -35,7 +36,7 @@ use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
-use crate::solver::{Kernel, Method, first_spike, first_spike_general, kappa_max, never_reaches};
+use crate::solver::{Kernel, Method, kappa_max};
 use crate::streams::Stream;
 
 /// One FPGA clock cycle (8 ns at 125 MHz) in model time units of 6 us.
@@ -44,6 +45,8 @@ pub const BSS2_TIME_STEP: f64 = 8e-3 / 6.0;
 pub const BSS2_SLOT: f64 = 30.0;
 /// Smallest threshold a noisy neuron is given (a threshold <= 0 would fire on the first input).
 const MIN_THETA: f64 = 1e-9;
+
+mod neurons;
 
 /// Stream ids of the noise effects (part of every stream key).
 mod effect {
@@ -590,75 +593,7 @@ fn sample(
             }
             None => {
                 let mut theta_noise = lkey(effect::THETA_SAMPLE);
-                if let Some(d) = &rl.shared_delays {
-                    // One order for all neurons: a_i = t_i + d_i (+ the jitter of i's delay unit).
-                    sc.order.clear();
-                    let gj = &sc.group_jitter;
-                    sc.order.extend(
-                        sc.t_in
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, t)| t.is_finite())
-                            .map(|(i, &t)| {
-                                let a = match rl.jitter {
-                                    Jitter::PerGroup(g) => t + d[i] + gj[i / g],
-                                    _ => t + d[i],
-                                };
-                                (a, i)
-                            }),
-                    );
-                    sc.order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-                    // Copies of an input share their delay unit, so they arrive together: each
-                    // neuron sums their weights instead of the scan merging them one by one.
-                    sc.runs.clear();
-                    for (j, &(a, _)) in sc.order.iter().enumerate() {
-                        match sc.runs.last_mut() {
-                            Some(run) if run.0 == a => run.1 = j + 1,
-                            _ => sc.runs.push((a, j + 1)),
-                        }
-                    }
-                }
-                for k in 0..n_out {
-                    sc.arrivals.clear();
-                    let w = rl.run.w.row(k);
-                    if rl.shared_delays.is_some() {
-                        let mut start = 0;
-                        for &(a, end) in &sc.runs {
-                            // Summed in the order the scan would merge them. A zero sum adds no current:
-                            // leaving it out only saves an interval boundary.
-                            let sum: f64 = sc.order[start..end].iter().map(|&(_, i)| w[i]).sum();
-                            if sum != 0.0 {
-                                sc.arrivals.push((a, sum));
-                            }
-                            start = end;
-                        }
-                    } else {
-                        let d = rl.delays.row(k);
-                        for (i, &t) in sc.t_in.iter().enumerate() {
-                            if !t.is_finite() || w[i] == 0.0 {
-                                continue;
-                            }
-                            let a = match rl.jitter {
-                                Jitter::Off => t + d[i],
-                                Jitter::PerGroup(g) => t + d[i] + sc.group_jitter[i / g],
-                                Jitter::PerSynapse => t + d[i] + noise.jitter_std * jit.normal(),
-                            };
-                            sc.arrivals.push((a, w[i]));
-                        }
-                        sc.arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-                    }
-                    let mut theta = rl.run.theta[k];
-                    if noise.theta_sample_std > 0.0 {
-                        theta += noise.theta_sample_std * theta_noise.normal();
-                    }
-                    let theta = theta.max(MIN_THETA);
-                    let t = match &rl.kernels[k] {
-                        Some(kn) => first_spike_general(kn, theta, &sc.arrivals),
-                        None if never_reaches(theta, rl.kappa_max[k], &sc.arrivals) => f64::INFINITY,
-                        None => first_spike(&rl.neurons[k], theta, &sc.arrivals, Method::Auto),
-                    };
-                    sc.t_out.push(t);
-                }
+                neurons::layer_times(rl, noise, &mut jit, &mut theta_noise, sc);
             }
         }
         let mut out_jitter = lkey(effect::OUTPUT_JITTER);
