@@ -186,7 +186,7 @@ pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method:
     match (method, neuron.regime()) {
         (Method::Auto, Regime::Double) => scan_double(neuron.tau_m(), theta, arrivals),
         (Method::Auto, Regime::Equal) => scan_equal(neuron.tau_m(), theta, arrivals),
-        (Method::Auto, Regime::General) => first_spike_general(&Kernel::new(neuron), theta, arrivals),
+        (Method::Auto, Regime::General) => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
         (Method::Bracket, _) => scan_general(neuron, theta, arrivals),
     }
 }

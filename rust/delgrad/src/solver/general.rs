@@ -63,7 +63,8 @@ pub(crate) struct Kernel {
     membrane_slow: bool,
     /// ln(1 + delta tau_m), the critical-point term that does not depend on the state.
     ln_peak: f64,
-    /// The peak of kappa (bounds u for [`never_reaches`]).
+    /// An upper bound on the peak of kappa for [`never_reaches`]: the peak itself from
+    /// [`Kernel::new`], min(tau_m, tau_s) from [`Kernel::quick`].
     kappa_max: f64,
 }
 
@@ -76,7 +77,19 @@ struct Decays {
 }
 
 impl Kernel {
+    /// The constants of `neuron` with the exact kernel peak (three transcendentals; for kernels
+    /// used for many scans).
     pub(crate) fn new(neuron: &Neuron) -> Self {
+        Kernel {
+            kappa_max: super::kappa_max(neuron),
+            ..Self::quick(neuron)
+        }
+    }
+
+    /// The constants with the cheap bound kappa <= min(tau_m, tau_s), for a single scan: kappa(s)
+    /// is the integral over r in [0, s] of e^{-(s-r)/tau_m} e^{-r/tau_s}, and dropping either
+    /// factor (<= 1) leaves an integral below tau_s or tau_m.
+    pub(crate) fn quick(neuron: &Neuron) -> Self {
         let (tm, ts) = (neuron.tau_m(), neuron.tau_s());
         let delta = 1.0 / ts - 1.0 / tm;
         Kernel {
@@ -89,7 +102,7 @@ impl Kernel {
             abs_delta: delta.abs(),
             membrane_slow: tm >= ts,
             ln_peak: (delta * tm).ln_1p(),
-            kappa_max: super::kappa_max(neuron),
+            kappa_max: tm.min(ts),
         }
     }
 
@@ -342,6 +355,7 @@ mod tests {
         ] {
             let n = Neuron::new(tm, ts).unwrap();
             let km = crate::solver::kappa_max(&n);
+            assert!(Kernel::quick(&n).kappa_max >= km && Kernel::new(&n).kappa_max == km);
             let grid = (1..=100_000)
                 .map(|j| n.kappa(10.0 * j as f64 / 100_000.0))
                 .fold(0.0, f64::max);
