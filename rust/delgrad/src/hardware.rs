@@ -348,7 +348,7 @@ struct RunLayer {
     /// Whether every neuron has the layer's time constants, no per-sample threshold noise is drawn
     /// and jitter is per delay group: then the ideal forward pass's planned scans
     /// (`forward::plan_times`) compute the layer, with the jitter added to the input times
-    /// (a_ki = (t_i + j_g(i)) + d_axo[i]).
+    /// (`a_ki = (t_i + j_g(i)) + d_axo[i]`).
     planned: bool,
 }
 

@@ -8,11 +8,13 @@
 //!
 //! with x = e^{-s/tau_m}, y = e^{-s/tau_s} and kappa(s) = (x - y)/delta, delta = 1/tau_s - 1/tau_m.
 //! The values at the interval end L are also the next state (I <- I y(L), V <- u(L)), so each interval
-//! costs two transcendentals ([`Kernel::at`]), and every exponent is <= 0 (no overflow). u has at
-//! most one critical point, so with u(0) < theta the interval holds the crossing iff u(L) >= theta, or
-//! u rises at 0, falls at L and its peak at s* reaches theta; s* solves
-//! e^{-delta s*} = (1 + delta V/I)/(1 + delta tau_m). Only that interval is handed to the root finder
-//! (Halley steps safeguarded by bisection, to machine precision).
+//! costs one exp and a short series (at most two transcendentals, [`Kernel::at`]), and every exponent
+//! is <= 0 (no overflow). u has at most one critical point, so with u(0) < theta the interval holds
+//! the crossing iff u(L) >= theta, or u rises at 0, falls at L and its peak at s* reaches theta; s*
+//! solves e^{-delta s*} = (1 + delta V/I)/(1 + delta tau_m). Only that interval is handed to the root
+//! finder (Halley steps safeguarded by bisection, to machine precision, started at the root of the
+//! cubic through u and u' at the interval ends). A neuron whose positive weights times the kernel
+//! peak stay below theta is silent without a scan (`never_reaches`).
 
 use super::{never_reaches, scan_intervals};
 use crate::kernel::Neuron;
