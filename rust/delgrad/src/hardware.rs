@@ -17,7 +17,8 @@
 //! - weights: w_ki g_i^+ for w_ki > 0 and w_ki g_i^- for w_ki < 0 with the gains of the excitatory
 //!   and inhibitory synapse rows of input i (fixed pattern; the caller quantises w);
 //! - the neuron: time constants tau_m,k and tau_s,k of the pattern (mismatch leaves the closed-form
-//!   regimes: `solver::first_spike` brackets the crossing for any ratio);
+//!   regimes: the general-ratio scan of `solver` tests each interval in O(1) and solves only the
+//!   crossing one to machine precision);
 //! - output: t_k + N(0, output_jitter_std); a spike at or after the end of the sample slot
 //!   (t_k >= slot) is not part of this sample (+inf). Later layers see these on-chip times;
 //! - recording: the host reads t_k quantised down to the clock, dt floor(t_k / dt); each recorded
@@ -31,11 +32,11 @@
 
 use crate::error::{Error, Result};
 use crate::forward::{LayerPlan, Scratch as PlanScratch, plan_times};
-use crate::kernel::Neuron;
+use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
-use crate::solver::{Method, first_spike};
+use crate::solver::{Kernel, Method, kappa_max};
 use crate::streams::Stream;
 
 /// One FPGA clock cycle (8 ns at 125 MHz) in model time units of 6 us.
@@ -44,6 +45,8 @@ pub const BSS2_TIME_STEP: f64 = 8e-3 / 6.0;
 pub const BSS2_SLOT: f64 = 30.0;
 /// Smallest threshold a noisy neuron is given (a threshold <= 0 would fire on the first input).
 const MIN_THETA: f64 = 1e-9;
+
+mod neurons;
 
 /// Stream ids of the noise effects (part of every stream key).
 mod effect {
@@ -332,11 +335,20 @@ struct RunLayer {
     delays: Matrix,
     /// Per-neuron time constants (the fixed pattern's tau mismatch).
     neurons: Vec<Neuron>,
+    /// The general-regime kernel constants of every neuron whose ratio tau_m/tau_s has no closed
+    /// form (computed once per run instead of once per sample).
+    kernels: Vec<Option<Kernel>>,
+    /// The peak of every neuron's kernel (a neuron whose excitation times it stays below theta
+    /// is silent without a scan).
+    kappa_max: Vec<f64>,
+    /// The delay d_i of every input when all neurons share it (no synaptic or dendritic delays):
+    /// then every neuron sees its inputs in the same order and one sort per sample serves all.
+    shared_delays: Option<Vec<f64>>,
     jitter: Jitter,
     /// Whether every neuron has the layer's time constants, no per-sample threshold noise is drawn
     /// and jitter is per delay group: then the ideal forward pass's planned scans
     /// (`forward::plan_times`) compute the layer, with the jitter added to the input times
-    /// (a_ki = (t_i + j_g(i)) + d_axo[i]).
+    /// (`a_ki = (t_i + j_g(i)) + d_axo[i]`).
     planned: bool,
 }
 
@@ -482,10 +494,20 @@ fn prepare(
             let planned = noise.theta_sample_std == 0.0
                 && jitter != Jitter::PerSynapse
                 && neurons.iter().all(|n| *n == layer.neuron);
+            let kernels = neurons
+                .iter()
+                .map(|n| (n.regime() == Regime::General).then(|| Kernel::new(n)))
+                .collect();
+            let kappa_max = neurons.iter().map(kappa_max).collect();
+            let shared_delays = (d.syn.is_none() && d.den.is_none() && jitter != Jitter::PerSynapse && n_out > 0)
+                .then(|| delays.row(0).to_vec());
             Ok(RunLayer {
                 run,
                 delays,
                 neurons,
+                kernels,
+                kappa_max,
+                shared_delays,
                 jitter,
                 planned,
             })
@@ -499,6 +521,10 @@ struct Scratch {
     t_out: Vec<f64>,
     shifted: Vec<f64>,
     group_jitter: Vec<f64>,
+    /// Arrival time and input index of the finite inputs, sorted by time (shared-order layers).
+    order: Vec<(f64, usize)>,
+    /// Runs of equal arrival times in `order`: (time, end of the run in `order`).
+    runs: Vec<(f64, usize)>,
     arrivals: Vec<(f64, f64)>,
     plan: PlanScratch,
 }
@@ -567,28 +593,7 @@ fn sample(
             }
             None => {
                 let mut theta_noise = lkey(effect::THETA_SAMPLE);
-                for k in 0..n_out {
-                    sc.arrivals.clear();
-                    let (d, w) = (rl.delays.row(k), rl.run.w.row(k));
-                    for (i, &t) in sc.t_in.iter().enumerate() {
-                        if !t.is_finite() || w[i] == 0.0 {
-                            continue;
-                        }
-                        let a = match rl.jitter {
-                            Jitter::Off => t + d[i],
-                            Jitter::PerGroup(g) => t + d[i] + sc.group_jitter[i / g],
-                            Jitter::PerSynapse => t + d[i] + noise.jitter_std * jit.normal(),
-                        };
-                        sc.arrivals.push((a, w[i]));
-                    }
-                    sc.arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-                    let mut theta = rl.run.theta[k];
-                    if noise.theta_sample_std > 0.0 {
-                        theta += noise.theta_sample_std * theta_noise.normal();
-                    }
-                    let t = first_spike(&rl.neurons[k], theta.max(MIN_THETA), &sc.arrivals, Method::Auto);
-                    sc.t_out.push(t);
-                }
+                neurons::layer_times(rl, noise, &mut jit, &mut theta_noise, sc);
             }
         }
         let mut out_jitter = lkey(effect::OUTPUT_JITTER);

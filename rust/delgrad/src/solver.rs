@@ -13,10 +13,14 @@
 use crate::kernel::{Neuron, Regime};
 use crate::lambertw::lambert_w0_checked;
 
+mod general;
+pub(crate) use general::{Kernel, first_spike_general};
+
 /// How crossings are solved on each interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Method {
-    /// Closed forms where the regime has one (Lambert W0, quadratic), bracketing otherwise.
+    /// Closed forms where the regime has one (Lambert W0, quadratic); otherwise the current and
+    /// potential scan of `general` (two transcendentals per interval, Halley on the crossing one).
     #[default]
     Auto,
     /// Bracketing and safeguarded Newton in every regime (a reference for the closed forms).
@@ -25,6 +29,27 @@ pub enum Method {
 
 /// Rounding can place a crossing a hair before the interval that holds it; tolerate that much.
 const START_TOLERANCE: f64 = 1e-12;
+
+/// Relative margin of [`never_reaches`]: far above the rounding of kappa_max and of the sum, so
+/// the shortcut only ever skips neurons that are silent in exact arithmetic.
+const BOUND_MARGIN: f64 = 1e-9;
+
+/// The peak of the kernel, kappa_max = kappa(s*) at s* = ln(1 + delta tau_m)/delta (s* = tau_m
+/// when delta = 0; tau_m ln 2 at tau_m = 2 tau_s), in potential per unit weight.
+pub(crate) fn kappa_max(neuron: &Neuron) -> f64 {
+    let (tm, d) = (neuron.tau_m(), neuron.delta());
+    let s = if d == 0.0 { tm } else { (d * tm).ln_1p() / d };
+    neuron.kappa(s)
+}
+
+/// Whether u(t) = sum w kappa(t - a) <= kappa_max sum_{w > 0} w stays below theta at every t
+/// (with [`BOUND_MARGIN`]): then the neuron is silent and needs no scan. O(n), no exp; it catches
+/// the weakly driven neurons that would otherwise pay two transcendentals per interval.
+#[inline]
+pub(crate) fn never_reaches(theta: f64, kappa_max: f64, arrivals: &[(f64, f64)]) -> bool {
+    let excitation: f64 = arrivals.iter().map(|x| x.1.max(0.0)).sum();
+    excitation * kappa_max * (1.0 + BOUND_MARGIN) < theta
+}
 
 /// The potential on one interval: u(s) = a kappa(s) - b e^{-s/tau_m}.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -161,7 +186,8 @@ pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method:
     match (method, neuron.regime()) {
         (Method::Auto, Regime::Double) => scan_double(neuron.tau_m(), theta, arrivals),
         (Method::Auto, Regime::Equal) => scan_equal(neuron.tau_m(), theta, arrivals),
-        _ => scan_general(neuron, theta, arrivals),
+        (Method::Auto, Regime::General) => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
+        (Method::Bracket, _) => scan_general(neuron, theta, arrivals),
     }
 }
 

@@ -1,0 +1,99 @@
+//! The noisy pass's per-neuron scans, for layers the ideal forward pass's plans cannot compute:
+//! per-neuron time constants (tau mismatch), per-sample threshold noise or per-synapse jitter.
+//!
+//! Without synaptic and dendritic delays every neuron sees the inputs in one order,
+//! a_i = t_i + d_i (+ the jitter of i's delay unit), so the inputs are sorted once per sample and
+//! the copies of an input that arrive together enter each neuron as one summed arrival. Otherwise
+//! each neuron sorts its own arrivals a_ki = t_i + d_ki (+ its synapse's jitter).
+
+use super::{Jitter, MIN_THETA, NoiseParams, RunLayer, Scratch};
+use crate::solver::{Method, first_spike, first_spike_general, never_reaches};
+use crate::streams::Stream;
+
+/// Spike times of every neuron of `rl` from the input times `sc.t_in` into `sc.t_out` (model
+/// units, +inf: silent). `jit` draws per-synapse jitter, `theta_noise` the per-sample threshold
+/// noise (one draw per neuron, in neuron order).
+pub(super) fn layer_times(
+    rl: &RunLayer,
+    noise: &NoiseParams,
+    jit: &mut Stream,
+    theta_noise: &mut Stream,
+    sc: &mut Scratch,
+) {
+    if let Some(d) = &rl.shared_delays {
+        shared_order(rl, d, sc);
+    }
+    for k in 0..rl.run.n_out() {
+        sc.arrivals.clear();
+        if rl.shared_delays.is_some() {
+            shared_arrivals(rl.run.w.row(k), sc);
+        } else {
+            own_arrivals(rl, k, noise, jit, sc);
+        }
+        let mut theta = rl.run.theta[k];
+        if noise.theta_sample_std > 0.0 {
+            theta += noise.theta_sample_std * theta_noise.normal();
+        }
+        let theta = theta.max(MIN_THETA);
+        let t = match &rl.kernels[k] {
+            Some(kn) => first_spike_general(kn, theta, &sc.arrivals),
+            None if never_reaches(theta, rl.kappa_max[k], &sc.arrivals) => f64::INFINITY,
+            None => first_spike(&rl.neurons[k], theta, &sc.arrivals, Method::Auto),
+        };
+        sc.t_out.push(t);
+    }
+}
+
+/// Sorts the finite inputs by a_i = t_i + d_i (+ group jitter) into `sc.order` and records the
+/// runs of equal arrival times in `sc.runs`.
+fn shared_order(rl: &RunLayer, d: &[f64], sc: &mut Scratch) {
+    sc.order.clear();
+    let gj = &sc.group_jitter;
+    let finite = sc.t_in.iter().enumerate().filter(|(_, t)| t.is_finite());
+    sc.order.extend(finite.map(|(i, &t)| {
+        let a = match rl.jitter {
+            Jitter::PerGroup(g) => t + d[i] + gj[i / g],
+            _ => t + d[i],
+        };
+        (a, i)
+    }));
+    sc.order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    sc.runs.clear();
+    for (j, &(a, _)) in sc.order.iter().enumerate() {
+        match sc.runs.last_mut() {
+            Some(run) if run.0 == a => run.1 = j + 1,
+            _ => sc.runs.push((a, j + 1)),
+        }
+    }
+}
+
+/// One arrival per run of simultaneous inputs, weighted by the neuron's summed weights `w` (in
+/// the order the scan would merge them). A zero sum adds no current: leaving it out only saves an
+/// interval boundary.
+fn shared_arrivals(w: &[f64], sc: &mut Scratch) {
+    let mut start = 0;
+    for &(a, end) in &sc.runs {
+        let sum: f64 = sc.order[start..end].iter().map(|&(_, i)| w[i]).sum();
+        if sum != 0.0 {
+            sc.arrivals.push((a, sum));
+        }
+        start = end;
+    }
+}
+
+/// The arrivals a_ki = t_i + d_ki (+ jitter) of neuron `k` with nonzero weight, sorted by time.
+fn own_arrivals(rl: &RunLayer, k: usize, noise: &NoiseParams, jit: &mut Stream, sc: &mut Scratch) {
+    let (d, w) = (rl.delays.row(k), rl.run.w.row(k));
+    for (i, &t) in sc.t_in.iter().enumerate() {
+        if !t.is_finite() || w[i] == 0.0 {
+            continue;
+        }
+        let a = match rl.jitter {
+            Jitter::Off => t + d[i],
+            Jitter::PerGroup(g) => t + d[i] + sc.group_jitter[i / g],
+            Jitter::PerSynapse => t + d[i] + noise.jitter_std * jit.normal(),
+        };
+        sc.arrivals.push((a, w[i]));
+    }
+    sc.arrivals.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+}
