@@ -2,8 +2,9 @@
 //! `{"name", "batch", "threads", "samples_per_s", "us_per_sample", ...}` (median of repeats), and of
 //! the noisy hardware forward pass (`hw_noisy_*`: the emulated BSS-2 chip with every effect on).
 //!
-//! `cargo bench --bench throughput` (all cases) or `... -- NAME_FILTER`; `DELGRAD_BENCH_BATCH` and
-//! `DELGRAD_BENCH_THREADS` restrict the software cases to one batch size / thread count.
+//! `cargo bench --bench throughput` (all cases) or `... -- NAME_FILTER`; `DELGRAD_BENCH_BATCH`
+//! (any size) and `DELGRAD_BENCH_THREADS` (1 or 2) restrict the software cases to one batch size /
+//! thread count.
 
 use std::time::Instant;
 
@@ -248,9 +249,11 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
             continue;
         }
-        for batch in [1, 150] {
+        // DELGRAD_BENCH_BATCH: that batch size only (any size).
+        let only: Option<usize> = std::env::var("DELGRAD_BENCH_BATCH").ok().and_then(|v| v.parse().ok());
+        for batch in only.map_or(vec![1, 150], |b| vec![b]) {
             for exec in &execs {
-                if !wanted("DELGRAD_BENCH_BATCH", batch) || !wanted("DELGRAD_BENCH_THREADS", exec.threads()) {
+                if !wanted("DELGRAD_BENCH_THREADS", exec.threads()) {
                     continue;
                 }
                 let rate = measure(&c, batch, exec, secs, 5);

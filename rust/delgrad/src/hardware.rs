@@ -28,7 +28,8 @@
 //!
 //! Every random number comes from a [`Stream`] keyed by (seed, counter, sample, layer, effect), so
 //! results do not depend on the thread count. With [`NoiseParams::ideal`] and no pattern the result
-//! equals `forward::forward` bit for bit.
+//! equals `forward::forward`: bit for bit for layers without synaptic delays (the hardware's), to
+//! rounding after a synaptic layer (where `forward` takes the next layer's factors from the scan).
 
 use crate::error::{Error, Result};
 use crate::forward::{LayerPlan, Scratch as PlanScratch, plan_times};

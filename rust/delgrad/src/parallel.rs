@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -15,6 +16,9 @@ use crate::error::{Error, Result};
 /// results are independent of the thread count): `CHUNK` samples while much is left, then
 /// shrinking to [`TAIL`] so that the threads finish together.
 pub const CHUNK: usize = 16;
+
+/// Longest the calling thread waits awake for the pool's threads to finish a call's last ranges.
+const MAX_SPIN: Duration = Duration::from_millis(1);
 
 /// Fewest samples per unit of parallel work (except a batch's last).
 pub const TAIL: usize = 4;
@@ -142,11 +146,28 @@ impl Executor {
                 }
             }
         };
+        let helpers = self.threads.min(ranges.len()) - 1;
+        let finished = AtomicUsize::new(0);
         pool.in_place_scope(|s| {
-            for _ in 1..self.threads.min(ranges.len()) {
-                s.spawn(|_| work());
+            for _ in 0..helpers {
+                s.spawn(|_| {
+                    work();
+                    finished.fetch_add(1, Ordering::Release);
+                });
             }
             work();
+            // The helpers are on their last range: wait for them awake. Leaving the scope now
+            // would put this thread to sleep until they are done, and waking it costs more than
+            // the wait (tens of microseconds per call, a fifth of a 150-sample step). Bounded,
+            // and only where this thread is not one of the pool's (which must help instead).
+            if pool.current_thread_index().is_none() {
+                let start = Instant::now();
+                while finished.load(Ordering::Acquire) < helpers && start.elapsed() < MAX_SPIN {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
         });
         ordered.into_inner().unwrap_or_else(|e| e.into_inner()).acc
     }
