@@ -46,6 +46,14 @@ impl LayerGrad {
         }
     }
 
+    fn clear(&mut self) {
+        self.w.as_mut_slice().fill(0.0);
+        self.theta.fill(0.0);
+        self.d_syn.as_mut_slice().fill(0.0);
+        self.d_axo.fill(0.0);
+        self.d_den.fill(0.0);
+    }
+
     fn add(&mut self, other: &LayerGrad) {
         let pairs = [
             (self.w.as_mut_slice(), other.w.as_slice()),
@@ -378,15 +386,22 @@ impl Accumulator {
 
 impl Accumulator {
     /// Adds the next chunk's accumulator (chunks are merged in sample order).
-    pub(crate) fn merge(&mut self, next: Accumulator) {
+    pub(crate) fn merge(&mut self, next: &Accumulator) {
         for (acc, g) in self.grads.iter_mut().zip(&next.grads) {
             acc.add(g);
         }
-        for (acc, c) in self.counts.iter_mut().zip(next.counts) {
+        for (acc, c) in self.counts.iter_mut().zip(&next.counts) {
             acc.0 += c.0;
             acc.1 += c.1;
         }
         self.input_rows.extend_from_slice(&next.input_rows);
+    }
+
+    /// Empties the accumulator for reuse (no samples added).
+    pub(crate) fn clear(&mut self) {
+        self.grads.iter_mut().for_each(LayerGrad::clear);
+        self.counts.fill((0, 0));
+        self.input_rows.clear();
     }
 
     /// The batch's gradients, once every sample is added.
@@ -430,8 +445,10 @@ pub fn backward(
     validate_given(net, input, times)?;
     validate_dl_dout(net, input.rows(), dl_dout)?;
     let plan = BackwardPlan::new(net, opts);
-    let chunk = |s: &mut Scratch, range: Range<usize>| {
-        let mut acc = Accumulator::new(net, range.len());
+    // Per-thread scratch and spent chunk accumulators (reused instead of allocated per chunk).
+    let init = || (Scratch::new(net), Vec::new());
+    let chunk = |(s, spent): &mut (Scratch, Vec<Accumulator>), range: Range<usize>| {
+        let mut acc = spent.pop().unwrap_or_else(|| Accumulator::new(net, range.len()));
         for b in range {
             acc.add_sample(
                 s,
@@ -446,8 +463,12 @@ pub fn backward(
         }
         acc
     };
+    let fold = |all: &mut Accumulator, mut acc: Accumulator, (_, spent): &mut (Scratch, Vec<Accumulator>)| {
+        all.merge(&acc);
+        acc.clear();
+        spent.push(acc);
+    };
     let all = Accumulator::new(net, input.rows());
-    let init = || Scratch::new(net);
-    exec.fold_ranges_with(input.rows(), init, chunk, all, Accumulator::merge)
+    exec.fold_ranges_with(input.rows(), init, chunk, all, fold)
         .into_gradients(net, input.rows())
 }

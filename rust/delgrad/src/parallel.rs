@@ -97,21 +97,22 @@ impl Executor {
         I: Fn() -> S + Sync + Send,
         F: Fn(&mut S, Range<usize>) -> T + Sync + Send,
     {
-        self.fold_ranges_with(n, init, f, Vec::new(), |all, t| all.push(t))
+        self.fold_ranges_with(n, init, f, Vec::new(), |all, t, _| all.push(t))
     }
 
     /// Applies `f` (with per-thread state from `init`, as [`map_ranges_with`](Self::map_ranges_with))
     /// to the ranges of [`split`] and folds the results into `acc` in range order, each as soon as
     /// those before it are folded, on whichever thread finished it last: the reduction overlaps
     /// the work instead of following it, and its order (so every rounding) is the same for every
-    /// thread count.
+    /// thread count. `fold` also gets the folding thread's state (to keep spent buffers for its
+    /// next range, say).
     pub fn fold_ranges_with<S, T, A, I, F, G>(&self, n: usize, init: I, f: F, acc: A, fold: G) -> A
     where
         T: Send,
         A: Send,
         I: Fn() -> S + Sync + Send,
         F: Fn(&mut S, Range<usize>) -> T + Sync + Send,
-        G: Fn(&mut A, T) + Sync + Send,
+        G: Fn(&mut A, T, &mut S) + Sync + Send,
     {
         let ranges = split(n);
         let pool = match &self.pool {
@@ -119,7 +120,8 @@ impl Executor {
             _ => {
                 let (mut state, mut acc) = (init(), acc);
                 for range in ranges {
-                    fold(&mut acc, f(&mut state, range));
+                    let t = f(&mut state, range);
+                    fold(&mut acc, t, &mut state);
                 }
                 return acc;
             }
@@ -136,12 +138,13 @@ impl Executor {
             loop {
                 let i = claimed.fetch_add(1, Ordering::Relaxed);
                 let Some(range) = ranges.get(i) else { break };
-                let t = f(state.get_or_insert_with(&init), range.clone());
+                let state = state.get_or_insert_with(&init);
+                let t = f(state, range.clone());
                 let mut guard = ordered.lock().unwrap_or_else(|e| e.into_inner());
                 let o = &mut *guard;
                 o.waiting[i] = Some(t);
                 while let Some(t) = o.waiting.get_mut(o.next).and_then(Option::take) {
-                    fold(&mut o.acc, t);
+                    fold(&mut o.acc, t, state);
                     o.next += 1;
                 }
             }
@@ -230,7 +233,7 @@ mod tests {
     fn folds_in_range_order_for_any_thread_count() {
         for threads in [1, 2, 3] {
             let exec = Executor::new(threads).unwrap();
-            let order = exec.fold_ranges_with(150, || (), |_, r| r.start, Vec::new(), |v, start| v.push(start));
+            let order = exec.fold_ranges_with(150, || (), |_, r| r.start, Vec::new(), |v, start, _| v.push(start));
             let want: Vec<usize> = split(150).iter().map(|r| r.start).collect();
             assert_eq!(order, want, "{threads} threads");
         }

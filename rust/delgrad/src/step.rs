@@ -50,14 +50,32 @@ impl Part {
     }
 
     /// Appends the next chunk's share (gradients summed in chunk order).
-    fn append(&mut self, next: Part) {
+    fn append(&mut self, next: &Part) {
         self.rows.extend_from_slice(&next.rows);
         self.losses.extend_from_slice(&next.losses);
         self.predicted.extend_from_slice(&next.predicted);
         self.dl_dt.extend_from_slice(&next.dl_dt);
         self.silent += next.silent;
-        self.acc.merge(next.acc);
+        self.acc.merge(&next.acc);
     }
+
+    /// Empties the share for reuse.
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.losses.clear();
+        self.predicted.clear();
+        self.dl_dt.clear();
+        self.silent = 0;
+        self.acc.clear();
+    }
+}
+
+/// What each thread keeps for the chunks it takes.
+struct ThreadState {
+    forward: Scratch,
+    backward: BackwardScratch,
+    delta: Vec<f64>,
+    spent: Vec<Part>,
 }
 
 /// Forward pass, loss (mean over the batch; `silent_loss` for silent samples) and exact backward
@@ -88,11 +106,18 @@ pub fn forward_backward(
             Some(*off - n)
         })
         .collect();
-    // Per-thread scratch: forward, backward, and dL/dt of a sample's outputs.
-    let init = || (Scratch::default(), BackwardScratch::new(net), vec![0.0; n_out]);
-    let chunk = |(scratch, back, delta): &mut (Scratch, BackwardScratch, Vec<f64>), range: Range<usize>| {
+    // Per-thread scratch: forward, backward, dL/dt of a sample's outputs, and spent chunk shares
+    // (reused instead of allocated per chunk).
+    let init = || ThreadState {
+        forward: Scratch::default(),
+        backward: BackwardScratch::new(net),
+        delta: vec![0.0; n_out],
+        spent: Vec::new(),
+    };
+    let chunk = |st: &mut ThreadState, range: Range<usize>| {
+        let (scratch, back, delta) = (&mut st.forward, &mut st.backward, &mut st.delta);
         let len = range.len();
-        let mut part = Part::new(net, len);
+        let mut part = st.spent.pop().unwrap_or_else(|| Part::new(net, len));
         part.rows.resize(len * width, 0.0);
         part.dl_dt.resize(len * n_out, 0.0);
         let rows = part.rows.chunks_exact_mut(width);
@@ -125,8 +150,12 @@ pub fn forward_backward(
     };
     // Chunks are folded in order while others are still running; the first error (in sample
     // order) wins.
-    let fold = |all: &mut Result<Part>, part: Result<Part>| match (all.as_mut(), part) {
-        (Ok(all), Ok(part)) => all.append(part),
+    let fold = |all: &mut Result<Part>, part: Result<Part>, st: &mut ThreadState| match (all.as_mut(), part) {
+        (Ok(all), Ok(mut part)) => {
+            all.append(&part);
+            part.clear();
+            st.spent.push(part);
+        }
         (Ok(_), Err(e)) => *all = Err(e),
         (Err(_), _) => {}
     };
