@@ -1,12 +1,20 @@
-"""Helpers shared by the delgrad-hw tests: the test token, a raw protocol client, a free loopback port."""
+"""Helpers shared by the delgrad-hw tests: the test token, a raw protocol client, a free loopback
+port, and small chip-in-the-loop training configurations."""
 
 from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 from typing import Any
 
+import polars as pl
 from delgrad_hw.protocol import HEADER, SERVER_TYPES, Message, decode_message, encode_frame, frame_length
+from delgrad_hw.training import ChipBackend
+
+from delgrad_rs.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
 TOKEN = "s3cret-token"
 
@@ -77,3 +85,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def small_cfg(name: str = "hwaware_WA", epochs: int = 2) -> Any:
+    """Return the example config ``name`` shortened to ``epochs`` epochs on one thread."""
+    cfg = load_config(CONFIGS / f"{name}.toml")
+    cfg.training.epochs = epochs
+    cfg.training.threads = 1
+    cfg.hardware.chip_id = "train-chip"
+    return cfg
+
+
+def backend_for(chip: Any, cfg: Any) -> ChipBackend:
+    """Return a chip-in-the-loop backend on ``chip`` with the MSE loss of ``cfg``."""
+    return ChipBackend(chip, input_repeat=cfg.hardware.input_repeat, loss={"loss": "mse", "delta": cfg.loss.delta})
+
+
+def metrics(df: pl.DataFrame) -> pl.DataFrame:
+    """Return the metrics without the wall time (which differs between runs)."""
+    return df.drop("wall_time")

@@ -12,28 +12,11 @@ from delgrad_hw.bss2 import BSS2, quantise_config, quantise_delays, quantise_wei
 from delgrad_hw.chip import BadRequest, ChipConfig, RunResult, config_hash
 from delgrad_hw.emulator import EmulatedChip
 from delgrad_hw.training import ChipBackend, StallError, chip_config_from_params
+from hw_support import CONFIGS, backend_for, metrics, small_cfg
 
 from delgrad_rs import _core
 from delgrad_rs.config import load_config
 from delgrad_rs.training import build_network, build_trainer, fit
-
-CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
-
-
-def small_cfg(name: str = "hwaware_WA", epochs: int = 2) -> Any:
-    cfg = load_config(CONFIGS / f"{name}.toml")
-    cfg.training.epochs = epochs
-    cfg.training.threads = 1
-    cfg.hardware.chip_id = "train-chip"
-    return cfg
-
-
-def backend_for(chip: Any, cfg: Any) -> ChipBackend:
-    return ChipBackend(chip, input_repeat=cfg.hardware.input_repeat, loss={"loss": "mse", "delta": cfg.loss.delta})
-
-
-def metrics(df: pl.DataFrame) -> pl.DataFrame:
-    return df.drop("wall_time")
 
 
 class _Generic:

@@ -16,7 +16,7 @@ from delgrad_hw.client import RemoteChip
 from delgrad_hw.emulator import EmulatedChip
 from delgrad_hw.server import ExperimentServer
 from delgrad_hw.training import ChipBackend, StallError, chip_config_from_params, make_backend
-from hw_support import TOKEN, free_port
+from hw_support import CONFIGS, TOKEN, backend_for, free_port, metrics, small_cfg
 
 from delgrad_rs import _core
 from delgrad_rs.cli import main as delgrad_main
@@ -24,24 +24,7 @@ from delgrad_rs.config import load_config
 from delgrad_rs.training import CheckpointError, build_network, fit
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "examples" / "configs"
 MakeServer = Callable[..., ExperimentServer]
-
-
-def small_cfg(name: str = "hwaware_WA", epochs: int = 2) -> Any:
-    cfg = load_config(CONFIGS / f"{name}.toml")
-    cfg.training.epochs = epochs
-    cfg.training.threads = 1
-    cfg.hardware.chip_id = "train-chip"
-    return cfg
-
-
-def backend_for(chip: Any, cfg: Any) -> ChipBackend:
-    return ChipBackend(chip, input_repeat=cfg.hardware.input_repeat, loss={"loss": "mse", "delta": cfg.loss.delta})
-
-
-def metrics(df: pl.DataFrame) -> pl.DataFrame:
-    return df.drop("wall_time")
 
 
 def test_hwaware_configs_build_the_reference_network() -> None:

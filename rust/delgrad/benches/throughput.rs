@@ -163,27 +163,7 @@ fn hw_case() -> (Network, Matrix, Vec<LayerPattern>) {
         gain_mismatch: 0.05,
         ..PatternParams::bss2()
     };
-    let chip = ChipPattern::draw(512, 512, &params, 1).unwrap();
-    let (mut circuit, mut row) = (0, 0);
-    let pattern = net
-        .layers
-        .iter()
-        .map(|l| {
-            let (n_out, n_in) = (l.n_out(), l.n_in());
-            let c = circuit..circuit + n_out;
-            circuit += n_out;
-            let exc: Vec<f64> = (0..n_in).map(|i| chip.row_gain[row + 2 * i]).collect();
-            let inh: Vec<f64> = (0..n_in).map(|i| chip.row_gain[row + 2 * i + 1]).collect();
-            row += 2 * n_in;
-            LayerPattern {
-                theta_offset: chip.theta_offset[c.clone()].to_vec(),
-                tau_m: chip.tau_m_factor[c.clone()].to_vec(),
-                tau_s: chip.tau_s_factor[c].to_vec(),
-                gain_exc: exc,
-                gain_inh: inh,
-            }
-        })
-        .collect();
+    let pattern = ChipPattern::draw(512, 512, &params, 1).unwrap().place(&net).unwrap();
     let d = yin_yang(Split::Train);
     (net, encode_times(&d.x, T_EARLY, T_LATE).unwrap(), pattern)
 }

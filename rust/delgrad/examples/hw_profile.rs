@@ -25,27 +25,7 @@ fn main() -> delgrad::Result<()> {
         gain_mismatch: 0.05,
         ..PatternParams::bss2()
     };
-    let chip = ChipPattern::draw(512, 512, &params, 1)?;
-    let (mut circuit, mut row) = (0, 0);
-    let pattern: Vec<LayerPattern> = net
-        .layers
-        .iter()
-        .map(|l| {
-            let (n_out, n_in) = (l.n_out(), l.n_in());
-            let c = circuit..circuit + n_out;
-            circuit += n_out;
-            let exc = (0..n_in).map(|i| chip.row_gain[row + 2 * i]).collect();
-            let inh = (0..n_in).map(|i| chip.row_gain[row + 2 * i + 1]).collect();
-            row += 2 * n_in;
-            LayerPattern {
-                theta_offset: chip.theta_offset[c.clone()].to_vec(),
-                tau_m: chip.tau_m_factor[c.clone()].to_vec(),
-                tau_s: chip.tau_s_factor[c].to_vec(),
-                gain_exc: exc,
-                gain_inh: inh,
-            }
-        })
-        .collect();
+    let pattern = ChipPattern::draw(512, 512, &params, 1)?.place(&net)?;
     let d = yin_yang(Split::Train);
     let x = encode_times(&d.x, T_EARLY, T_LATE)?;
     let batch = 1000.min(x.rows());

@@ -233,6 +233,39 @@ impl ChipPattern {
             row_gain: draw(3, rows, &|z| (1.0 + p.gain_mismatch * z).max(0.0)),
         })
     }
+
+    /// The pattern `net` sees when its layers are placed one after the other from circuit 0 and
+    /// row 0: layer l's neurons on the next n_out circuits (offsets; time constants = the layer's
+    /// times the circuits' factors), its inputs on the next 2 n_in rows, alternately excitatory
+    /// and inhibitory. An error if the chip has too few circuits or rows.
+    pub fn place(&self, net: &Network) -> Result<Vec<LayerPattern>> {
+        let (mut circuit, mut row) = (0, 0);
+        let mut out = Vec::with_capacity(net.layers.len());
+        for (l, layer) in net.layers.iter().enumerate() {
+            let (n_out, n_in) = (layer.n_out(), layer.n_in());
+            let (c, r) = (circuit..circuit + n_out, row..row + 2 * n_in);
+            if c.end > self.theta_offset.len() || r.end > self.row_gain.len() {
+                return Err(Error::shape(
+                    "net",
+                    format!("{} circuits and {} rows", self.theta_offset.len(), self.row_gain.len()),
+                    format!("{} circuits and {} rows up to layer {l}", c.end, r.end),
+                ));
+            }
+            let rows = &self.row_gain[r];
+            out.push(LayerPattern {
+                theta_offset: self.theta_offset[c.clone()].to_vec(),
+                tau_m: self.tau_m_factor[c.clone()]
+                    .iter()
+                    .map(|f| f * layer.neuron.tau_m())
+                    .collect(),
+                tau_s: self.tau_s_factor[c].iter().map(|f| f * layer.neuron.tau_s()).collect(),
+                gain_exc: rows.iter().step_by(2).copied().collect(),
+                gain_inh: rows.iter().skip(1).step_by(2).copied().collect(),
+            });
+            (circuit, row) = (circuit + n_out, row + 2 * n_in);
+        }
+        Ok(out)
+    }
 }
 
 /// The fixed pattern of one placed layer: per neuron the threshold offset and the time constants,

@@ -44,29 +44,7 @@ fn all_on() -> NoiseParams {
 }
 
 fn pattern_for(net: &Network, params: &PatternParams, seed: u64) -> Vec<LayerPattern> {
-    let chip = ChipPattern::draw(512, 512, params, seed).unwrap();
-    let mut circuit = 0;
-    let mut row = 0;
-    net.layers
-        .iter()
-        .map(|l| {
-            let (n_out, n_in) = (l.n_out(), l.n_in());
-            let c = circuit..circuit + n_out;
-            circuit += n_out;
-            let rows: Vec<usize> = (row..row + 2 * n_in).collect();
-            row += 2 * n_in;
-            LayerPattern {
-                theta_offset: chip.theta_offset[c.clone()].to_vec(),
-                tau_m: chip.tau_m_factor[c.clone()]
-                    .iter()
-                    .map(|f| f * l.neuron.tau_m())
-                    .collect(),
-                tau_s: chip.tau_s_factor[c].iter().map(|f| f * l.neuron.tau_s()).collect(),
-                gain_exc: rows.iter().step_by(2).map(|&r| chip.row_gain[r]).collect(),
-                gain_inh: rows.iter().skip(1).step_by(2).map(|&r| chip.row_gain[r]).collect(),
-            }
-        })
-        .collect()
+    ChipPattern::draw(512, 512, params, seed).unwrap().place(net).unwrap()
 }
 
 #[test]
@@ -526,4 +504,25 @@ fn planned_and_per_neuron_paths_agree() {
         }
     }
     assert!(finite > 64 * 20);
+}
+
+#[test]
+fn placement_takes_circuits_and_row_pairs_in_order_and_refuses_a_small_chip() {
+    let net = hw_net(1);
+    let params = PatternParams {
+        tau_m_mismatch: 0.03,
+        gain_mismatch: 0.05,
+        ..PatternParams::bss2()
+    };
+    let chip = ChipPattern::draw(40, 200, &params, 4).unwrap();
+    let placed = chip.place(&net).unwrap();
+    // Layer 1 (20 inputs -> 30) takes circuits 0..30 and rows 0..40; layer 2 circuits 30..33 and
+    // rows 40..100, even rows excitatory.
+    assert_eq!(placed[1].theta_offset, chip.theta_offset[30..33].to_vec());
+    assert_eq!(placed[1].gain_exc[0], chip.row_gain[40]);
+    assert_eq!(placed[1].gain_inh[29], chip.row_gain[99]);
+    assert_eq!(placed[0].tau_m[5], chip.tau_m_factor[5] * net.layers[0].neuron.tau_m());
+    let small = ChipPattern::draw(32, 200, &params, 4).unwrap();
+    let err = small.place(&net).unwrap_err().to_string();
+    assert!(err.contains("net") && err.contains("33 circuits"), "{err}");
 }

@@ -23,29 +23,7 @@ fn pattern(net: &Network, seed: u64) -> Vec<LayerPattern> {
         gain_mismatch: 0.05,
         ..PatternParams::bss2()
     };
-    let chip = ChipPattern::draw(512, 512, &params, seed).unwrap();
-    let (mut circuit, mut row) = (0, 0);
-    net.layers
-        .iter()
-        .map(|l| {
-            let (n_out, n_in) = (l.n_out(), l.n_in());
-            let c = circuit..circuit + n_out;
-            circuit += n_out;
-            let exc = (0..n_in).map(|i| chip.row_gain[row + 2 * i]).collect();
-            let inh = (0..n_in).map(|i| chip.row_gain[row + 2 * i + 1]).collect();
-            row += 2 * n_in;
-            LayerPattern {
-                theta_offset: chip.theta_offset[c.clone()].to_vec(),
-                tau_m: chip.tau_m_factor[c.clone()]
-                    .iter()
-                    .map(|f| f * l.neuron.tau_m())
-                    .collect(),
-                tau_s: chip.tau_s_factor[c].iter().map(|f| f * l.neuron.tau_s()).collect(),
-                gain_exc: exc,
-                gain_inh: inh,
-            }
-        })
-        .collect()
+    ChipPattern::draw(512, 512, &params, seed).unwrap().place(net).unwrap()
 }
 
 /// Spike times of every layer for one sample (inputs already repeated), neuron by neuron.
