@@ -654,9 +654,7 @@ impl PyTrainer {
         seed: i128,
         counter: i128,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let repeat = usize::try_from(repeat)
-            .map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
-        let (seed, counter) = (u64_arg(seed, "seed")?, u64_arg(counter, "counter")?);
+        let (repeat, seed, counter) = run_args(repeat, seed, counter)?;
         let groups = matrix(groups, "groups")?;
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
@@ -1058,6 +1056,13 @@ fn u64_arg(v: i128, arg: &str) -> PyResult<u64> {
     u64::try_from(v).map_err(|_| value_err(arg, format!("expected an integer in [0, 2**64), got {v}")))
 }
 
+/// A noisy run's input repetition, noise seed and run counter as the core takes them.
+fn run_args(repeat: i64, seed: i128, counter: i128) -> PyResult<(usize, u64, u64)> {
+    let repeat =
+        usize::try_from(repeat).map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
+    Ok((repeat, u64_arg(seed, "seed")?, u64_arg(counter, "counter")?))
+}
+
 #[pyfunction]
 #[pyo3(signature = (network, x, *, repeat=1, pattern=None, noise=None, seed=0, counter=0))]
 #[allow(clippy::too_many_arguments)]
@@ -1071,9 +1076,7 @@ fn hardware_forward<'py>(
     seed: i128,
     counter: i128,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let repeat =
-        usize::try_from(repeat).map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
-    let (seed, counter) = (u64_arg(seed, "seed")?, u64_arg(counter, "counter")?);
+    let (repeat, seed, counter) = run_args(repeat, seed, counter)?;
     let x = matrix(x, "x")?;
     let noise = noise_from_dict(noise)?;
     let net = &network.net;
