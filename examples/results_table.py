@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 import polars as pl
@@ -141,6 +142,27 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
     return "\n".join(out) + "\n"
 
 
+def sweep_name(root: Path) -> str:
+    """Return the sweep's name from its copied ``sweep.toml`` (else the directory's name).
+
+    Parameters
+    ----------
+    root : Path
+        The sweep directory.
+
+    Returns
+    -------
+    str
+        The name of the sweep file in ``examples/sweeps``.
+
+    """
+    try:
+        with open(root / "sweep.toml", "rb") as f:
+            return str(tomllib.load(f).get("name", root.name))
+    except (OSError, tomllib.TOMLDecodeError):
+        return root.name
+
+
 def main() -> int:
     """Print or splice the results section; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,7 +172,7 @@ def main() -> int:
     parser.add_argument("--baseline", default="W", help="weights-only condition (default W)")
     args = parser.parse_args()
     root = Path(args.sweep_dir)
-    command = args.command or f"delgrad sweep examples/sweeps/{root.name}.toml --workers 2"
+    command = args.command or f"delgrad sweep examples/sweeps/{sweep_name(root)}.toml --workers 2"
     try:
         text = markdown(root, command, args.baseline)
     except (OSError, ValueError) as e:
