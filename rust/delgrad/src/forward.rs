@@ -251,7 +251,16 @@ fn plan_times_after(
     if let Some(r) = r0 {
         match prev {
             Some(p) => s.order.iter_mut().for_each(|x| x.1 = 1.0 / p.fall[x.2]),
-            None => s.order.iter_mut().for_each(|x| x.1 = ((x.0 - r) / tm).exp()),
+            None => {
+                // Simultaneous arrivals (copies of an input) share one exp.
+                let mut last = (f64::NAN, 0.0);
+                for x in s.order.iter_mut() {
+                    if x.0 != last.0 {
+                        last = (x.0, ((x.0 - r) / tm).exp());
+                    }
+                    x.1 = last.1;
+                }
+            }
         }
         let e_last = s.order.last().map_or(1.0, |x| x.1);
         factors = Some((r, e_last * max_decay));

@@ -150,10 +150,14 @@ fn layer_backward(
     let decays = decays.filter(|_| in_range);
     if decays.is_some() && given.is_none() {
         s.rise.clear();
-        s.rise.extend(
-            t_in.iter()
-                .map(|t| if t.is_finite() { ((t - r) / tm).exp() } else { 0.0 }),
-        );
+        // Copies of an input (hardware duplication) share one exp.
+        let mut last = (f64::NAN, 0.0);
+        s.rise.extend(t_in.iter().map(|&t| {
+            if t != last.0 {
+                last = (t, if t.is_finite() { ((t - r) / tm).exp() } else { 0.0 });
+            }
+            last.1
+        }));
     }
     let (rise, falls) = match given {
         Some(f) => (&f.rise[..], &f.fall[..]),
