@@ -146,7 +146,12 @@ fn layer_backward(
     let given = given.filter(|f| f.rise.len() == n_in && f.fall.len() == t_out.len() && f.tau_m == tm);
     let r = given.map_or_else(|| t_in.iter().copied().fold(f64::INFINITY, f64::min), |f| f.r);
     let latest = |t: &[f64]| t.iter().copied().filter(|t| t.is_finite()).fold(r, f64::max);
-    let in_range = r.is_finite() && latest(t_in).max(latest(t_out)) - r <= FACTOR_RANGE * tm;
+    // The forward scans' factors are products the scans formed without overflow: in range when
+    // every spike's fall came with them.
+    let in_range = match given {
+        Some(f) if !f.fall.iter().any(|x| x.is_nan()) => true,
+        _ => r.is_finite() && latest(t_in).max(latest(t_out)) - r <= FACTOR_RANGE * tm,
+    };
     let decays = decays.filter(|_| in_range);
     if decays.is_some() && given.is_none() {
         s.rise.clear();
