@@ -253,14 +253,7 @@ fn layer_backward(
             den += ga;
             slope[i] = ga;
         }
-        if group == 1 {
-            let d_syn = &mut d_syn[..n_in];
-            for i in 0..n_in {
-                d_syn[i] += slope[i];
-            }
-        } else {
-            add_grouped(d_syn, slope, group);
-        }
+        add_grouped(d_syn, slope, group);
         g.d_den[k] += den;
     }
     // dL/dd_axo_i = sum_k dL/da_ki: this sample's delta_in (zero on entry).
@@ -391,9 +384,7 @@ impl Accumulator {
         }
         self.input_rows.extend_from_slice(&s.deltas[0]);
     }
-}
 
-impl Accumulator {
     /// Adds the next chunk's accumulator (chunks are merged in sample order).
     pub(crate) fn merge(&mut self, next: &Accumulator) {
         for (acc, g) in self.grads.iter_mut().zip(&next.grads) {

@@ -2,13 +2,14 @@
 //! training step, with one parallel region and no intermediate batch tensors.
 //!
 //! The results equal `forward`, then `loss::evaluate`, then `backward` with dL/dt divided by the
-//! batch size (the loss is the batch mean), bit for bit: the same per-sample arithmetic and the
-//! same chunked summation order.
+//! batch size (the loss is the batch mean): times and losses bit for bit, gradients to rounding
+//! (the backward pass takes its exponential factors from the forward scans instead of computing
+//! them again from the times; the same chunked summation order).
+
+use std::ops::Range;
 
 use crate::error::Result;
 use crate::forward::{Scratch, sample_times, split_layers};
-use std::ops::Range;
-
 use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, Scratch as BackwardScratch};
 use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
@@ -37,8 +38,8 @@ struct Part {
 }
 
 impl Part {
-    fn new(net: &Network, samples: usize) -> Self {
-        let width: usize = net.sizes()[1..].iter().sum();
+    /// An empty share for `samples` samples whose rows hold `width` spike times each.
+    fn new(net: &Network, samples: usize, width: usize) -> Self {
         Part {
             rows: Vec::with_capacity(samples * width),
             losses: Vec::with_capacity(samples),
@@ -117,7 +118,7 @@ pub fn forward_backward(
     let chunk = |st: &mut ThreadState, range: Range<usize>| {
         let (scratch, back, delta) = (&mut st.forward, &mut st.backward, &mut st.delta);
         let len = range.len();
-        let mut part = st.spent.pop().unwrap_or_else(|| Part::new(net, len));
+        let mut part = st.spent.pop().unwrap_or_else(|| Part::new(net, len, width));
         part.rows.resize(len * width, 0.0);
         part.dl_dt.resize(len * n_out, 0.0);
         let rows = part.rows.chunks_exact_mut(width);
@@ -159,7 +160,7 @@ pub fn forward_backward(
         (Ok(_), Err(e)) => *all = Err(e),
         (Err(_), _) => {}
     };
-    let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch)), fold)?;
+    let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch, width)), fold)?;
     let times = split_layers(sizes, batch, [all.rows.as_slice()]);
     let dl_dt = Matrix::from_vec("dl_dt", batch, n_out, all.dl_dt)?;
     let loss = report(all.losses, all.predicted, labels, dl_dt, all.silent)?;

@@ -722,26 +722,23 @@ impl Grid {
         delay_max: f64,
         time_unit: f64,
     ) -> Result<Self> {
-        for (name, v, positive) in [
-            ("weight_scale", weight_scale, true),
-            ("weight_max", weight_max, false),
-            ("delay_offset", delay_offset, false),
-            ("delay_step", delay_step, true),
-            ("delay_min", delay_min, false),
-            ("delay_max", delay_max, false),
-            ("time_unit", time_unit, true),
+        // (name, value, lower bound, whether the bound itself is excluded); the offset may be
+        // any finite number.
+        for (name, v, low, strict) in [
+            ("weight_scale", weight_scale, 0.0, true),
+            ("weight_max", weight_max, 0.0, false),
+            ("delay_offset", delay_offset, f64::NEG_INFINITY, true),
+            ("delay_step", delay_step, 0.0, true),
+            ("delay_min", delay_min, 0.0, false),
+            ("delay_max", delay_max, 0.0, false),
+            ("time_unit", time_unit, 0.0, true),
         ] {
-            let ok = v.is_finite()
-                && if positive {
-                    v > 0.0
-                } else {
-                    name == "delay_offset" || v >= 0.0
-                };
+            let ok = v.is_finite() && if strict { v > low } else { v >= low };
             if !ok {
-                let want = if positive {
-                    "a finite number > 0"
-                } else {
-                    "a finite number >= 0"
+                let want = match (low.is_finite(), strict) {
+                    (false, _) => "a finite number".to_string(),
+                    (true, true) => format!("a finite number > {low}"),
+                    (true, false) => format!("a finite number >= {low}"),
                 };
                 return Err(Error::value(
                     format!("grid.{name}"),
