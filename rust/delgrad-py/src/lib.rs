@@ -654,15 +654,10 @@ impl PyTrainer {
         seed: i128,
         counter: i128,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (repeat, seed, counter) = run_args(repeat, seed, counter)?;
+        let (repeat, pattern, noise, seed, counter) = run_args(&chip.net, repeat, pattern, noise, seed, counter)?;
         let groups = matrix(groups, "groups")?;
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
-        let noise = noise_from_dict(noise)?;
-        let pattern = match pattern.filter(|p| !p.is_none()) {
-            Some(p) => Some(pattern_from_list(p, &chip.net)?),
-            None => None,
-        };
         let (tr, exec) = (&mut self.trainer, &*self.exec);
         let (chip_net, chip_exec) = (&chip.net, &*chip.exec);
         let at = at.as_ref().map_or(chip_net, |a| &a.net);
@@ -1056,11 +1051,32 @@ fn u64_arg(v: i128, arg: &str) -> PyResult<u64> {
     u64::try_from(v).map_err(|_| value_err(arg, format!("expected an integer in [0, 2**64), got {v}")))
 }
 
-/// A noisy run's input repetition, noise seed and run counter as the core takes them.
-fn run_args(repeat: i64, seed: i128, counter: i128) -> PyResult<(usize, u64, u64)> {
+/// A noisy run's arguments as the core takes them: input repetition, the fixed pattern of `net`
+/// (None or Python `None`: none), noise parameters, noise seed and run counter.
+type RunArgs = (usize, Option<Vec<LayerPattern>>, NoiseParams, u64, u64);
+
+fn run_args(
+    net: &Network,
+    repeat: i64,
+    pattern: Option<&Bound<'_, PyAny>>,
+    noise: Option<&Bound<'_, PyAny>>,
+    seed: i128,
+    counter: i128,
+) -> PyResult<RunArgs> {
     let repeat =
         usize::try_from(repeat).map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
-    Ok((repeat, u64_arg(seed, "seed")?, u64_arg(counter, "counter")?))
+    let pattern = match pattern.filter(|p| !p.is_none()) {
+        Some(p) => Some(pattern_from_list(p, net)?),
+        None => None,
+    };
+    let noise = noise_from_dict(noise)?;
+    Ok((
+        repeat,
+        pattern,
+        noise,
+        u64_arg(seed, "seed")?,
+        u64_arg(counter, "counter")?,
+    ))
 }
 
 #[pyfunction]
@@ -1076,14 +1092,9 @@ fn hardware_forward<'py>(
     seed: i128,
     counter: i128,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (repeat, seed, counter) = run_args(repeat, seed, counter)?;
-    let x = matrix(x, "x")?;
-    let noise = noise_from_dict(noise)?;
     let net = &network.net;
-    let pattern = match pattern.filter(|p| !p.is_none()) {
-        Some(p) => Some(pattern_from_list(p, net)?),
-        None => None,
-    };
+    let (repeat, pattern, noise, seed, counter) = run_args(net, repeat, pattern, noise, seed, counter)?;
+    let x = matrix(x, "x")?;
     let exec = &*network.exec;
     let run = compute(py, || {
         noisy_forward(net, &x, repeat, pattern.as_deref(), &noise, seed, counter, exec)
