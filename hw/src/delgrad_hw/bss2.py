@@ -77,9 +77,8 @@ class Bss2Resources:
     @property
     def delay_range(self) -> tuple[float, float]:
         """Smallest and largest delay in model units (1.375 .. 5.5417)."""
-        lo = (self.delay_min_setting * self.delay_step_us + self.delay_offset_us) / self.tau_us
-        hi = (self.delay_max_setting * self.delay_step_us + self.delay_offset_us) / self.tau_us
-        return lo, hi
+        lo, hi = _grid_to_delays(np.array([self.delay_min_setting, self.delay_max_setting], np.float64), self)
+        return float(lo), float(hi)
 
 
 #: The reference chip.
