@@ -62,11 +62,33 @@ def _plot(args: argparse.Namespace) -> int:
 
     if is_sweep_dir(args.run):
         return _plot_sweep(args)
+    from delgrad_rs.config import load_config
     from delgrad_rs.plots import plot_run
 
-    for p in plot_run(args.run, args.checkpoint):
+    backend = None
+    if args.backend != "software":
+        backend = _backend(args, load_config(Path(args.run) / "config.toml"), seed=None)
+    else:
+        trained_on = _trained_on(Path(args.run))
+        if trained_on not in (None, "software"):
+            print(
+                f"note: {args.run} was trained on the {trained_on} backend; the spike-time figures show the ideal "
+                f"model (plot them on the chip with --backend)",
+                file=sys.stderr,
+            )
+    for p in plot_run(args.run, args.checkpoint, backend=backend):
         print(p)
     return 0
+
+
+def _trained_on(run: Path) -> str | None:
+    """Return the backend a run directory was trained on (``backend.json``), None if it does not say."""
+    import json
+
+    try:
+        return str(json.loads((run / "backend.json").read_text())["backend"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _plot_sweep(args: argparse.Namespace) -> int:
@@ -146,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="run or sweep directory")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file name (default best)")
+    p.add_argument(
+        "--backend", default="software", help="where spike times are computed: software, emulator or remote://HOST:PORT"
+    )
+    p.add_argument("--token-file", default=None, help="token of the remote server (default: DELGRAD_HW_TOKEN)")
     p.set_defaults(func=_plot)
     return parser
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from delgrad_rs.datasets import CLASS_NAMES, encode, yin_yang
-from delgrad_rs.training import repeat_inputs, split_inputs
+from delgrad_rs.training import Backend, SoftwareBackend, repeat_inputs, split_inputs
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c")
 
@@ -29,7 +30,7 @@ def _plt() -> Any:
     return plt
 
 
-def plot_run(run: str | Path, which: str = "best") -> list[Path]:
+def plot_run(run: str | Path, which: str = "best", backend: Backend | None = None) -> list[Path]:
     """Write the figures of a run directory as PNGs into it.
 
     Parameters
@@ -38,6 +39,9 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
         The run directory (with ``metrics.parquet`` and ``checkpoints/``).
     which : str
         Checkpoint to plot (``best`` or ``last``).
+    backend : Backend or None
+        Where the output spike times and the decision map are computed (None: the ideal model in
+        software). A network trained chip-in-the-loop is adapted to its chip: plot it on the chip.
 
     Returns
     -------
@@ -49,7 +53,7 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
 
     plt = _plt()
     run = Path(run)
-    cfg, net, _ = load_run(run, which)
+    cfg, net, trainer = load_run(run, which)
     written: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
@@ -78,17 +82,48 @@ def plot_run(run: str | Path, which: str = "best") -> list[Path]:
         ax.grid(alpha=0.3)
     save(fig, "learning_curves.png")
     if cfg.data.dataset == "yin_yang":
-        _plot_yin_yang(cfg, net, save)
+        runner: Backend = backend if backend is not None else SoftwareBackend()
+        _plot_yin_yang(cfg, lambda t: output_times(runner, trainer, t), _where(runner), save)
     _plot_parameters(net, save)
     return written
 
 
-def _plot_yin_yang(cfg: Any, net: Any, save: Any) -> None:
-    """Output spike times per class and the decision map (Yin-Yang runs only)."""
+def output_times(backend: Backend, trainer: Any, t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Output spike times ``[n, n_out]`` of the trainer's network for input times ``t`` on ``backend``.
+
+    Parameters
+    ----------
+    backend : Backend
+        Where the forward pass runs.
+    trainer : delgrad_rs._core.Trainer
+        Holds the network.
+    t : numpy.ndarray
+        Input times ``[n, n_in]`` (as the network takes them: copies included).
+
+    Returns
+    -------
+    numpy.ndarray
+        First-spike times of the output layer, +inf where silent.
+
+    """
+    # The labels only enter the loss, which is not used here.
+    r = backend.evaluate(trainer, t, np.zeros(len(t), dtype=np.int64))
+    return np.asarray(r["output_times"], dtype=np.float64)
+
+
+def _where(backend: Backend) -> str:
+    """``software``, or the backend and chip that the figures were measured on."""
+    d = backend.describe()
+    chip = d.get("chip_id")
+    return f"{d.get('backend', 'software')}{f' chip {chip}' if chip else ''}"
+
+
+def _plot_yin_yang(cfg: Any, forward: Any, where: str, save: Any) -> None:
+    """Output spike times per class and the decision map (Yin-Yang runs only), from ``forward``."""
     plt = _plt()
     x, y = yin_yang("test")
     t, _ = split_inputs(cfg, "test")
-    out = net.forward(t)[-1]
+    out = forward(t)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
     finite = out[np.isfinite(out)]
     bins = np.linspace(finite.min(), finite.max(), 40) if finite.size else 10
@@ -96,7 +131,7 @@ def _plot_yin_yang(cfg: Any, net: Any, save: Any) -> None:
         for k in range(out.shape[1]):
             v = out[y == c, k]
             ax.hist(v[np.isfinite(v)], bins=bins, alpha=0.55, color=COLORS[k], label=f"output {CLASS_NAMES[k]}")
-        ax.set(title=f"samples of class {CLASS_NAMES[c]}", xlabel="output spike time")
+        ax.set(title=f"samples of class {CLASS_NAMES[c]} ({where})", xlabel="output spike time")
     axes[0].set_ylabel("count")
     axes[0].legend()
     save(fig, "output_spike_times.png")
@@ -110,7 +145,7 @@ def _plot_yin_yang(cfg: Any, net: Any, save: Any) -> None:
     if cfg.data.bias_times:
         bias = np.broadcast_to(np.asarray(cfg.data.bias_times, dtype=np.float64), (len(pts), len(cfg.data.bias_times)))
         grid_times = np.concatenate([grid_times, bias], axis=1)
-    o = net.forward(repeat_inputs(grid_times, cfg.hardware.input_repeat))[-1]
+    o = forward(repeat_inputs(grid_times, cfg.hardware.input_repeat))
     pred = np.where(np.isfinite(o).any(axis=1), np.argmin(o, axis=1), -1).reshape(n, n)
     fig, ax = plt.subplots(figsize=(5.2, 5))
     from matplotlib.colors import ListedColormap
@@ -120,7 +155,7 @@ def _plot_yin_yang(cfg: Any, net: Any, save: Any) -> None:
     for c in range(3):
         m = y == c
         ax.scatter(x[m, 0], x[m, 1], s=6, color=COLORS[c], label=CLASS_NAMES[c])
-    ax.set(xlabel="x", ylabel="y", title=f"{cfg.name}: decision map (grey: no output spike)")
+    ax.set(xlabel="x", ylabel="y", title=f"{cfg.name} on {where}: decision map (grey: no output spike)")
     ax.legend(loc="upper right", fontsize=8)
     save(fig, "decision_map.png")
 

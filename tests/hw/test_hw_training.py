@@ -176,3 +176,30 @@ def test_cli_backends(tmp_path: Path, make_server: MakeServer, monkeypatch: pyte
         make_backend("quantum", load_config(cfg_path))
     assert delgrad_main(["train", str(cfg_path), "--backend", "quantum", "--epochs", "1", "--quiet",
                          "--out", str(tmp_path / "bad")]) == 1  # fmt: skip
+
+
+def test_plot_on_the_chip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from delgrad_rs.plots import output_times
+    from delgrad_rs.training import SoftwareBackend, load_run, split_inputs
+
+    cfg_path = CONFIGS / "hwaware_WA.toml"
+    run = tmp_path / "emu"
+    assert delgrad_main(["train", str(cfg_path), "--backend", "emulator", "--epochs", "1", "--threads", "1",
+                         "--quiet", "--out", str(run)]) == 0  # fmt: skip
+    assert delgrad_main(["plot", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert "trained on the emulator backend" in captured.err and "--backend" in captured.err
+    assert delgrad_main(["plot", str(run), "--backend", "emulator"]) == 0
+    captured = capsys.readouterr()
+    assert "note:" not in captured.err
+    assert {"decision_map.png", "output_spike_times.png"} <= {Path(line).name for line in captured.out.split()}
+    # The figures' times are the chip's (quantised, noisy), not the ideal model's.
+    cfg, _, trainer = load_run(run, "best")
+    t, _ = split_inputs(cfg, "test")
+    chip = output_times(make_backend("emulator", cfg), trainer, t)
+    ideal = output_times(SoftwareBackend(), trainer, t)
+    assert chip.shape == ideal.shape == (len(t), 3)
+    assert not np.array_equal(chip, ideal)
+    finite = np.isfinite(chip)
+    assert np.allclose(chip[finite] * 6000 / 8, np.round(chip[finite] * 6000 / 8), atol=1e-6)  # 8 ns timestamps
