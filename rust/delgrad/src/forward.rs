@@ -108,24 +108,32 @@ pub(crate) struct Factors {
     /// e^{-(t_k - R)/tau_m} per neuron, 0 for silent neurons, NaN where unknown; empty when not
     /// computed.
     pub(crate) fall: Vec<f64>,
+    /// Every neuron has its fall: none unknown, and positive and finite for every spike (tracked
+    /// as they are written, instead of a pass over them in each user).
+    pub(crate) complete: bool,
 }
 
 impl Factors {
     fn clear(&mut self) {
         self.rise.clear();
         self.fall.clear();
+        self.complete = false;
     }
 
     /// Rise factors of the next layer's inputs (this layer's spikes) from this layer's falls,
     /// e^{(t_k - R)/tau_m} = 1/X_k with the same R, when every spiking neuron has its X_k.
     fn carries_over(&self, t: &[f64], tau_m: f64) -> bool {
-        self.fall.len() == t.len()
-            && self.tau_m == tau_m
-            && self
-                .fall
-                .iter()
-                .zip(t)
-                .all(|(x, t)| !t.is_finite() || (*x > 0.0 && x.is_finite()))
+        self.complete && self.fall.len() == t.len() && self.tau_m == tau_m
+    }
+}
+
+/// A neuron's fall X is known and usable: positive and finite for a spike at `t`, 0 if silent.
+#[inline]
+fn has_factor(t: f64, x: f64) -> bool {
+    if t.is_finite() {
+        x > 0.0 && x.is_finite()
+    } else {
+        x == 0.0
     }
 }
 
@@ -153,18 +161,42 @@ fn spike(
     (first_spike(&layer.neuron, theta, pairs, method), f64::NAN)
 }
 
-/// Appends `x` to arrivals sorted by time, keeping them sorted (one step of an insertion sort):
-/// linear overall when each neuron's delays barely reorder the presorted inputs, and
-/// branch-predictable for the short rows where it is used.
+/// The arrivals a_ki = t_i + d_ki of neuron k of a synaptic layer (weights `w`, delays `d`,
+/// decays `dec` = e^{d_ki/tau_m} when factored) from its inputs `order` sorted by t_i, written
+/// in time order to the front of `buf` (as long as `order`); returns their number (inputs with
+/// w_ki = 0 are left out). `INSERT`: insertion into place, linear overall when the delays barely
+/// reorder the presorted inputs, and branch-predictable for the short rows where it is used;
+/// else written as they come (for long rows, which the caller sorts).
 #[inline]
-fn insert_sorted(v: &mut Vec<Arrival>, x: Arrival) {
-    let mut j = v.len();
-    v.push(x);
-    while j > 0 && v[j - 1].a > x.a {
-        v[j] = v[j - 1];
-        j -= 1;
+fn synaptic_arrivals<const INSERT: bool>(
+    buf: &mut [Arrival],
+    order: &[(f64, f64, usize)],
+    w: &[f64],
+    d: &[f64],
+    dec: Option<&[f64]>,
+) -> usize {
+    let buf = &mut buf[..order.len()];
+    let mut len = 0;
+    let mut put = |x: Arrival| {
+        let mut j = len;
+        while INSERT && j > 0 && buf[j - 1].a > x.a {
+            buf[j] = buf[j - 1];
+            j -= 1;
+        }
+        buf[j] = x;
+        len += 1;
+    };
+    let kept = order.iter().filter(|x| w[x.2] != 0.0);
+    let arrival = |t: f64, i: usize, e: f64| Arrival {
+        a: t + d[i],
+        w: w[i],
+        e,
+    };
+    match dec {
+        Some(dec) => kept.for_each(|&(t, e, i)| put(arrival(t, i, e * dec[i]))),
+        None => kept.for_each(|&(t, _, i)| put(arrival(t, i, 0.0))),
     }
-    v[j] = x;
+    len
 }
 
 /// Rows longer than this are sorted with the standard library's sort.
@@ -271,35 +303,40 @@ fn plan_times_after(
             c.rise.resize(t_in.len(), 0.0);
             s.order.iter().for_each(|x| c.rise[x.2] = x.1);
             c.fall.resize(t_out.len(), f64::NAN);
+            c.complete = true;
         }
+    }
+    // Every neuron's arrivals are written to the front of one buffer, sized once per layer.
+    if s.arrivals.len() < s.order.len() {
+        s.arrivals.resize(s.order.len(), Arrival::default());
     }
     for (k, out) in t_out.iter_mut().enumerate() {
         let w = layer.w.row(k);
-        s.arrivals.clear();
-        let kept = s.order.iter().filter(|x| w[x.2] != 0.0);
         match &plan.shared {
             Some(shared) => {
-                s.arrivals.extend(kept.map(|&(a, e, i)| Arrival { a, w: w[i], e }));
-                *out = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs, exists_only).0 + shared.den[k];
+                let mut n = 0;
+                for &(a, e, i) in s.order.iter().filter(|x| w[x.2] != 0.0) {
+                    s.arrivals[n] = Arrival { a, w: w[i], e };
+                    n += 1;
+                }
+                let arrivals = &s.arrivals[..n];
+                *out = spike(plan, k, arrivals, factors, method, &mut s.pairs, exists_only).0 + shared.den[k];
             }
             None => {
                 let d = plan.delays.row(k);
                 let dec = plan.decays.as_ref().filter(|_| r0.is_some()).map(|m| m.row(k));
-                let arrivals = kept.map(|&(t, e, i)| Arrival {
-                    a: t + d[i],
-                    w: w[i],
-                    e: dec.map_or(0.0, |dec| e * dec[i]),
-                });
-                if s.order.len() <= INSERTION_MAX {
-                    arrivals.for_each(|x| insert_sorted(&mut s.arrivals, x));
+                let n = if s.order.len() <= INSERTION_MAX {
+                    synaptic_arrivals::<true>(&mut s.arrivals, &s.order, w, d, dec)
                 } else {
-                    s.arrivals.extend(arrivals);
-                    s.arrivals.sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
-                }
-                let (t, x) = spike(plan, k, &s.arrivals, factors, method, &mut s.pairs, exists_only);
+                    let n = synaptic_arrivals::<false>(&mut s.arrivals, &s.order, w, d, dec);
+                    s.arrivals[..n].sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
+                    n
+                };
+                let (t, x) = spike(plan, k, &s.arrivals[..n], factors, method, &mut s.pairs, exists_only);
                 *out = t;
                 if let Some(fall) = s.current.fall.get_mut(k) {
                     *fall = x;
+                    s.current.complete &= has_factor(t, x);
                 }
             }
         }

@@ -149,7 +149,7 @@ fn layer_backward(
     // The forward scans' factors are products the scans formed without overflow: in range when
     // every spike's fall came with them.
     let in_range = match given {
-        Some(f) if !f.fall.iter().any(|x| x.is_nan()) => true,
+        Some(f) if f.complete => true,
         _ => r.is_finite() && latest(t_in).max(latest(t_out)) - r <= FACTOR_RANGE * tm,
     };
     let decays = decays.filter(|_| in_range);
