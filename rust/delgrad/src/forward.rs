@@ -140,6 +140,7 @@ fn has_factor(t: f64, x: f64) -> bool {
 /// Spike time of neuron `k` from its arrivals sorted by time and its factor
 /// X = e^{-(t - R)/tau_m}: the factored scan where it applies (`factors` = (R, bound on the
 /// arrivals' factors); `None`: no factors), else `solver::first_spike` (X = NaN: unknown).
+#[inline(always)]
 fn spike(
     plan: &LayerPlan,
     k: usize,
