@@ -6,8 +6,8 @@
 //! hand-offs per call) would cost a noticeable share of it.
 
 use std::ops::Range;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -19,11 +19,6 @@ pub const CHUNK: usize = 16;
 
 /// Longest the calling thread waits awake for the pool's threads to finish a call's last ranges.
 const MAX_SPIN: Duration = Duration::from_millis(1);
-
-/// Longest a helper stays awake after a call, waiting for the next one. Training calls follow
-/// each other within microseconds; a helper that went to sleep in between takes tens of
-/// microseconds to wake (a tenth of a 150-sample step on 2 threads), one that lingers none.
-const LINGER: Duration = Duration::from_micros(200);
 
 /// Fewest samples per unit of parallel work (except a batch's last).
 pub const TAIL: usize = 4;
@@ -48,17 +43,11 @@ pub struct Executor {
     /// `threads - 1` helpers of the calling thread (none for one thread).
     pool: Option<rayon::ThreadPool>,
     threads: usize,
-    /// Calls started so far: a lingering helper returns to the pool when this changes.
-    calls: Arc<AtomicUsize>,
 }
 
 impl Default for Executor {
     fn default() -> Self {
-        Executor {
-            pool: None,
-            threads: 1,
-            calls: Arc::default(),
-        }
+        Executor { pool: None, threads: 1 }
     }
 }
 
@@ -81,7 +70,6 @@ impl Executor {
         Ok(Executor {
             pool: Some(pool),
             threads,
-            calls: Arc::default(),
         })
     }
 
@@ -138,7 +126,6 @@ impl Executor {
                 return acc;
             }
         };
-        let call = self.calls.fetch_add(1, Ordering::AcqRel) + 1;
         let claimed = AtomicUsize::new(0);
         let ordered = Mutex::new(Ordered {
             next: 0,
@@ -185,27 +172,11 @@ impl Executor {
                 }
             }
         });
-        if pool.current_thread_index().is_none() {
-            for _ in 0..helpers {
-                let calls = Arc::clone(&self.calls);
-                pool.spawn(move || linger(&calls, call));
-            }
-        }
         ordered.into_inner().unwrap_or_else(|e| e.into_inner()).acc
     }
 }
 
 /// Results of [`Executor::fold_ranges_with`] waiting for their predecessors, and the fold so far.
-/// Keeps a helper awake until the call after `call` starts or [`LINGER`] has passed.
-fn linger(calls: &AtomicUsize, call: usize) {
-    let start = Instant::now();
-    while calls.load(Ordering::Acquire) == call && start.elapsed() < LINGER {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-        }
-    }
-}
-
 struct Ordered<T, A> {
     next: usize,
     waiting: Vec<Option<T>>,
