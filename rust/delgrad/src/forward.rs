@@ -177,12 +177,20 @@ fn synaptic_arrivals<const INSERT: bool>(
     dec: Option<&[f64]>,
 ) -> usize {
     let buf = &mut buf[..order.len()];
+    // Rows of one length: one bounds check per input covers all three.
+    let d = &d[..w.len()];
     let mut len = 0;
     let mut put = |x: Arrival| {
         let mut j = len;
-        while INSERT && j > 0 && buf[j - 1].a > x.a {
-            buf[j] = buf[j - 1];
-            j -= 1;
+        if INSERT {
+            while j > 0 {
+                let before = buf[j - 1];
+                if before.a <= x.a {
+                    break;
+                }
+                buf[j] = before;
+                j -= 1;
+            }
         }
         buf[j] = x;
         len += 1;
@@ -194,7 +202,10 @@ fn synaptic_arrivals<const INSERT: bool>(
         e,
     };
     match dec {
-        Some(dec) => kept.for_each(|&(t, e, i)| put(arrival(t, i, e * dec[i]))),
+        Some(dec) => {
+            let dec = &dec[..w.len()];
+            kept.for_each(|&(t, e, i)| put(arrival(t, i, e * dec[i])))
+        }
         None => kept.for_each(|&(t, _, i)| put(arrival(t, i, 0.0))),
     }
     len
