@@ -7,9 +7,10 @@
 //! them again from the times; the same chunked summation order).
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::forward::{Scratch, sample_times, split_layers};
+use crate::forward::{Scratch, sample_times};
 use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, Scratch as BackwardScratch};
 use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
@@ -27,9 +28,9 @@ pub struct Pass {
     pub grads: Gradients,
 }
 
-/// One chunk's share of a [`Pass`], or the shares folded so far.
+/// One chunk's share of a [`Pass`] (its spike times go straight to the pass's matrices), or the
+/// shares folded so far.
 struct Part {
-    rows: Vec<f64>,
     losses: Vec<f64>,
     predicted: Vec<Option<usize>>,
     dl_dt: Vec<f64>,
@@ -38,10 +39,9 @@ struct Part {
 }
 
 impl Part {
-    /// An empty share for `samples` samples whose rows hold `width` spike times each.
-    fn new(net: &Network, samples: usize, width: usize) -> Self {
+    /// An empty share for `samples` samples.
+    fn new(net: &Network, samples: usize) -> Self {
         Part {
-            rows: Vec::with_capacity(samples * width),
             losses: Vec::with_capacity(samples),
             predicted: Vec::with_capacity(samples),
             dl_dt: Vec::with_capacity(samples * net.n_out()),
@@ -52,7 +52,6 @@ impl Part {
 
     /// Appends the next chunk's share (gradients summed in chunk order).
     fn append(&mut self, next: &Part) {
-        self.rows.extend_from_slice(&next.rows);
         self.losses.extend_from_slice(&next.losses);
         self.predicted.extend_from_slice(&next.predicted);
         self.dl_dt.extend_from_slice(&next.dl_dt);
@@ -62,7 +61,6 @@ impl Part {
 
     /// Empties the share for reuse.
     fn clear(&mut self) {
-        self.rows.clear();
         self.losses.clear();
         self.predicted.clear();
         self.dl_dt.clear();
@@ -76,6 +74,8 @@ struct ThreadState {
     forward: Scratch,
     backward: BackwardScratch,
     delta: Vec<f64>,
+    /// The spike times of every layer of a chunk's samples, one row of all layers per sample.
+    rows: Vec<f64>,
     spent: Vec<Part>,
 }
 
@@ -113,17 +113,21 @@ pub fn forward_backward(
         forward: Scratch::default(),
         backward: BackwardScratch::new(net),
         delta: vec![0.0; n_out],
+        rows: Vec::new(),
         spent: Vec::new(),
     };
+    // Each chunk writes its samples' times into the pass's matrices itself: copied in the fold,
+    // they would cross to the folding thread's core and be copied once more at the end.
+    let times = Mutex::new(sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect::<Vec<_>>());
     let chunk = |st: &mut ThreadState, range: Range<usize>| {
         let (scratch, back, delta) = (&mut st.forward, &mut st.backward, &mut st.delta);
         let len = range.len();
-        let mut part = st.spent.pop().unwrap_or_else(|| Part::new(net, len, width));
-        part.rows.resize(len * width, 0.0);
+        let mut part = st.spent.pop().unwrap_or_else(|| Part::new(net, len));
+        st.rows.resize(len * width, 0.0);
         part.dl_dt.resize(len * n_out, 0.0);
-        let rows = part.rows.chunks_exact_mut(width);
+        let rows = st.rows.chunks_exact_mut(width);
         let grads = part.dl_dt.chunks_exact_mut(n_out);
-        for ((b, row), grad) in range.zip(rows).zip(grads) {
+        for ((b, row), grad) in range.clone().zip(rows).zip(grads) {
             sample_times(&bplan.layers, input.row(b), row, scratch, opts.method);
             let (value, predicted, silent) =
                 evaluate_sample(loss, &row[width - n_out..], labels[b], silent_loss, false, b, grad)?;
@@ -147,6 +151,13 @@ pub fn forward_backward(
                 opts,
             );
         }
+        let mut times = times.lock().unwrap_or_else(|e| e.into_inner());
+        for (b, row) in range.zip(st.rows.chunks_exact(width)) {
+            for (m, &off) in times.iter_mut().zip(&offsets) {
+                let n = m.cols();
+                m.row_mut(b).copy_from_slice(&row[off..off + n]);
+            }
+        }
         Ok(part)
     };
     // Chunks are folded in order while others are still running; the first error (in sample
@@ -160,8 +171,8 @@ pub fn forward_backward(
         (Ok(_), Err(e)) => *all = Err(e),
         (Err(_), _) => {}
     };
-    let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch, width)), fold)?;
-    let times = split_layers(sizes, batch, [all.rows.as_slice()]);
+    let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch)), fold)?;
+    let times = times.into_inner().unwrap_or_else(|e| e.into_inner());
     let dl_dt = Matrix::from_vec("dl_dt", batch, n_out, all.dl_dt)?;
     let loss = report(all.losses, all.predicted, labels, dl_dt, all.silent)?;
     let grads = all.acc.into_gradients(net, batch)?;
