@@ -117,8 +117,10 @@ pub fn forward_backward(
         spent: Vec::new(),
     };
     // Each chunk writes its samples' times into the pass's matrices itself: copied in the fold,
-    // they would cross to the folding thread's core and be copied once more at the end.
-    let times = Mutex::new(sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect::<Vec<_>>());
+    // they would cross to the folding thread's core and be copied once more at the end. The
+    // first chunk done allocates them, while the other threads work on.
+    let new_times = || sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect::<Vec<_>>();
+    let times = Mutex::new(Vec::new());
     let chunk = |st: &mut ThreadState, range: Range<usize>| {
         let (scratch, back, delta) = (&mut st.forward, &mut st.backward, &mut st.delta);
         let len = range.len();
@@ -152,6 +154,9 @@ pub fn forward_backward(
             );
         }
         let mut times = times.lock().unwrap_or_else(|e| e.into_inner());
+        if times.is_empty() {
+            *times = new_times();
+        }
         for (b, row) in range.zip(st.rows.chunks_exact(width)) {
             for (m, &off) in times.iter_mut().zip(&offsets) {
                 let n = m.cols();
@@ -172,7 +177,10 @@ pub fn forward_backward(
         (Err(_), _) => {}
     };
     let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch)), fold)?;
-    let times = times.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut times = times.into_inner().unwrap_or_else(|e| e.into_inner());
+    if times.is_empty() {
+        times = new_times(); // an empty batch
+    }
     let dl_dt = Matrix::from_vec("dl_dt", batch, n_out, all.dl_dt)?;
     let loss = report(all.losses, all.predicted, labels, dl_dt, all.silent)?;
     let grads = all.acc.into_gradients(net, batch)?;
