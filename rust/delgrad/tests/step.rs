@@ -100,3 +100,21 @@ fn fused_pass_rejects_bad_labels_and_inputs() {
     let err = forward_backward(&net, &wide, &[0, 1, 1, 0], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
     assert!(err.to_string().contains("input"), "{err}");
 }
+
+#[test]
+fn an_empty_batch_gives_empty_results() {
+    let mut rng = RandomState::new(11);
+    let net = random_network(&mut rng, &[5, 9, 4], REGIMES[0], &[DelayKind::Synaptic]);
+    for threads in [1, 2] {
+        let exec = Executor::new(threads).unwrap();
+        let x = Matrix::zeros(0, 5);
+        let pass = forward_backward(&net, &x, &[], &Loss::mse(), 7.0, &BackwardOptions::default(), &exec).unwrap();
+        assert_eq!(pass.times, forward(&net, &x, Method::Auto, &exec).unwrap());
+        assert_eq!(
+            pass.times.iter().map(|m| (m.rows(), m.cols())).collect::<Vec<_>>(),
+            [(0, 9), (0, 4)]
+        );
+        assert!(pass.grads.layers[0].w.as_slice().iter().all(|&g| g == 0.0));
+        assert_eq!(pass.loss.correct, 0);
+    }
+}
