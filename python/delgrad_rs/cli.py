@@ -61,6 +61,8 @@ def _plot(args: argparse.Namespace) -> int:
     from delgrad_rs.sweep import is_sweep_dir
 
     if is_sweep_dir(args.run):
+        if args.backend != "software":
+            raise DelgradError(f"--backend {args.backend}: a sweep directory is plotted from its results, not run")
         return _plot_sweep(args)
     from delgrad_rs.config import load_config
     from delgrad_rs.plots import plot_run

@@ -295,3 +295,5 @@ def test_plot_of_a_sweep_without_finished_cells_is_an_error(tmp_path: Path, caps
     results_frame(rows).write_parquet(tmp_path / "results.parquet")
     assert cli.main(["plot", str(tmp_path)]) == 1
     assert "no finished cell to plot yet" in capsys.readouterr().err
+    assert cli.main(["plot", str(tmp_path), "--backend", "emulator"]) == 1
+    assert "--backend emulator: a sweep directory" in capsys.readouterr().err
