@@ -1,5 +1,7 @@
 //! The event-based forward pass: first-spike times of every layer for a batch.
 
+use std::ops::Range;
+
 use crate::error::Result;
 use crate::factored::{Arrival, MAX_SPAN, first_spike_factored, weight_bound, within_bound};
 use crate::kernel::Regime;
@@ -382,20 +384,33 @@ pub(crate) fn split_layers<'r>(
     rows: impl IntoIterator<Item = &'r [f64]>,
 ) -> Vec<Matrix> {
     let width: usize = sizes.iter().sum();
-    let mut out: Vec<Matrix> = sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect();
+    let mut out = layer_matrices(sizes, batch);
     let mut b = 0;
     for rows in rows {
-        for row in rows.chunks_exact(width) {
-            let mut off = 0;
-            for m in out.iter_mut() {
-                let n = m.cols();
-                m.row_mut(b).copy_from_slice(&row[off..off + n]);
-                off += n;
-            }
-            b += 1;
-        }
+        let n = rows.len() / width;
+        write_rows(&mut out, b..b + n, rows);
+        b += n;
     }
     out
+}
+
+/// One `[batch, n_l]` matrix per layer of `sizes`, for the spike times of a batch.
+pub(crate) fn layer_matrices(sizes: &[usize], batch: usize) -> Vec<Matrix> {
+    sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect()
+}
+
+/// Writes per-sample rows of concatenated layer times, those of `samples`, into the layers'
+/// matrices `out`.
+pub(crate) fn write_rows(out: &mut [Matrix], samples: Range<usize>, rows: &[f64]) {
+    let width: usize = out.iter().map(Matrix::cols).sum();
+    for (b, row) in samples.zip(rows.chunks_exact(width)) {
+        let mut off = 0;
+        for m in out.iter_mut() {
+            let n = m.cols();
+            m.row_mut(b).copy_from_slice(&row[off..off + n]);
+            off += n;
+        }
+    }
 }
 
 /// Forward pass of a batch `input` `[batch, n_in]` (+inf = silent input): returns the spike

@@ -32,7 +32,7 @@
 //! rounding after a synaptic layer (where `forward` takes the next layer's factors from the scan).
 
 use crate::error::{Error, Result};
-use crate::forward::{LayerPlan, Scratch as PlanScratch, plan_times};
+use crate::forward::{LayerPlan, Scratch as PlanScratch, plan_times, split_layers};
 use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -452,21 +452,8 @@ pub fn noisy_forward(
         }
         (rows, dropped)
     });
-    let mut times: Vec<Matrix> = sizes[1..].iter().map(|&n| Matrix::zeros(batch, n)).collect();
-    let mut dropped_events = 0;
-    let mut b = 0;
-    for (rows, dropped) in parts {
-        dropped_events += dropped;
-        for row in rows.chunks_exact(width) {
-            let mut off = 0;
-            for m in times.iter_mut() {
-                let n = m.cols();
-                m.row_mut(b).copy_from_slice(&row[off..off + n]);
-                off += n;
-            }
-            b += 1;
-        }
-    }
+    let times = split_layers(&sizes[1..], batch, parts.iter().map(|(rows, _)| rows.as_slice()));
+    let dropped_events = parts.iter().map(|(_, dropped)| dropped).sum();
     Ok(HwRun {
         times,
         dropped_events,

@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::forward::{Scratch, sample_times};
+use crate::forward::{Scratch, layer_matrices, sample_times, write_rows};
 use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, Scratch as BackwardScratch};
 use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
@@ -119,7 +119,6 @@ pub fn forward_backward(
     // Each chunk writes its samples' times into the pass's matrices itself: copied in the fold,
     // they would cross to the folding thread's core and be copied once more at the end. The
     // first chunk done allocates them, while the other threads work on.
-    let new_times = || sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect::<Vec<_>>();
     let times = Mutex::new(Vec::new());
     let chunk = |st: &mut ThreadState, range: Range<usize>| {
         let (scratch, back, delta) = (&mut st.forward, &mut st.backward, &mut st.delta);
@@ -155,14 +154,9 @@ pub fn forward_backward(
         }
         let mut times = times.lock().unwrap_or_else(|e| e.into_inner());
         if times.is_empty() {
-            *times = new_times();
+            *times = layer_matrices(sizes, batch);
         }
-        for (b, row) in range.zip(st.rows.chunks_exact(width)) {
-            for (m, &off) in times.iter_mut().zip(&offsets) {
-                let n = m.cols();
-                m.row_mut(b).copy_from_slice(&row[off..off + n]);
-            }
-        }
+        write_rows(&mut times, range, &st.rows);
         Ok(part)
     };
     // Chunks are folded in order while others are still running; the first error (in sample
@@ -179,7 +173,7 @@ pub fn forward_backward(
     let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch)), fold)?;
     let mut times = times.into_inner().unwrap_or_else(|e| e.into_inner());
     if times.is_empty() {
-        times = new_times(); // an empty batch
+        times = layer_matrices(sizes, batch); // an empty batch
     }
     let dl_dt = Matrix::from_vec("dl_dt", batch, n_out, all.dl_dt)?;
     let loss = report(all.losses, all.predicted, labels, dl_dt, all.silent)?;
