@@ -44,14 +44,19 @@ def _backend(args: argparse.Namespace, cfg: Any, seed: int | None) -> Any:
     return make_backend(spec, cfg, token_file=args.token_file)
 
 
-def _eval(args: argparse.Namespace) -> int:
+def _run_backend(args: argparse.Namespace) -> Any:
+    """Return the backend of ``--backend`` for an existing run directory (None = software)."""
+    if args.backend == "software":
+        return None
     from delgrad_rs.config import load_config
+
+    return _backend(args, load_config(Path(args.run) / "config.toml"), seed=None)
+
+
+def _eval(args: argparse.Namespace) -> int:
     from delgrad_rs.training import evaluate_run
 
-    backend = None
-    if args.backend != "software":
-        backend = _backend(args, load_config(Path(args.run) / "config.toml"), seed=None)
-    df = evaluate_run(args.run, args.checkpoint, backend=backend)
+    df = evaluate_run(args.run, args.checkpoint, backend=_run_backend(args))
     for row in df.iter_rows(named=True):
         print(f"{row['split']:<11} loss {row['loss']:.5f}  accuracy {row['accuracy']:.4f}")
     return 0
@@ -64,33 +69,21 @@ def _plot(args: argparse.Namespace) -> int:
         if args.backend != "software":
             raise DelgradError(f"--backend {args.backend}: a sweep directory is plotted from its results, not run")
         return _plot_sweep(args)
-    from delgrad_rs.config import load_config
     from delgrad_rs.plots import plot_run
+    from delgrad_rs.training import recorded_backend
 
-    backend = None
-    if args.backend != "software":
-        backend = _backend(args, load_config(Path(args.run) / "config.toml"), seed=None)
-    else:
-        trained_on = _trained_on(Path(args.run))
-        if trained_on not in (None, "software"):
-            print(
-                f"note: {args.run} was trained on the {trained_on} backend; the spike-time figures show the ideal "
-                f"model (plot them on the chip with --backend)",
-                file=sys.stderr,
-            )
+    backend = _run_backend(args)
+    trained_on = recorded_backend(args.run)
+    trained_on = trained_on.get("backend") if isinstance(trained_on, dict) else None
+    if backend is None and trained_on not in (None, "software"):
+        print(
+            f"note: {args.run} was trained on the {trained_on} backend; the spike-time figures show the ideal "
+            f"model (plot them on the chip with --backend)",
+            file=sys.stderr,
+        )
     for p in plot_run(args.run, args.checkpoint, backend=backend):
         print(p)
     return 0
-
-
-def _trained_on(run: Path) -> str | None:
-    """Return the backend a run directory was trained on (``backend.json``), None if it does not say."""
-    import json
-
-    try:
-        return str(json.loads((run / "backend.json").read_text())["backend"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _plot_sweep(args: argparse.Namespace) -> int:

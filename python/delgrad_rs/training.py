@@ -637,14 +637,31 @@ def fit(
     return metrics_frame(rows)
 
 
+def recorded_backend(run: str | Path) -> Any:
+    """Return the backend a run directory records in ``backend.json`` (as written), None if unreadable.
+
+    Parameters
+    ----------
+    run : str or Path
+        The run directory.
+
+    Returns
+    -------
+    Any
+        The recorded description (``{"backend": ..., "chip_id": ...}``) or None.
+
+    """
+    try:
+        return json.loads((Path(run) / "backend.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _check_backend(run: Path, desc: dict[str, Any], resuming: bool) -> None:
     """Record the backend in ``run/backend.json``; refuse to resume a run on another backend or chip."""
     path = run / "backend.json"
     if resuming and path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
+        old = recorded_backend(run)
         if old != desc:
             raise CheckpointError(
                 f"run {run} was trained on {old}, not on {desc}; training must not silently continue on "
