@@ -542,8 +542,10 @@ struct Scratch {
     t_out: Vec<f64>,
     shifted: Vec<f64>,
     group_jitter: Vec<f64>,
-    /// Arrival time and input index of the finite inputs, sorted by time (shared-order layers).
-    order: Vec<(f64, usize)>,
+    /// Arrival time, 0 and input index of the finite inputs, sorted by time (shared-order layers).
+    order: Vec<(f64, f64, usize)>,
+    /// Sort keys of `order`.
+    keys: Vec<u64>,
     /// Runs of equal arrival times in `order`: (time, end of the run in `order`).
     runs: Vec<(f64, usize)>,
     arrivals: Vec<(f64, f64)>,

@@ -7,6 +7,7 @@
 //! each neuron sorts its own arrivals a_ki = t_i + d_ki (+ its synapse's jitter).
 
 use super::{Jitter, MIN_THETA, NoiseParams, RunLayer, Scratch};
+use crate::forward::sorted_arrivals;
 use crate::solver::{Method, first_spike, first_spike_general, never_reaches};
 use crate::streams::Stream;
 
@@ -47,19 +48,14 @@ pub(super) fn layer_times(
 /// Sorts the finite inputs by a_i = t_i + d_i (+ group jitter) into `sc.order` and records the
 /// runs of equal arrival times in `sc.runs`.
 fn shared_order(rl: &RunLayer, d: &[f64], sc: &mut Scratch) {
-    sc.order.clear();
-    let gj = &sc.group_jitter;
-    let finite = sc.t_in.iter().enumerate().filter(|(_, t)| t.is_finite());
-    sc.order.extend(finite.map(|(i, &t)| {
-        let a = match rl.jitter {
-            Jitter::PerGroup(g) => t + d[i] + gj[i / g],
-            _ => t + d[i],
-        };
-        (a, i)
-    }));
-    sc.order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let (t_in, gj) = (&sc.t_in, &sc.group_jitter);
+    let arrival = |i: usize| match rl.jitter {
+        Jitter::PerGroup(g) => t_in[i] + d[i] + gj[i / g],
+        _ => t_in[i] + d[i],
+    };
+    sorted_arrivals(t_in, arrival, &mut sc.keys, &mut sc.order);
     sc.runs.clear();
-    for (j, &(a, _)) in sc.order.iter().enumerate() {
+    for (j, &(a, _, _)) in sc.order.iter().enumerate() {
         match sc.runs.last_mut() {
             Some(run) if run.0 == a => run.1 = j + 1,
             _ => sc.runs.push((a, j + 1)),
@@ -73,7 +69,7 @@ fn shared_order(rl: &RunLayer, d: &[f64], sc: &mut Scratch) {
 fn shared_arrivals(w: &[f64], sc: &mut Scratch) {
     let mut start = 0;
     for &(a, end) in &sc.runs {
-        let sum: f64 = sc.order[start..end].iter().map(|&(_, i)| w[i]).sum();
+        let sum: f64 = sc.order[start..end].iter().map(|&(_, _, i)| w[i]).sum();
         if sum != 0.0 {
             sc.arrivals.push((a, sum));
         }
