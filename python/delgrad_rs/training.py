@@ -149,6 +149,11 @@ class Backend(Protocol):
     :meth:`delgrad_rs._core.Trainer.train_epoch` / :meth:`~delgrad_rs._core.Trainer.evaluate`
     (``loss``, ``accuracy``, ``silent_fraction``; ``bumps`` for epochs). ``describe`` names the
     backend (and chip) in ``backend.json`` of the run directory; a run does not resume on another.
+
+    A backend whose results depend on its own history (an emulated chip's temporal noise follows
+    its run counter) may also define ``state() -> dict`` (JSON-serialisable; stored in every
+    checkpoint) and ``set_state(state)`` (called when a run resumes), so that a resumed run
+    continues exactly as the uninterrupted one would have.
     """
 
     def train_epoch(
@@ -230,6 +235,7 @@ class TrainState:
     best_accuracy: float = -1.0
     silent_streak: int = 0
     threads: int = 0
+    backend: dict[str, Any] = field(default_factory=dict)
 
 
 def save_checkpoint(path: Path, state: TrainState) -> None:
@@ -269,6 +275,7 @@ def save_checkpoint(path: Path, state: TrainState) -> None:
         "best_accuracy": state.best_accuracy,
         "silent_streak": state.silent_streak,
         "threads": state.threads,
+        "backend": state.backend,
         "sha256": digest.hexdigest(),
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -345,6 +352,7 @@ def load_checkpoint(path: str | Path) -> TrainState:
             best_accuracy=float(meta["best_accuracy"]),
             silent_streak=int(meta["silent_streak"]),
             threads=int(meta.get("threads", 0)),
+            backend=dict(meta.get("backend", {})),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {p} is incomplete: missing {e}") from None
@@ -495,8 +503,9 @@ def fit(
     if run is not None and ckdir is not None:
         run.mkdir(parents=True, exist_ok=True)
         last = ckdir / "last.npz"
+        resumed: TrainState | None = None
         if resume and last.exists():
-            st = load_checkpoint(last)
+            st = resumed = load_checkpoint(last)
             try:  # fill sections added since the checkpoint was written with their defaults
                 stored = config_from_dict(st.config).to_dict()
             except DelgradError:
@@ -514,7 +523,10 @@ def fit(
             rng.set_state(st.rng)
             rows, start_epoch, best, silent_streak = st.metrics, st.epoch, st.best_accuracy, st.silent_streak
             rows = [r for r in rows if r["split"] != "test"]
-        _check_backend(run, runner.describe(), resuming=resume and last.exists())
+        _check_backend(run, runner.describe(), resuming=resumed is not None)
+        set_state = getattr(runner, "set_state", None)
+        if resumed is not None and resumed.backend and set_state is not None:
+            set_state(resumed.backend)  # e.g. the emulated chip's run counter: the same noise from here
         (run / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
 
     (t_tr, y_tr), (t_va, y_va), (t_te, y_te) = (split_inputs(cfg, s) for s in ("train", "validation", "test"))
@@ -531,6 +543,7 @@ def fit(
             best_accuracy=best,
             silent_streak=silent_streak,
             threads=trainer.threads,
+            backend=_backend_state(runner),
         )
 
     good = snapshot(start_epoch)
@@ -655,6 +668,12 @@ def recorded_backend(run: str | Path) -> Any:
         return json.loads((Path(run) / "backend.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _backend_state(runner: Backend) -> dict[str, Any]:
+    """Return the backend's own state for a checkpoint (``Backend.state``; empty if it keeps none)."""
+    state = getattr(runner, "state", None)
+    return dict(state()) if state is not None else {}
 
 
 def _check_backend(run: Path, desc: dict[str, Any], resuming: bool) -> None:

@@ -21,7 +21,7 @@ from hw_support import CONFIGS, TOKEN, backend_for, free_port, metrics, small_cf
 from delgrad_rs import _core
 from delgrad_rs.cli import main as delgrad_main
 from delgrad_rs.config import load_config
-from delgrad_rs.training import CheckpointError, build_network, fit
+from delgrad_rs.training import CheckpointError, build_network, fit, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 MakeServer = Callable[..., ExperimentServer]
@@ -58,6 +58,40 @@ def test_training_on_the_emulator_learns_and_records_the_chip(tmp_path: Path) ->
     other = backend_for(EmulatedChip("another-chip", 0), cfg)
     with pytest.raises(CheckpointError, match="another-chip"):
         fit(cfg, out=tmp_path / "run", quiet=True, backend=other)
+
+
+def test_a_resumed_emulator_run_continues_its_noise_exactly(tmp_path: Path) -> None:
+    cfg = small_cfg(epochs=3)
+    chip = EmulatedChip("train-chip", 2)
+    whole = fit(cfg, out=tmp_path / "whole", quiet=True, backend=backend_for(chip, cfg))
+    # interrupted after one epoch, resumed in a fresh process (a new emulator with its counter at 0)
+    first = backend_for(EmulatedChip("train-chip", 2), cfg)
+    fit(cfg, out=tmp_path / "split", quiet=True, stop_after=1, backend=first)
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.npz").backend == first.state()
+    assert first.state()["runs"] > 125  # every batch and the validation ran on the chip
+    fresh = EmulatedChip("train-chip", 2)
+    resumed = fit(cfg, out=tmp_path / "split", quiet=True, backend=backend_for(fresh, cfg))
+    assert fresh.runs == chip.runs
+    assert metrics(resumed).equals(metrics(whole))
+    # without the stored counter the noise would start over: the epochs after the first differ
+    cfg_again = small_cfg(epochs=3)
+    fit(
+        cfg_again,
+        out=tmp_path / "restart",
+        quiet=True,
+        stop_after=1,
+        backend=backend_for(EmulatedChip("train-chip", 2), cfg),
+    )
+    ck = tmp_path / "restart" / "checkpoints" / "last.npz"
+    st = load_checkpoint(ck)
+    st.backend = {}
+    save_checkpoint(ck, st)
+    restarted = fit(
+        cfg_again, out=tmp_path / "restart", quiet=True, backend=backend_for(EmulatedChip("train-chip", 2), cfg)
+    )
+    assert not metrics(restarted).equals(metrics(whole))
+    with pytest.raises(ValueError, match="runs"):
+        first.set_state({"runs": -1})
 
 
 def test_emulator_and_server_give_identical_training(make_server: MakeServer) -> None:

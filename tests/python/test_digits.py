@@ -76,9 +76,7 @@ def test_bias_spikes_are_extra_inputs() -> None:
         config_from_dict(d)
     d = c2021.to_dict()
     d["network"]["layer_weight_mean"] = [1.0]
-    with pytest.raises(
-        ConfigError, match=r"option network.layer_weight_mean: expected \[\] or one value per layer"
-    ):
+    with pytest.raises(ConfigError, match=r"option network.layer_weight_mean: expected \[\] or one value per layer"):
         config_from_dict(d)
     d = c2021.to_dict()
     d["data"]["dataset"] = "mnist"

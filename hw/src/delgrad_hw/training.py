@@ -216,6 +216,40 @@ class ChipBackend:
         """Return ``{"backend": name, "chip_id": ...}`` (recorded in the run directory)."""
         return {"backend": self.name, "chip_id": self.chip_id}
 
+    def state(self) -> dict[str, Any]:
+        """Return what a resumed run needs to continue exactly (stored in every checkpoint).
+
+        Returns
+        -------
+        dict
+            ``{"runs": n}``: the in-process emulator's run counter, which keys its temporal noise.
+            Empty for other chips (a real or remote chip's noise cannot be replayed).
+        """
+        if isinstance(self.chip, EmulatedChip):
+            return {"runs": int(self.chip.runs)}
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's :meth:`state` (the training loop calls it on resumption).
+
+        Parameters
+        ----------
+        state : dict
+            ``{"runs": n}`` sets the in-process emulator's run counter, so that the resumed run draws
+            the temporal noise the uninterrupted one would have. Ignored for other chips.
+
+        Raises
+        ------
+        ValueError
+            When ``runs`` is not an integer >= 0.
+        """
+        runs = state.get("runs")
+        if runs is None or not isinstance(self.chip, EmulatedChip):
+            return
+        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 0:
+            raise ValueError(f"state['runs']: expected an integer >= 0, got {runs!r}")
+        self.chip.runs = runs
+
     def _shadow_config(self, params: list[dict[str, Any]], trainer: Any = None) -> ChipConfig:
         """Return the chip configuration of the trainer's parameters (checked when their structure changes).
 
