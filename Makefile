@@ -29,7 +29,8 @@ lint-rust:
 
 lint-python:
 	$(PYTHON) -m ruff check python tests examples benchmarks
-	cd hw && $(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+	cd hw && $(PYTHON) -m ruff check . && $(PYTHON) -m mypy
 
 test-rust:
 	cargo test --workspace --release

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -424,9 +425,9 @@ def _run_ray(tasks: list[dict[str, Any]], workers: int | None, address: str | No
     started = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level="warning")
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="warning")
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         started = True
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_cell)

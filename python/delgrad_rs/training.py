@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from delgrad_rs import _core
 from delgrad_rs._core import DelgradError, DivergedError
 from delgrad_rs.config import Config, config_from_dict, load_config
-from delgrad_rs.datasets import dataset_sizes, load_encoded
+from delgrad_rs.datasets import Split, dataset_sizes, load_encoded
 from delgrad_rs.network import Network, parse_delay_kinds
 
 CHECKPOINT_FORMAT = "delgrad_rs.checkpoint"
@@ -37,7 +37,11 @@ class CheckpointError(DelgradError):
     """A checkpoint is missing, corrupt, or does not match the run it is loaded into."""
 
 
-def split_inputs(cfg: Config, split: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+#: The data set's splits, in the order runs report them.
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+
+
+def split_inputs(cfg: Config, split: Split) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Return the encoded input times of a split (inputs repeated ``hardware.input_repeat`` times).
 
     Parameters
@@ -529,7 +533,7 @@ def fit(
             set_state(resumed.backend)  # e.g. the emulated chip's run counter: the same noise from here
         (run / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
 
-    (t_tr, y_tr), (t_va, y_va), (t_te, y_te) = (split_inputs(cfg, s) for s in ("train", "validation", "test"))
+    (t_tr, y_tr), (t_va, y_va), (t_te, y_te) = (split_inputs(cfg, s) for s in SPLITS)
     n_epochs = cfg.training.epochs
     batch = cfg.training.batch_size
 
@@ -829,7 +833,7 @@ def evaluate_run(run: str | Path, which: str = "best", backend: Backend | None =
     cfg, _, trainer = load_run(run, which)
     runner: Backend = backend if backend is not None else SoftwareBackend()
     rows = []
-    for split in ("train", "validation", "test"):
+    for split in SPLITS:
         r = runner.evaluate(trainer, *split_inputs(cfg, split))
         rows.append(
             {"split": split, "loss": r["loss"], "accuracy": r["accuracy"], "silent_samples": r["silent_samples"]}

@@ -267,6 +267,7 @@ class ChipBackend:
         # Same shapes, delay kinds and neuron parameters as a configuration that passed the checks;
         # the core network holds finite weights and delays >= 0: only the values are new.
         c = self._checked
+        assert c is not None  # set with `_structure`
         syn: list[FloatArray | None] = []
         for i, p in enumerate(params):
             d = p.get("d_syn")
@@ -302,7 +303,9 @@ class ChipBackend:
             cfg = self._shadow_config(params, trainer)
             self.chip.configure(cfg)
             res = self._run_groups(groups)
-            return trainer.step_from_times(x, res.times, y, epoch, at=self._gradient_network(params, cfg))
+            at = self._gradient_network(params, cfg)
+            report: dict[str, Any] = trainer.step_from_times(x, res.times, y, epoch, at=at)
+            return report
         chip: EmulatedChip = self.chip  # type: ignore[assignment]
         if self._writes_trainer(trainer):
             # the chip holds this trainer's configuration and its network is the `at` of the step:
