@@ -286,14 +286,7 @@ fn insertion_sort(v: &mut [(f64, f64, usize)]) {
 /// every neuron scans them in that order) and by t_i for synaptic ones (then each neuron's
 /// arrivals t_i + d_ki are nearly sorted and an insertion sort finishes the job).
 pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &mut Scratch, method: Method) {
-    plan_times_after(plan, t_in, None, t_out, s, method, false);
-}
-
-/// Which neurons of one layer spike for one sample: `spikes[k]` finite (not the spike time, which
-/// is not solved for where the factored scans apply) or +inf. What [`plan_times`] would say,
-/// for the check of measured times against the ideal model.
-pub(crate) fn plan_spiking(plan: &LayerPlan, t_in: &[f64], spikes: &mut [f64], s: &mut Scratch, method: Method) {
-    plan_times_after(plan, t_in, None, spikes, s, method, true);
+    plan_times_after(plan, t_in, None, t_out, s, method);
 }
 
 /// [`plan_times`] for inputs that are the spikes of a layer whose factors are `prev`: their rise
@@ -305,8 +298,33 @@ fn plan_times_after(
     t_out: &mut [f64],
     s: &mut Scratch,
     method: Method,
-    exists_only: bool,
 ) {
+    let prepared = prepare(plan, t_in, prev, s);
+    for (k, out) in t_out.iter_mut().enumerate() {
+        let (t, x) = neuron_spike(plan, k, prepared, s, method, false);
+        *out = t;
+        if plan.shared.is_none() {
+            if let Some(fall) = s.current.fall.get_mut(k) {
+                *fall = x;
+                s.current.complete &= has_factor(t, x);
+            }
+        }
+    }
+}
+
+/// What [`prepare`] worked out for a layer's neuron scans: the factored scans' (R, largest
+/// factor), and R for the synaptic layers' decays (None: no factored scans).
+#[derive(Clone, Copy)]
+pub(crate) struct Prepared {
+    factors: Option<(f64, f64)>,
+    r0: Option<f64>,
+}
+
+/// Prepares one layer's inputs for its neurons' scans: sorts them into `s.order` (by
+/// a_i = t_i + d_axo_i for shared-order layers, by t_i for synaptic ones, whose neurons then
+/// finish the order themselves), with their factors e_i = e^{(a_i - R)/tau_m} where the factored
+/// scans apply, and starts `s.current` (the layer's factors for what comes after it).
+pub(crate) fn prepare(plan: &LayerPlan, t_in: &[f64], prev: Option<&Factors>, s: &mut Scratch) -> Prepared {
     let layer = plan.layer;
     let tm = layer.neuron.tau_m();
     match &plan.shared {
@@ -357,7 +375,7 @@ fn plan_times_after(
             (c.r, c.tau_m) = (r, tm);
             c.rise.resize(t_in.len(), 0.0);
             s.order.iter().for_each(|x| c.rise[x.2] = x.1);
-            c.fall.resize(t_out.len(), f64::NAN);
+            c.fall.resize(layer.n_out(), f64::NAN);
             c.complete = true;
         }
     }
@@ -365,35 +383,45 @@ fn plan_times_after(
     if s.arrivals.len() < s.order.len() {
         s.arrivals.resize(s.order.len(), Arrival::default());
     }
-    for (k, out) in t_out.iter_mut().enumerate() {
-        let w = layer.w.row(k);
-        match &plan.shared {
-            Some(shared) => {
-                let mut n = 0;
-                for &(a, e, i) in s.order.iter().filter(|x| w[x.2] != 0.0) {
-                    s.arrivals[n] = Arrival { a, w: w[i], e };
-                    n += 1;
-                }
-                let arrivals = &s.arrivals[..n];
-                *out = spike(plan, k, arrivals, factors, method, &mut s.pairs, exists_only).0 + shared.den[k];
+    Prepared { factors, r0 }
+}
+
+/// Spike time t_k of neuron `k` of a layer [`prepare`]d in `s` (+inf: silent), and its fall
+/// factor X_k where a factored scan of a synaptic layer found it (NaN otherwise): the first
+/// crossing of its arrivals a_ki = t_i + d_ki in time order. With `exists_only`, only whether
+/// it spikes (see [`first_spike_factored`]).
+pub(crate) fn neuron_spike(
+    plan: &LayerPlan,
+    k: usize,
+    prepared: Prepared,
+    s: &mut Scratch,
+    method: Method,
+    exists_only: bool,
+) -> (f64, f64) {
+    let w = plan.layer.w.row(k);
+    let factors = prepared.factors;
+    match &plan.shared {
+        Some(shared) => {
+            let mut n = 0;
+            for &(a, e, i) in s.order.iter().filter(|x| w[x.2] != 0.0) {
+                s.arrivals[n] = Arrival { a, w: w[i], e };
+                n += 1;
             }
-            None => {
-                let d = plan.delays.row(k);
-                let dec = plan.decays.as_ref().filter(|_| r0.is_some()).map(|m| m.row(k));
-                let n = if s.order.len() <= INSERTION_MAX {
-                    synaptic_arrivals::<true>(&mut s.arrivals, &s.order, w, d, dec)
-                } else {
-                    let n = synaptic_arrivals::<false>(&mut s.arrivals, &s.order, w, d, dec);
-                    s.arrivals[..n].sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
-                    n
-                };
-                let (t, x) = spike(plan, k, &s.arrivals[..n], factors, method, &mut s.pairs, exists_only);
-                *out = t;
-                if let Some(fall) = s.current.fall.get_mut(k) {
-                    *fall = x;
-                    s.current.complete &= has_factor(t, x);
-                }
-            }
+            let arrivals = &s.arrivals[..n];
+            let (t, _) = spike(plan, k, arrivals, factors, method, &mut s.pairs, exists_only);
+            (t + shared.den[k], f64::NAN)
+        }
+        None => {
+            let d = plan.delays.row(k);
+            let dec = plan.decays.as_ref().filter(|_| prepared.r0.is_some()).map(|m| m.row(k));
+            let n = if s.order.len() <= INSERTION_MAX {
+                synaptic_arrivals::<true>(&mut s.arrivals, &s.order, w, d, dec)
+            } else {
+                let n = synaptic_arrivals::<false>(&mut s.arrivals, &s.order, w, d, dec);
+                s.arrivals[..n].sort_unstable_by(|x, y| x.a.total_cmp(&y.a));
+                n
+            };
+            spike(plan, k, &s.arrivals[..n], factors, method, &mut s.pairs, exists_only)
         }
     }
 }
@@ -408,7 +436,7 @@ pub(crate) fn sample_times(plans: &[LayerPlan], input: &[f64], row: &mut [f64], 
         let (t_out, tail) = rest.split_at_mut(plan.layer.n_out());
         // Borrow the previous layer's factors out of the scratch while this layer fills it.
         let prev = l.checked_sub(1).map(|p| std::mem::take(&mut s.factors[p]));
-        plan_times_after(plan, t_in, prev.as_ref(), t_out, s, method, false);
+        plan_times_after(plan, t_in, prev.as_ref(), t_out, s, method);
         if let Some(p) = prev {
             s.factors[l - 1] = p;
         }

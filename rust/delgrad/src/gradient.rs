@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch, plan_spiking};
+use crate::forward::{Factors, LayerPlan, Prepared, Scratch as ForwardScratch, neuron_spike, prepare};
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -111,9 +111,36 @@ const FACTOR_RANGE: f64 = 300.0;
 pub(crate) struct Scratch {
     kernel: KernelScratch,
     deltas: Vec<Vec<f64>>,
-    /// Whether the ideal model spikes (finite) in the current layer (for `check_given_times`).
-    ideal: Vec<f64>,
     forward: ForwardScratch,
+}
+
+/// u_k(t_k) at least theta_k (1 + this) settles that the ideal model spikes: its potential has
+/// crossed theta by t_k. The margin keeps rounding in u from deciding a tangential case, which
+/// the neuron's scan decides instead.
+const SPIKE_MARGIN: f64 = 1e-9;
+
+/// Whether the ideal model (the given input times, the network's parameters) spikes, neuron by
+/// neuron: the check of measured times (`check_given_times`). Most measured spikes settle it
+/// from the potential at t_k ([`SPIKE_MARGIN`]); the others take their neuron's forward scan, the
+/// layer's inputs prepared once, at the first of them.
+pub(crate) struct IdealCheck<'a> {
+    plan: &'a LayerPlan<'a>,
+    t_in: &'a [f64],
+    s: &'a mut ForwardScratch,
+    method: Method,
+    prepared: Option<Prepared>,
+}
+
+impl IdealCheck<'_> {
+    /// Whether neuron `k`'s scan finds a crossing.
+    fn scan_spikes(&mut self, k: usize) -> bool {
+        let prepared = *self
+            .prepared
+            .get_or_insert_with(|| prepare(self.plan, self.t_in, None, self.s));
+        neuron_spike(self.plan, k, prepared, self.s, self.method, true)
+            .0
+            .is_finite()
+    }
 }
 
 /// Backward pass of one layer for one sample: accumulates parameter gradients into `g` and
@@ -129,7 +156,7 @@ fn layer_backward(
     delta_in: &mut [f64],
     g: &mut LayerGrad,
     opts: &BackwardOptions,
-    ideal: Option<&[f64]>,
+    mut ideal: Option<&mut IdealCheck>,
     given: Option<&Factors>,
     s: &mut KernelScratch,
 ) -> (usize, usize) {
@@ -223,9 +250,11 @@ fn layer_backward(
             kappa_max = if a > kappa_max { a } else { kappa_max };
         }
         let mut valid = rho > 0.0 && rho.is_finite();
-        if let Some(ideal) = ideal {
+        if let Some(check) = ideal.as_deref_mut() {
             // A given time the ideal model cannot produce from these inputs (it stays silent).
-            valid = valid && ideal[k].is_finite();
+            // u_k(t_k) = sum_i w_ki kappa_ki >= theta_k: it crosses theta by t_k.
+            let u: f64 = w.iter().zip(kappa.iter()).map(|(w, k)| w * k).sum();
+            valid = valid && (u >= layer.theta[k] * (1.0 + SPIKE_MARGIN) || check.scan_spikes(k));
         }
         if !valid {
             invalid += 1;
@@ -313,7 +342,6 @@ impl Scratch {
         Scratch {
             kernel: KernelScratch::default(),
             deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
-            ideal: Vec::new(),
             forward: ForwardScratch::default(),
         }
     }
@@ -360,10 +388,12 @@ impl Accumulator {
             let delta_in = &mut below[l];
             delta_in.fill(0.0);
             let lp = &plan.layers[l];
-            let ideal = plan.check.then(|| {
-                s.ideal.resize(net.layers[l].n_out(), 0.0);
-                plan_spiking(lp, t_in, &mut s.ideal, &mut s.forward, opts.method);
-                &s.ideal[..]
+            let mut ideal = plan.check.then_some(IdealCheck {
+                plan: lp,
+                t_in,
+                s: &mut s.forward,
+                method: opts.method,
+                prepared: None,
             });
             let (inv, clip) = layer_backward(
                 &net.layers[l],
@@ -375,7 +405,7 @@ impl Accumulator {
                 delta_in,
                 &mut self.grads[l],
                 opts,
-                ideal,
+                ideal.as_mut(),
                 factors.get(l),
                 &mut s.kernel,
             );
@@ -471,4 +501,77 @@ pub fn backward(
     let all = Accumulator::new(net, input.rows());
     exec.fold_ranges_with(input.rows(), init, chunk, all, fold)
         .into_gradients(net, input.rows())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delay::{DelayKind, DelayParam};
+    use crate::forward::forward;
+    use crate::random::RandomState;
+    use crate::train::{LayerSpec, init_network};
+
+    /// The check's shortcut never contradicts the scan: wherever u_k(t_k) >= theta_k (1 + margin)
+    /// at a measured-like time t_k (the ideal time moved by up to +-0.3, or a spike where the ideal
+    /// model has none), the neuron's scan finds a crossing. Three regimes, every delay kind.
+    #[test]
+    fn the_potential_test_agrees_with_the_scan() {
+        let mut rng = RandomState::new(5);
+        let (mut shortcut, mut scanned) = (0, 0);
+        for (tau_m, tau_s) in [(1.0, 1.0), (2.0, 1.0), (1.5, 1.0)] {
+            for kinds in [
+                vec![],
+                vec![DelayKind::Synaptic],
+                vec![DelayKind::Axonal, DelayKind::Dendritic],
+            ] {
+                let spec = |size, mean| LayerSpec {
+                    tau_m,
+                    tau_s,
+                    delay_kinds: kinds.clone(),
+                    ..LayerSpec::new(size, mean, 1.0)
+                };
+                let sig = DelayParam::Sigmoid { shift: 0.0, scale: 1.0 };
+                let net = init_network(5, &[spec(12, 1.5), spec(4, 1.0)], sig, &mut rng).unwrap();
+                let batch = 40;
+                let x: Vec<f64> = (0..batch * 5).map(|_| 2.0 * rng.random_sample()).collect();
+                let x = Matrix::from_vec("x", batch, 5, x).unwrap();
+                let exec = Executor::default();
+                let t = forward(&net, &x, Method::Auto, &exec).unwrap();
+                let mut fs = ForwardScratch::default();
+                for (l, layer) in net.layers.iter().enumerate() {
+                    let plan = LayerPlan::new(layer, Method::Auto);
+                    let d = layer.delays.effective(layer.n_in(), layer.n_out());
+                    for b in 0..batch {
+                        let t_in = if l == 0 { x.row(b) } else { t[l - 1].row(b) };
+                        let prepared = prepare(&plan, t_in, None, &mut fs);
+                        for k in 0..layer.n_out() {
+                            let ideal = t[l].row(b)[k];
+                            let tk = if ideal.is_finite() {
+                                ideal + 0.6 * (rng.random_sample() - 0.5)
+                            } else {
+                                0.5 + 3.0 * rng.random_sample()
+                            };
+                            let u: f64 = (0..layer.n_in())
+                                .map(|i| layer.w.row(k)[i] * layer.neuron.kappa(tk - (t_in[i] + d.row(k)[i])))
+                                .sum();
+                            let spikes = neuron_spike(&plan, k, prepared, &mut fs, Method::Auto, true)
+                                .0
+                                .is_finite();
+                            if u >= layer.theta[k] * (1.0 + SPIKE_MARGIN) {
+                                assert!(spikes, "layer {l} sample {b} neuron {k}: u(t_k) = {u} but no crossing");
+                                shortcut += 1;
+                            } else {
+                                scanned += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Both roads are exercised.
+        assert!(
+            shortcut > 100 && scanned > 100,
+            "{shortcut} by the potential, {scanned} by the scan"
+        );
+    }
 }
