@@ -123,7 +123,7 @@ const SPIKE_MARGIN: f64 = 1e-9;
 /// neuron: the check of measured times (`check_given_times`). Most measured spikes settle it
 /// from the potential at t_k ([`SPIKE_MARGIN`]); the others take their neuron's forward scan, the
 /// layer's inputs prepared once, at the first of them.
-pub(crate) struct IdealCheck<'a> {
+struct IdealCheck<'a> {
     plan: &'a LayerPlan<'a>,
     t_in: &'a [f64],
     s: &'a mut ForwardScratch,
