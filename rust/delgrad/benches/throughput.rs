@@ -18,7 +18,7 @@ use delgrad::network::Network;
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
 use delgrad::step::forward_backward;
-use delgrad::train::{LayerSpec, init_network};
+use delgrad::train::{Emulation, LayerSpec, TrainConfig, Trainer, init_network};
 
 struct Case {
     name: &'static str,
@@ -133,19 +133,27 @@ fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -
     };
     let batches: Vec<_> = (0..32).map(|k| batch_of(c, k * batch, batch)).collect();
     // What a training step computes (the fused pass `Trainer::step` uses).
-    let run = |k: usize| {
+    median_rate(batch, secs, repeats, |k| {
         let (x, y) = &batches[k % batches.len()];
         let pass = forward_backward(&c.net, x, y, &loss, 100.0, &opts, exec).unwrap();
         std::hint::black_box(pass);
-    };
+    })
+}
+
+/// Samples per second of `run(k)` (the k-th batch of `batch` samples, k counting on over the
+/// repeats): the median of `repeats` runs of ~`secs` each (or of `DELGRAD_BENCH_STEPS` batches)
+/// after a warm-up run.
+fn median_rate(batch: usize, secs: f64, repeats: usize, mut run: impl FnMut(usize)) -> f64 {
     let mut rates = Vec::new();
+    let mut done = 0;
     for _ in 0..=repeats {
         let start = Instant::now();
         let mut k = 0;
         while fixed_steps().map_or(start.elapsed().as_secs_f64() < secs, |n| k < n) {
-            run(k);
+            run(done + k);
             k += 1;
         }
+        done += k;
         rates.push((k * batch) as f64 / start.elapsed().as_secs_f64());
     }
     rates.remove(0); // warm-up
@@ -184,22 +192,59 @@ fn measure_hw(
     let batches: Vec<Matrix> = (0..n / batch)
         .map(|k| Matrix::from_vec("x", batch, 4, x.as_slice()[k * batch * 4..(k + 1) * batch * 4].to_vec()).unwrap())
         .collect();
-    let mut rates = Vec::new();
-    let mut counter = 0u64;
-    for _ in 0..=repeats {
-        let start = Instant::now();
-        let mut k = 0;
-        while start.elapsed().as_secs_f64() < secs {
-            let r = noisy_forward(net, &batches[k % batches.len()], 5, pattern, noise, 1, counter, exec).unwrap();
-            std::hint::black_box(r);
-            counter += 1;
-            k += 1;
-        }
-        rates.push((k * batch) as f64 / start.elapsed().as_secs_f64());
-    }
-    rates.remove(0); // warm-up
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    median_rate(batch, secs, repeats, |k| {
+        let r = noisy_forward(net, &batches[k % batches.len()], 5, pattern, noise, 1, k as u64, exec).unwrap();
+        std::hint::black_box(r);
+    })
+}
+
+/// Samples per second of `Trainer::emulated_step`, the core call of a chip-in-the-loop step on
+/// the emulated chip: the noisy run, the loss, the exact backward pass at the recorded times
+/// with the check against the ideal model, and the Adam update (the network of the bench stays
+/// the chip's: its weights are not re-quantised between steps).
+#[allow(clippy::too_many_arguments)]
+fn measure_chip_step(
+    net: &Network,
+    x: &Matrix,
+    labels: &[usize],
+    pattern: &[LayerPattern],
+    batch: usize,
+    exec: &Executor,
+    secs: f64,
+    repeats: usize,
+) -> f64 {
+    let n = x.rows();
+    let groups: Vec<(Matrix, Matrix, &[usize])> = (0..n / batch)
+        .map(|k| {
+            let rows = &x.as_slice()[k * batch * 4..(k + 1) * batch * 4];
+            let repeated: Vec<f64> = rows.iter().flat_map(|&t| std::iter::repeat_n(t, 5)).collect();
+            (
+                Matrix::from_vec("groups", batch, 4, rows.to_vec()).unwrap(),
+                Matrix::from_vec("x", batch, 20, repeated).unwrap(),
+                &labels[k * batch..(k + 1) * batch],
+            )
+        })
+        .collect();
+    // No weight bumping: every step takes its backward pass and update, as in most of a training.
+    let config = TrainConfig {
+        delay_param: DelayParam::Sigmoid { shift: 2.0, scale: 1.5 },
+        bump: 0.0,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(net.clone(), config).unwrap();
+    let noise = NoiseParams::bss2();
+    median_rate(batch, secs, repeats, |k| {
+        let (g, xb, y) = &groups[k % groups.len()];
+        let e = Emulation {
+            repeat: 5,
+            pattern: Some(pattern),
+            noise: &noise,
+            seed: 1,
+            counter: k as u64,
+        };
+        let r = trainer.emulated_step(net, &e, g, net, xb, y, 0, exec, exec).unwrap();
+        std::hint::black_box(r);
+    })
 }
 
 /// Whether `value` passes the optional filter in environment variable `var` (for profiling one
@@ -237,12 +282,7 @@ fn main() {
                     continue;
                 }
                 let rate = measure(&c, batch, exec, secs, 5);
-                println!(
-                    "{{\"name\": \"{}\", \"batch\": {batch}, \"threads\": {}, \"samples_per_s\": {rate:.0}, \"us_per_sample\": {:.3}}}",
-                    c.name,
-                    exec.threads(),
-                    1e6 / rate
-                );
+                print_rate(c.name, batch, exec.threads(), rate);
             }
         }
     }
@@ -263,47 +303,45 @@ fn main() {
             ..p.clone()
         })
         .collect();
-    let hw_cases: [(&str, Option<&[LayerPattern]>, NoiseParams); 3] = [
-        ("hw_noisy_20x30x3_all_noise", Some(&pattern[..]), all_on),
-        (
-            "hw_noisy_20x30x3_all_noise_but_tau_mismatch",
-            Some(&no_tau_mismatch[..]),
-            all_on,
-        ),
-        (
-            "hw_noisy_20x30x3_bss2_defaults",
-            Some(&pattern[..]),
-            NoiseParams::bss2(),
-        ),
+    // the pattern's threshold offsets only (the cases with tau mismatch off)
+    let offsets: Vec<LayerPattern> = pattern
+        .iter()
+        .zip(&net.layers)
+        .map(|(p, l)| LayerPattern {
+            theta_offset: p.theta_offset.clone(),
+            ..LayerPattern::ideal(l)
+        })
+        .collect();
+    let hw_cases: [(&str, &[LayerPattern], NoiseParams); 3] = [
+        ("hw_noisy_20x30x3_all_noise", &pattern, all_on),
+        ("hw_noisy_20x30x3_all_noise_but_tau_mismatch", &no_tau_mismatch, all_on),
+        ("hw_noisy_20x30x3_bss2_defaults", &offsets, NoiseParams::bss2()),
     ];
     for (name, pat, noise) in hw_cases {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        // the bss2-defaults case has tau mismatch off: use only the offsets of the pattern
-        let defaults: Vec<LayerPattern>;
-        let pat = if name.ends_with("defaults") {
-            defaults = pattern
-                .iter()
-                .zip(&net.layers)
-                .map(|(p, l)| LayerPattern {
-                    theta_offset: p.theta_offset.clone(),
-                    ..LayerPattern::ideal(l)
-                })
-                .collect();
-            Some(&defaults[..])
-        } else {
-            pat
-        };
         for batch in [40, 1000] {
             for exec in &execs {
-                let rate = measure_hw(&net, &x, pat, &noise, batch, exec, secs, 5);
-                println!(
-                    "{{\"name\": \"{name}\", \"batch\": {batch}, \"threads\": {}, \"samples_per_s\": {rate:.0}, \"us_per_sample\": {:.3}}}",
-                    exec.threads(),
-                    1e6 / rate
-                );
+                let rate = measure_hw(&net, &x, Some(pat), &noise, batch, exec, secs, 5);
+                print_rate(name, batch, exec.threads(), rate);
             }
         }
     }
+    let name = "hw_chip_step_20x30x3_bss2_defaults";
+    if filter.as_deref().is_none_or(|f| name.contains(f)) {
+        let labels = yin_yang(Split::Train).y;
+        for exec in &execs {
+            let rate = measure_chip_step(&net, &x, &labels, &offsets, 40, exec, secs, 5);
+            print_rate(name, 40, exec.threads(), rate);
+        }
+    }
+}
+
+/// Prints one benchmark result as a JSON line.
+fn print_rate(name: &str, batch: usize, threads: usize, rate: f64) {
+    println!(
+        "{{\"name\": \"{name}\", \"batch\": {batch}, \"threads\": {threads}, \"samples_per_s\": {rate:.0}, \"us_per_sample\": {:.3}}}",
+        1e6 / rate
+    );
 }

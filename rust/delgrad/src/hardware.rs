@@ -402,41 +402,9 @@ pub fn noisy_forward(
     counter: u64,
     exec: &Executor,
 ) -> Result<HwRun> {
-    net.validate()?;
-    noise.validate()?;
-    if repeat == 0 || net.n_in() % repeat != 0 {
-        return Err(Error::value(
-            "repeat",
-            format!(
-                "expected an integer >= 1 that divides the {} inputs of the first layer, got {repeat}",
-                net.n_in()
-            ),
-        ));
-    }
-    let n_groups = net.n_in() / repeat;
-    net.validate_times("input", input, n_groups)?;
-    if let Some(p) = pattern {
-        if p.len() != net.layers.len() {
-            return Err(Error::shape(
-                "pattern",
-                format!("[{}] (one per layer)", net.layers.len()),
-                format!("[{}]", p.len()),
-            ));
-        }
-        for (l, (lp, layer)) in p.iter().zip(&net.layers).enumerate() {
-            lp.validate(&format!("pattern[{l}]"), layer.n_in(), layer.n_out())?;
-        }
-    }
-    let layers = prepare(net, pattern, noise, seed, counter)?;
-    let plans: Vec<Option<LayerPlan<'_>>> = layers
-        .iter()
-        .map(|rl| rl.planned.then(|| LayerPlan::new(&rl.run, Method::Auto)))
-        .collect();
+    let run = Run::new(net, input, repeat, pattern, noise, seed, counter)?;
+    let plans = run.plans();
     let batch = input.rows();
-    let stalled_from = {
-        let mut s = Stream::new(&[seed, counter, effect::STALL]);
-        (s.bernoulli(noise.stall_prob) && batch > 0).then(|| ((s.uniform() * batch as f64) as usize).min(batch - 1))
-    };
     let sizes = net.sizes();
     let width: usize = sizes[1..].iter().sum();
     let parts = exec.map_ranges(batch, |range| {
@@ -444,11 +412,10 @@ pub fn noisy_forward(
         let mut dropped = 0u64;
         let mut scratch = Scratch::default();
         for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
-            if stalled_from.is_some_and(|s| b >= s) {
+            if run.stalled_from.is_some_and(|s| b >= s) {
                 continue; // nothing recorded after the stall
             }
-            let key = [seed, counter, b as u64];
-            dropped += sample(&layers, &plans, input.row(b), repeat, noise, key, row, &mut scratch);
+            dropped += run.record(&plans, input.row(b), b, row, &mut scratch);
         }
         (rows, dropped)
     });
@@ -457,8 +424,97 @@ pub fn noisy_forward(
     Ok(HwRun {
         times,
         dropped_events,
-        stalled_from,
+        stalled_from: run.stalled_from,
     })
+}
+
+/// One run of an emulated chip set up for recording its samples one by one (by
+/// [`noisy_forward`], or by a training step that takes each sample's backward pass right after
+/// it): the network as this run's chip realises it, and where the run stalls.
+pub(crate) struct Run<'a> {
+    layers: Vec<RunLayer>,
+    repeat: usize,
+    noise: &'a NoiseParams,
+    seed: u64,
+    counter: u64,
+    /// The sample from which the run records nothing, if it stalls.
+    pub(crate) stalled_from: Option<usize>,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the arguments of [`noisy_forward`], applies the fixed pattern, draws the run's
+    /// threshold noise and whether (and where) it stalls.
+    pub(crate) fn new(
+        net: &Network,
+        input: &Matrix,
+        repeat: usize,
+        pattern: Option<&[LayerPattern]>,
+        noise: &'a NoiseParams,
+        seed: u64,
+        counter: u64,
+    ) -> Result<Self> {
+        net.validate()?;
+        noise.validate()?;
+        if repeat == 0 || net.n_in() % repeat != 0 {
+            return Err(Error::value(
+                "repeat",
+                format!(
+                    "expected an integer >= 1 that divides the {} inputs of the first layer, got {repeat}",
+                    net.n_in()
+                ),
+            ));
+        }
+        let n_groups = net.n_in() / repeat;
+        net.validate_times("input", input, n_groups)?;
+        if let Some(p) = pattern {
+            if p.len() != net.layers.len() {
+                return Err(Error::shape(
+                    "pattern",
+                    format!("[{}] (one per layer)", net.layers.len()),
+                    format!("[{}]", p.len()),
+                ));
+            }
+            for (l, (lp, layer)) in p.iter().zip(&net.layers).enumerate() {
+                lp.validate(&format!("pattern[{l}]"), layer.n_in(), layer.n_out())?;
+            }
+        }
+        let layers = prepare(net, pattern, noise, seed, counter)?;
+        let batch = input.rows();
+        let stalled_from = {
+            let mut s = Stream::new(&[seed, counter, effect::STALL]);
+            (s.bernoulli(noise.stall_prob) && batch > 0).then(|| ((s.uniform() * batch as f64) as usize).min(batch - 1))
+        };
+        Ok(Run {
+            layers,
+            repeat,
+            noise,
+            seed,
+            counter,
+            stalled_from,
+        })
+    }
+
+    /// The ideal forward pass's plans of the layers it can compute (see `RunLayer::planned`).
+    pub(crate) fn plans(&self) -> Vec<Option<LayerPlan<'_>>> {
+        self.layers
+            .iter()
+            .map(|rl| rl.planned.then(|| LayerPlan::new(&rl.run, Method::Auto)))
+            .collect()
+    }
+
+    /// Records sample `b` (its chip inputs `x`) into `row` (every layer's times, one after the
+    /// other); returns the number of events lost.
+    pub(crate) fn record(
+        &self,
+        plans: &[Option<LayerPlan<'_>>],
+        x: &[f64],
+        b: usize,
+        row: &mut [f64],
+        sc: &mut Scratch,
+    ) -> u64 {
+        let key = [self.seed, self.counter, b as u64];
+        sample(&self.layers, plans, x, self.repeat, self.noise, key, row, sc)
+    }
 }
 
 /// Applies the fixed pattern and draws the per-run threshold noise.
@@ -536,8 +592,9 @@ fn prepare(
         .collect()
 }
 
+/// Per-thread scratch space of the noisy pass.
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     t_in: Vec<f64>,
     t_out: Vec<f64>,
     shifted: Vec<f64>,

@@ -35,6 +35,8 @@ struct Part {
     predicted: Vec<Option<usize>>,
     dl_dt: Vec<f64>,
     silent: usize,
+    /// What the recorder counted (events an emulated chip lost).
+    counted: u64,
     acc: Accumulator,
 }
 
@@ -46,6 +48,7 @@ impl Part {
             predicted: Vec::with_capacity(samples),
             dl_dt: Vec::with_capacity(samples * net.n_out()),
             silent: 0,
+            counted: 0,
             acc: Accumulator::new(net, samples),
         }
     }
@@ -56,6 +59,7 @@ impl Part {
         self.predicted.extend_from_slice(&next.predicted);
         self.dl_dt.extend_from_slice(&next.dl_dt);
         self.silent += next.silent;
+        self.counted += next.counted;
         self.acc.merge(&next.acc);
     }
 
@@ -65,12 +69,14 @@ impl Part {
         self.predicted.clear();
         self.dl_dt.clear();
         self.silent = 0;
+        self.counted = 0;
         self.acc.clear();
     }
 }
 
-/// What each thread keeps for the chunks it takes.
-struct ThreadState {
+/// What each thread keeps for the chunks it takes (`S`: the recorder's own scratch).
+struct ThreadState<S> {
+    recorder: S,
     forward: Scratch,
     backward: BackwardScratch,
     delta: Vec<f64>,
@@ -91,12 +97,42 @@ pub fn forward_backward(
     exec: &Executor,
 ) -> Result<Pass> {
     net.validate()?;
+    // One plan per layer serves the forward and the backward pass.
+    let bplan = BackwardPlan::new(net, opts);
+    // The forward scans leave their exponential factors for the backward pass.
+    let model = |_: &mut (), scratch: &mut Scratch, b: usize, row: &mut [f64]| {
+        sample_times(&bplan.layers, input.row(b), row, scratch, opts.method);
+        (true, 0)
+    };
+    pass(net, &bplan, input, labels, loss, silent_loss, opts, exec, model).map(|(pass, _)| pass)
+}
+
+/// [`forward_backward`] with each sample's spike times from `record` instead of the model's
+/// forward scans: `record(state, scratch, b, row)` writes sample b's times of every layer into
+/// `row` (one layer after the other) and returns whether `scratch.factors` holds the scans'
+/// factors for them, and a count that the pass sums (an emulated chip's lost events). `state`
+/// is per thread. The backward pass is that of `net` (validated by the caller; plans `bplan`)
+/// at the recorded times; returns the pass and the summed count.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pass<S, R>(
+    net: &Network,
+    bplan: &BackwardPlan,
+    input: &Matrix,
+    labels: &[usize],
+    loss: &Loss,
+    silent_loss: f64,
+    opts: &BackwardOptions,
+    exec: &Executor,
+    record: R,
+) -> Result<(Pass, u64)>
+where
+    S: Default,
+    R: Fn(&mut S, &mut Scratch, usize, &mut [f64]) -> (bool, u64) + Sync,
+{
     net.validate_times("input", input, net.n_in())?;
     let batch = input.rows();
     let n_out = net.n_out();
     validate_labels(loss, labels, batch, n_out)?;
-    // One plan per layer serves the forward and the backward pass.
-    let bplan = BackwardPlan::new(net, opts);
     let sizes = &net.sizes()[1..];
     let width: usize = sizes.iter().sum();
     // Start of each layer's times in a sample's row.
@@ -107,9 +143,10 @@ pub fn forward_backward(
             Some(*off - n)
         })
         .collect();
-    // Per-thread scratch: forward, backward, dL/dt of a sample's outputs, and spent chunk shares
-    // (reused instead of allocated per chunk).
+    // Per-thread scratch: the recorder's, forward, backward, dL/dt of a sample's outputs, and
+    // spent chunk shares (reused instead of allocated per chunk).
     let init = || ThreadState {
+        recorder: S::default(),
         forward: Scratch::default(),
         backward: BackwardScratch::new(net),
         delta: vec![0.0; n_out],
@@ -120,7 +157,7 @@ pub fn forward_backward(
     // they would cross to the folding thread's core and be copied once more at the end. The
     // first chunk done allocates them, while the other threads work on.
     let times = Mutex::new(Vec::new());
-    let chunk = |st: &mut ThreadState, range: Range<usize>| {
+    let chunk = |st: &mut ThreadState<S>, range: Range<usize>| {
         let (scratch, back, delta) = (&mut st.forward, &mut st.backward, &mut st.delta);
         let len = range.len();
         let mut part = st.spent.pop().unwrap_or_else(|| Part::new(net, len));
@@ -129,7 +166,8 @@ pub fn forward_backward(
         let rows = st.rows.chunks_exact_mut(width);
         let grads = part.dl_dt.chunks_exact_mut(n_out);
         for ((b, row), grad) in range.clone().zip(rows).zip(grads) {
-            sample_times(&bplan.layers, input.row(b), row, scratch, opts.method);
+            let (with_factors, count) = record(&mut st.recorder, scratch, b, row);
+            part.counted += count;
             let (value, predicted, silent) =
                 evaluate_sample(loss, &row[width - n_out..], labels[b], silent_loss, false, b, grad)?;
             part.losses.push(value);
@@ -141,14 +179,15 @@ pub fn forward_backward(
                 .zip(grad.iter())
                 .for_each(|(d, g)| *d = g / batch as f64);
             let row = &*row;
+            let factors = if with_factors { &scratch.factors[..] } else { &[] };
             part.acc.add_sample(
                 back,
                 net,
-                &bplan,
+                bplan,
                 input.row(b),
                 |l| &row[offsets[l]..offsets[l] + sizes[l]],
                 delta,
-                &scratch.factors,
+                factors,
                 opts,
             );
         }
@@ -161,7 +200,7 @@ pub fn forward_backward(
     };
     // Chunks are folded in order while others are still running; the first error (in sample
     // order) wins.
-    let fold = |all: &mut Result<Part>, part: Result<Part>, st: &mut ThreadState| match (all.as_mut(), part) {
+    let fold = |all: &mut Result<Part>, part: Result<Part>, st: &mut ThreadState<S>| match (all.as_mut(), part) {
         (Ok(all), Ok(mut part)) => {
             all.append(&part);
             part.clear();
@@ -175,8 +214,9 @@ pub fn forward_backward(
     if times.is_empty() {
         times = layer_matrices(sizes, batch); // an empty batch
     }
+    let counted = all.counted;
     let dl_dt = Matrix::from_vec("dl_dt", batch, n_out, all.dl_dt)?;
     let loss = report(all.losses, all.predicted, labels, dl_dt, all.silent)?;
     let grads = all.acc.into_gradients(net, batch)?;
-    Ok(Pass { times, loss, grads })
+    Ok((Pass { times, loss, grads }, counted))
 }

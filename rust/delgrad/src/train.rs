@@ -3,9 +3,9 @@
 
 use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
-use crate::forward::forward;
-use crate::gradient::{BackwardOptions, Gradients, backward};
-use crate::hardware::{HwRun, LayerPattern, NoiseParams, noisy_forward};
+use crate::forward::{Scratch as ForwardScratch, forward};
+use crate::gradient::{BackwardOptions, BackwardPlan, Gradients, backward};
+use crate::hardware::{HwRun, LayerPattern, NoiseParams, Run, Scratch as RunScratch, noisy_forward};
 use crate::kernel::Neuron;
 use crate::loss::{Loss, LossReport, evaluate};
 use crate::matrix::Matrix;
@@ -14,7 +14,7 @@ use crate::optim::{Adam, AdamConfig, StepLr};
 use crate::parallel::Executor;
 use crate::random::RandomState;
 use crate::solver::Method;
-use crate::step::{Pass, forward_backward};
+use crate::step::{Pass, forward_backward, pass};
 
 /// How one layer is built and initialised.
 #[derive(Debug, Clone, PartialEq)]
@@ -438,6 +438,13 @@ impl Trainer {
         epoch: usize,
         exec: &Executor,
     ) -> Result<StepReport> {
+        self.check_at(at)?;
+        self.given_times_step(Some(at), x, times, labels, epoch, exec)
+    }
+
+    /// Checks that `at` (the network whose gradients a chip-in-the-loop step takes) is valid and
+    /// has the trained network's layer sizes and delay kinds.
+    fn check_at(&self, at: &Network) -> Result<()> {
         at.validate()?;
         if at.sizes() != self.net.sizes() {
             return Err(Error::shape(
@@ -455,7 +462,7 @@ impl Trainer {
                 ));
             }
         }
-        self.given_times_step(Some(at), x, times, labels, epoch, exec)
+        Ok(())
     }
 
     /// Chip-in-the-loop step on an emulated chip in one call: one run of
@@ -486,12 +493,35 @@ impl Trainer {
             ));
         }
         let e = emulation;
-        let mut run = noisy_forward(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter, chip_exec)?;
+        let run = Run::new(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter)?;
         if run.stalled_from.is_some() {
+            // No step: the caller repeats the run. Record what it has (its lost events).
+            let mut run = noisy_forward(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter, chip_exec)?;
+            run.times.clear();
             return Ok((run, None));
         }
-        let times = std::mem::take(&mut run.times);
-        let step = self.step_from_times_at(at, x, &times, labels, epoch, exec)?;
+        self.check_at(at)?;
+        check_batch(x)?;
+        // One parallel sweep: each sample is recorded, then its loss and backward pass at `at`
+        // follow on the same thread (the same results as the run, then the step at its times).
+        let plans = run.plans();
+        let opts = self.backward_options(true);
+        let bplan = BackwardPlan::new(at, &opts);
+        let record = |sc: &mut RunScratch, _: &mut ForwardScratch, b: usize, row: &mut [f64]| {
+            (false, run.record(&plans, groups.row(b), b, row, sc))
+        };
+        let cfg = &self.config;
+        let (Pass { times, loss, grads }, dropped_events) =
+            pass(at, &bplan, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec, record)?;
+        let step = match self.stabilise(&times, loss, epoch)? {
+            (step, Some(_)) => self.update(step, &grads, epoch)?,
+            (step, None) => step,
+        };
+        let run = HwRun {
+            times: Vec::new(),
+            dropped_events,
+            stalled_from: None,
+        };
         Ok((run, Some(step)))
     }
 

@@ -68,6 +68,7 @@ fn emulated_step_equals_a_run_then_a_step_at_the_recorded_times() {
             .collect()
     };
     let noise = NoiseParams::bss2();
+    let execs = [Executor::new(1).unwrap(), Executor::new(2).unwrap()];
     let mut a = Trainer::new(net.clone(), config()).unwrap();
     let mut b = Trainer::new(net.clone(), config()).unwrap();
     for counter in 0..5 {
@@ -78,8 +79,10 @@ fn emulated_step_equals_a_run_then_a_step_at_the_recorded_times() {
             seed: 11,
             counter,
         };
+        // the fused step on 1 and 2 threads against the two calls on one
+        let fused = &execs[counter as usize % 2];
         let (run, step) = a
-            .emulated_step(&chip, &e, &groups, &chip, &x, &labels, 0, &exec, &exec)
+            .emulated_step(&chip, &e, &groups, &chip, &x, &labels, 0, fused, fused)
             .unwrap();
         let want = noisy_forward(&chip, &groups, 5, Some(&pattern), &noise, 11, counter, &exec).unwrap();
         let want_step = b.step_from_times_at(&chip, &x, &want.times, &labels, 0, &exec).unwrap();
