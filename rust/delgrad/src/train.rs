@@ -469,9 +469,10 @@ impl Trainer {
     /// [`noisy_forward`] of `chip` (the network the chip holds: quantised weights and
     /// delays, nominal neurons) on the input groups `groups` (`[batch, n_groups]`, fed `repeat`
     /// times), then, unless the run stalled, [`Trainer::step_from_times_at`] at `at` with the
-    /// recorded times, the trainer's inputs `x` (`[batch, n_in]`) and `labels`. `chip_exec` runs
-    /// the chip, `exec` the step. Returns the run without its times (a stalled run takes no step:
-    /// the caller repeats it with the next `counter`) and the step report.
+    /// recorded times, the trainer's inputs `x` (`[batch, n_in]`) and `labels`: the same results,
+    /// computed in one sweep over the samples on `exec` (each sample's backward pass follows its
+    /// run); `chip_exec` records a stalled run. Returns the run without its times (a stalled run
+    /// takes no step: the caller repeats it with the next `counter`) and the step report.
     #[allow(clippy::too_many_arguments)]
     pub fn emulated_step(
         &mut self,
