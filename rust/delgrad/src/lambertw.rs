@@ -15,9 +15,10 @@
 //!   double-double `-1/e` (the subtraction is exact by Sterbenz' lemma), `p = sqrt(2q)` and
 //!   `u = 1 + w`, the equation becomes
 //!   `g(u) := 1 + (u - 1) e^u = Σ_{n≥2} (n-1) uⁿ / n! = q`.
-//!   `u` starts from the series `u = p - p²/3 + 11/72 p³ - 43/540 p⁴ + …` and is refined by
-//!   Halley steps on `g(u) - q`, with `g` evaluated by its power series (no cancellation), so
-//!   the answer is accurate to a few ulp even when `q` is a few ulp.
+//!   `u` starts from a [4/4] Padé approximant in `p` of the series
+//!   `u = p - p²/3 + 11/72 p³ - 43/540 p⁴ + …` (relative error < 4e-9 here) and is refined by
+//!   a Halley step on `g(u) - q` (one suffices), with `g` evaluated by its power series (no
+//!   cancellation), so the answer is accurate to a few ulp even when `q` is a few ulp.
 //! * **Elsewhere**: a rational (Padé) guess around `0`, Winitzki's guess for moderate `z` or
 //!   the asymptotic expansion `W ≈ L1 - L2 + L2/L1 + L2(L2 - 2)/(2 L1²)` (`L1 = ln z`,
 //!   `L2 = ln L1`) for large `z`, followed by Halley steps on the scaled residual
@@ -43,24 +44,31 @@ const BRANCH_TOLERANCE: f64 = 4.440_892_098_500_626e-16;
 /// Below this `z` the branch-region solver (in `u = 1 + w`) is used; it corresponds to
 /// `w ≈ -0.38`, where the error amplification of both solvers is the same (≈ 1.6).
 const Z_BRANCH: f64 = -0.26;
-/// Below this `p = sqrt(2(e z + 1))` the branch series alone is accurate to < 1e-18 relative.
+/// Below this `p = sqrt(2(e z + 1))` the Padé guess alone is accurate to < 1e-18 relative.
 const P_SERIES_ONLY: f64 = 0.01;
 /// Below this `|z|` the Taylor series at `0` alone is accurate to full precision.
 const Z_TINY: f64 = 1e-3;
 /// Above this `z` the asymptotic expansion is the initial guess.
 const Z_ASYMPTOTIC: f64 = 10.0;
 
-/// Coefficients `c_1 … c_9` of `u = 1 + W0 = Σ c_k p^k`, `p = sqrt(2(e z + 1))`.
-const BRANCH_SERIES: [f64; 9] = [
+/// Numerator of the [4/4] Padé approximant of `u / p = (1 + W0(z)) / p` in
+/// `p = sqrt(2(e z + 1))` at the branch point (from the series `u = p - p²/3 + 11/72 p³ - …`),
+/// ascending powers; see [`branch_guess`].
+const BRANCH_PADE_P: [f64; 5] = [
     1.0,
-    -1.0 / 3.0,
-    11.0 / 72.0,
-    -43.0 / 540.0,
-    769.0 / 17_280.0,
-    -221.0 / 8_505.0,
-    680_863.0 / 43_545_600.0,
-    -1_963.0 / 204_120.0,
-    226_287_557.0 / 37_623_398_400.0,
+    1.221_738_242_294_249_8,
+    0.448_131_638_430_659_23,
+    0.048_124_968_936_911_84,
+    0.000_438_092_735_313_294_15,
+];
+
+/// Denominator of the Padé approximant of [`BRANCH_PADE_P`] (positive for `p >= 0`).
+const BRANCH_PADE_Q: [f64; 5] = [
+    1.0,
+    1.555_071_575_627_583,
+    0.813_711_052_528_742_5,
+    0.161_411_236_466_352_66,
+    0.009_252_330_665_513_842,
 ];
 
 /// Coefficients `(n-1)/n!` for `n = 2 … 18` of `g(u) = 1 + (u - 1) e^u = u² Σ a_k u^k`.
@@ -150,7 +158,7 @@ pub fn lambert_w0_checked(z: f64) -> Option<f64> {
 #[inline]
 fn branch_solve(q: f64) -> f64 {
     let p = (2.0 * q).sqrt();
-    let mut u = p * horner(p, &BRANCH_SERIES);
+    let mut u = branch_guess(p);
     if p < P_SERIES_ONLY {
         return u;
     }
@@ -167,6 +175,14 @@ fn branch_solve(q: f64) -> f64 {
         }
     }
     u
+}
+
+/// `u = 1 + W0(z)` from `p = sqrt(2(e z + 1))` by the Padé approximant of [`BRANCH_PADE_P`] /
+/// [`BRANCH_PADE_Q`]: relative error < 4e-9 for `p <= 0.77` (`z <= -0.26`, mpmath), far less
+/// near the branch point, so that one Halley step gives full precision.
+#[inline]
+fn branch_guess(p: f64) -> f64 {
+    p * horner(p, &BRANCH_PADE_P) / horner(p, &BRANCH_PADE_Q)
 }
 
 /// Initial guess for `W0(z)`, `z >= Z_BRANCH`, `|z| >= Z_TINY`, finite.
