@@ -402,36 +402,15 @@ pub fn noisy_forward(
     counter: u64,
     exec: &Executor,
 ) -> Result<HwRun> {
-    let run = Run::new(net, input, repeat, pattern, noise, seed, counter)?;
-    let plans = run.plans();
-    let batch = input.rows();
-    let sizes = net.sizes();
-    let width: usize = sizes[1..].iter().sum();
-    let parts = exec.map_ranges(batch, |range| {
-        let mut rows = vec![f64::INFINITY; range.len() * width];
-        let mut dropped = 0u64;
-        let mut scratch = Scratch::default();
-        for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
-            if run.stalled_from.is_some_and(|s| b >= s) {
-                continue; // nothing recorded after the stall
-            }
-            dropped += run.record(&plans, input.row(b), b, row, &mut scratch);
-        }
-        (rows, dropped)
-    });
-    let times = split_layers(&sizes[1..], batch, parts.iter().map(|(rows, _)| rows.as_slice()));
-    let dropped_events = parts.iter().map(|(_, dropped)| dropped).sum();
-    Ok(HwRun {
-        times,
-        dropped_events,
-        stalled_from: run.stalled_from,
-    })
+    Ok(Run::new(net, input, repeat, pattern, noise, seed, counter)?.forward(exec))
 }
 
 /// One run of an emulated chip set up for recording its samples one by one (by
 /// [`noisy_forward`], or by a training step that takes each sample's backward pass right after
 /// it): the network as this run's chip realises it, and where the run stalls.
 pub(crate) struct Run<'a> {
+    /// The chip's inputs `[batch, n_groups]`.
+    input: &'a Matrix,
     layers: Vec<RunLayer>,
     repeat: usize,
     noise: &'a NoiseParams,
@@ -446,7 +425,7 @@ impl<'a> Run<'a> {
     /// threshold noise and whether (and where) it stalls.
     pub(crate) fn new(
         net: &Network,
-        input: &Matrix,
+        input: &'a Matrix,
         repeat: usize,
         pattern: Option<&[LayerPattern]>,
         noise: &'a NoiseParams,
@@ -485,6 +464,7 @@ impl<'a> Run<'a> {
             (s.bernoulli(noise.stall_prob) && batch > 0).then(|| ((s.uniform() * batch as f64) as usize).min(batch - 1))
         };
         Ok(Run {
+            input,
             layers,
             repeat,
             noise,
@@ -492,6 +472,33 @@ impl<'a> Run<'a> {
             counter,
             stalled_from,
         })
+    }
+
+    /// Records every sample of the run's input, on `exec`.
+    pub(crate) fn forward(&self, exec: &Executor) -> HwRun {
+        let plans = self.plans();
+        let batch = self.input.rows();
+        let sizes: Vec<usize> = self.layers.iter().map(|rl| rl.run.n_out()).collect();
+        let width: usize = sizes.iter().sum();
+        let parts = exec.map_ranges(batch, |range| {
+            let mut rows = vec![f64::INFINITY; range.len() * width];
+            let mut dropped = 0u64;
+            let mut scratch = Scratch::default();
+            for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
+                if self.stalled_from.is_some_and(|s| b >= s) {
+                    continue; // nothing recorded after the stall
+                }
+                dropped += self.record(&plans, b, row, &mut scratch);
+            }
+            (rows, dropped)
+        });
+        let times = split_layers(&sizes, batch, parts.iter().map(|(rows, _)| rows.as_slice()));
+        let dropped_events = parts.iter().map(|(_, dropped)| dropped).sum();
+        HwRun {
+            times,
+            dropped_events,
+            stalled_from: self.stalled_from,
+        }
     }
 
     /// The ideal forward pass's plans of the layers it can compute (see `RunLayer::planned`).
@@ -502,18 +509,20 @@ impl<'a> Run<'a> {
             .collect()
     }
 
-    /// Records sample `b` (its chip inputs `x`) into `row` (every layer's times, one after the
-    /// other); returns the number of events lost.
-    pub(crate) fn record(
-        &self,
-        plans: &[Option<LayerPlan<'_>>],
-        x: &[f64],
-        b: usize,
-        row: &mut [f64],
-        sc: &mut Scratch,
-    ) -> u64 {
+    /// Records sample `b` into `row` (every layer's times, one after the other); returns the
+    /// number of events lost.
+    pub(crate) fn record(&self, plans: &[Option<LayerPlan<'_>>], b: usize, row: &mut [f64], sc: &mut Scratch) -> u64 {
         let key = [self.seed, self.counter, b as u64];
-        sample(&self.layers, plans, x, self.repeat, self.noise, key, row, sc)
+        sample(
+            &self.layers,
+            plans,
+            self.input.row(b),
+            self.repeat,
+            self.noise,
+            key,
+            row,
+            sc,
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::forward::{Scratch as ForwardScratch, forward};
 use crate::gradient::{BackwardOptions, BackwardPlan, Gradients, backward};
-use crate::hardware::{HwRun, LayerPattern, NoiseParams, Run, Scratch as RunScratch, noisy_forward};
+use crate::hardware::{HwRun, LayerPattern, NoiseParams, Run, Scratch as RunScratch};
 use crate::kernel::Neuron;
 use crate::loss::{Loss, LossReport, evaluate};
 use crate::matrix::Matrix;
@@ -403,8 +403,15 @@ impl Trainer {
         check_batch(x)?;
         let opts = self.backward_options(false);
         let cfg = &self.config;
-        let Pass { times, loss, grads } =
-            forward_backward(&self.net, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec)?;
+        let pass = forward_backward(&self.net, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec)?;
+        self.conclude(pass, epoch)
+    }
+
+    /// Ends a step whose gradients a fused pass computed ahead of the stabilisers: they are
+    /// applied unless the stabilisers end the step (weight bumping), as after
+    /// [`stabilise`](Self::stabilise) in a separate backward pass.
+    fn conclude(&mut self, pass: Pass, epoch: usize) -> Result<StepReport> {
+        let Pass { times, loss, grads } = pass;
         match self.stabilise(&times, loss, epoch)? {
             (step, Some(_)) => self.update(step, &grads, epoch),
             (step, None) => Ok(step),
@@ -497,7 +504,7 @@ impl Trainer {
         let run = Run::new(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter)?;
         if run.stalled_from.is_some() {
             // No step: the caller repeats the run. Record what it has (its lost events).
-            let mut run = noisy_forward(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter, chip_exec)?;
+            let mut run = run.forward(chip_exec);
             run.times.clear();
             return Ok((run, None));
         }
@@ -509,15 +516,11 @@ impl Trainer {
         let opts = self.backward_options(true);
         let bplan = BackwardPlan::new(at, &opts);
         let record = |sc: &mut RunScratch, _: &mut ForwardScratch, b: usize, row: &mut [f64]| {
-            (false, run.record(&plans, groups.row(b), b, row, sc))
+            (false, run.record(&plans, b, row, sc))
         };
         let cfg = &self.config;
-        let (Pass { times, loss, grads }, dropped_events) =
-            pass(at, &bplan, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec, record)?;
-        let step = match self.stabilise(&times, loss, epoch)? {
-            (step, Some(_)) => self.update(step, &grads, epoch)?,
-            (step, None) => step,
-        };
+        let (pass, dropped_events) = pass(at, &bplan, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec, record)?;
+        let step = self.conclude(pass, epoch)?;
         let run = HwRun {
             times: Vec::new(),
             dropped_events,
