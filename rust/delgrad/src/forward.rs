@@ -131,6 +131,40 @@ impl Factors {
     }
 }
 
+/// Rise factors e^{(t - R)/tau_m} of a sequence of input times, 0 for silent inputs; equal
+/// neighbours (the copies of a duplicated input, which arrive together) share one exp.
+pub(crate) struct RiseFactor {
+    r: f64,
+    tau_m: f64,
+    /// The last time and its factor.
+    last: (f64, f64),
+}
+
+impl RiseFactor {
+    /// Factors relative to the reference time `r` with time constant `tau_m`.
+    pub(crate) fn new(r: f64, tau_m: f64) -> Self {
+        RiseFactor {
+            r,
+            tau_m,
+            last: (f64::NAN, 0.0),
+        }
+    }
+
+    /// e^{(t - R)/tau_m} of the next time `t` (0 if `t` is not finite).
+    #[inline]
+    pub(crate) fn at(&mut self, t: f64) -> f64 {
+        if t != self.last.0 {
+            let x = if t.is_finite() {
+                ((t - self.r) / self.tau_m).exp()
+            } else {
+                0.0
+            };
+            self.last = (t, x);
+        }
+        self.last.1
+    }
+}
+
 /// A neuron's fall X is known and usable: positive and finite for a spike at `t`, 0 if silent.
 #[inline]
 fn has_factor(t: f64, x: f64) -> bool {
@@ -357,14 +391,8 @@ pub(crate) fn prepare(plan: &LayerPlan, t_in: &[f64], prev: Option<&Factors>, s:
         match prev {
             Some(p) => s.order.iter_mut().for_each(|x| x.1 = 1.0 / p.fall[x.2]),
             None => {
-                // Simultaneous arrivals (copies of an input) share one exp.
-                let mut last = (f64::NAN, 0.0);
-                for x in s.order.iter_mut() {
-                    if x.0 != last.0 {
-                        last = (x.0, ((x.0 - r) / tm).exp());
-                    }
-                    x.1 = last.1;
-                }
+                let mut rise = RiseFactor::new(r, tm);
+                s.order.iter_mut().for_each(|x| x.1 = rise.at(x.0));
             }
         }
         let e_last = s.order.last().map_or(1.0, |x| x.1);

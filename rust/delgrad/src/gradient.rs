@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::forward::{Factors, LayerPlan, Prepared, Scratch as ForwardScratch, neuron_spike, prepare};
+use crate::forward::{Factors, LayerPlan, Prepared, RiseFactor, Scratch as ForwardScratch, neuron_spike, prepare};
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -182,14 +182,8 @@ fn layer_backward(
     let decays = decays.filter(|_| in_range);
     if decays.is_some() && given.is_none() {
         s.rise.clear();
-        // Copies of an input (hardware duplication) share one exp.
-        let mut last = (f64::NAN, 0.0);
-        s.rise.extend(t_in.iter().map(|&t| {
-            if t != last.0 {
-                last = (t, if t.is_finite() { ((t - r) / tm).exp() } else { 0.0 });
-            }
-            last.1
-        }));
+        let mut rise = RiseFactor::new(r, tm);
+        s.rise.extend(t_in.iter().map(|&t| rise.at(t)));
     }
     let (rise, falls) = match given {
         Some(f) => (&f.rise[..], &f.fall[..]),
