@@ -237,6 +237,41 @@ class Trainer:
         recorded times, y, epoch, at=at)`` (``at`` None: ``chip``). Returns the run's lost events,
         its stall sample and the step's result (None when the run stalled: no step was taken).
         """
+    def emulated_epoch(
+        self,
+        chip: Network,
+        groups: ArrayLike,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch: int,
+        epoch: int,
+        *,
+        weight_scale: float,
+        weight_max: float,
+        delay_offset: float,
+        delay_step: float,
+        delay_min: float,
+        delay_max: float,
+        time_unit: float,
+        repeat: int = 1,
+        pattern: Sequence[dict[str, ArrayLike]] | None = None,
+        noise: dict[str, float] | None = None,
+        seed: int = 0,
+        counter: int = 0,
+        max_retries: int = 5,
+    ) -> _EmulatedEpoch:
+        """The chip-in-the-loop steps of one epoch on an emulated chip in one call.
+
+        For each mini-batch of ``batch`` consecutive rows of ``groups`` / ``x`` / ``y`` (the epoch's
+        samples in training order): ``quantised_network(chip, ...)`` with the grid arguments
+        becomes the network on the chip, then ``emulated_step`` of it (``at`` None) with the next
+        run ``counter`` (from ``counter``), a stalled run repeated up to ``max_retries`` times. The
+        same results as those calls one by one. Returns every step's result (``steps``; their
+        ``core_seconds`` are 0), the configurations written (``writes``), the run counter's advance
+        (``runs``), ``retries``, ``dropped_events``, the last configuration's changed entries
+        (``written``), the network on the chip at the end (``chip``) and whether the last batch
+        stalled on every attempt (``stalled``; the epoch stopped there, without its step).
+        """
     def train_epoch(self, x: ArrayLike, y: ArrayLike, order: ArrayLike, batch: int, epoch: int) -> _EpochResult:
         """One epoch in mini-batches of ``batch`` in the sample order ``order``."""
     def evaluate(self, x: ArrayLike, y: ArrayLike) -> _EvalResult:
@@ -293,6 +328,16 @@ class _EmulatedStep(TypedDict):
     dropped_events: int
     stalled_from: int | None
     step: _StepResult | None
+
+class _EmulatedEpoch(TypedDict):
+    steps: list[_StepResult]
+    writes: int
+    runs: int
+    retries: int
+    dropped_events: int
+    written: int
+    stalled: bool
+    chip: Network
 
 class _ChipPattern(TypedDict):
     theta_offset: NDArray[np.float64]

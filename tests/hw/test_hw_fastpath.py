@@ -69,7 +69,7 @@ def test_fast_and_generic_paths_train_identically(name: str) -> None:
     cfg = small_cfg(name, epochs=2)
     noise = {"stall_prob": 0.2, "event_loss": 0.002, "theta_sample_std": 0.01}
     fast_chip = _Recording("train-chip", 3, **noise)
-    fast = fit(cfg, quiet=True, backend=backend_for(fast_chip, cfg))
+    fast = fit(cfg, quiet=True, backend=backend_for(fast_chip, cfg, epochs_in_core=False))
     slow_chip = _Recording("train-chip", 3, **noise)
     slow = fit(cfg, quiet=True, backend=backend_for(_Generic(slow_chip), cfg))
     assert metrics(fast).equals(metrics(slow))
@@ -81,6 +81,50 @@ def test_fast_and_generic_paths_train_identically(name: str) -> None:
     assert fast_chip.runs == slow_chip.runs
     assert fast_chip.last_written_entries == slow_chip.last_written_entries
     assert fast_chip.configure(fast_chip.config) == slow_chip.configure(slow_chip.config)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["hwaware_WA", "hwaware_W"])
+def test_epochs_in_one_core_call_train_as_step_by_step(name: str) -> None:
+    cfg = small_cfg(name, epochs=3)
+    noise = {"stall_prob": 0.2, "event_loss": 0.002, "theta_sample_std": 0.01}
+    runs = {}
+    for in_core in (True, False):
+        chip = _Recording("train-chip", 3, **noise)
+        backend = backend_for(chip, cfg, epochs_in_core=in_core)
+        runs[in_core] = (fit(cfg, quiet=True, backend=backend), chip, backend)
+    (a, chip_a, back_a), (b, chip_b, back_b) = runs[True], runs[False]
+    assert metrics(a).equals(metrics(b))
+    assert sum(a["retries"].to_list()) > 0 and sum(a["dropped_events"].to_list()) > 0
+    # Epoch 0 went step by step (before it the chip holds no configuration), the next two in the
+    # core (the chip then holds the trainer's layout): no Python write or step there.
+    assert chip_a.trainer_writes == 125 - 1 and chip_b.trainer_writes == 3 * (125 - 1)
+    assert chip_a.runs == chip_b.runs and chip_a.generation == chip_b.generation
+    assert chip_a.last_written_entries == chip_b.last_written_entries
+    assert (back_a.retries, back_a.dropped_events) == (back_b.retries, back_b.dropped_events)
+    assert chip_a.configure(chip_a.config) == chip_b.configure(chip_b.config)  # type: ignore[arg-type]
+
+
+def test_an_epoch_in_the_core_stops_at_a_batch_that_always_stalls() -> None:
+    cfg = small_cfg(epochs=1)
+    x, y = _batch(120)
+    groups = np.ascontiguousarray(x[:, ::5])
+    trainer = build_trainer(cfg, build_network(cfg, threads=1), threads=1)
+    chip = EmulatedChip("stalls", 1, stall_prob=1.0)
+    with pytest.raises(BadRequest, match="before configure"):
+        chip.train_epoch(trainer, groups, x, y, 40, 0)
+    chip.configure(chip_config_from_params(trainer.network().params(), 5))
+    before = trainer.state()
+    out = chip.train_epoch(trainer, groups, x, y, 40, 0, max_retries=2)
+    assert out["stalled"] and out["steps"] == [] and out["retries"] == 2
+    assert chip.runs == 3  # the first batch, three times
+    for p, q in zip(before["tensors"], trainer.state()["tensors"], strict=True):
+        np.testing.assert_array_equal(p["values"], q["values"])  # no step was taken
+    with pytest.raises(BadRequest, match="inputs"):
+        chip.train_epoch(trainer, groups[:, :3], x, y, 40, 0)
+    with pytest.raises(BadRequest, match="x"):
+        chip.train_epoch(trainer, groups, x[:80], y, 40, 0)
+    with pytest.raises(BadRequest, match="batch_size"):
+        chip.train_epoch(trainer, groups, x, y, 0, 0)
 
 
 def test_fast_path_matches_step_from_times_on_one_batch() -> None:

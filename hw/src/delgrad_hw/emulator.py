@@ -478,6 +478,80 @@ class EmulatedChip:
         health = Health(dropped_events=int(out["dropped_events"]), stall=out["stalled_from"] is not None)
         return health, out["step"]
 
+    def train_epoch(
+        self,
+        trainer: Any,
+        inputs: FloatArray,
+        x: FloatArray,
+        y: npt.NDArray[Any],
+        batch: int,
+        epoch: int,
+        max_retries: int = 5,
+    ) -> dict[str, Any]:
+        """Train the steps of an epoch chip-in-the-loop in one core call.
+
+        For each mini-batch of ``batch`` consecutive rows: :meth:`write_trainer`, then
+        :meth:`run_and_step` (``at`` None), a stalled run repeated up to ``max_retries`` times
+        (``delgrad_rs._core.Trainer.emulated_epoch``): the same runs, noise, steps and chip state
+        as those calls one by one, without Python between the steps.
+
+        Parameters
+        ----------
+        trainer : delgrad_rs._core.Trainer
+            The trainer; the chip must hold a configuration of its network's layout and neuron
+            parameters (e.g. written by :meth:`configure` of its shadow configuration).
+        inputs : numpy.ndarray
+            ``[n, n_inputs]`` input spike times sent to the chip (the epoch's samples in order).
+        x : numpy.ndarray
+            The trainer's inputs of those samples (``[n, n_inputs * input_repeat]``).
+        y : numpy.ndarray
+            Labels.
+        batch : int
+            Batch size.
+        epoch : int
+            Epoch (learning-rate schedule).
+        max_retries : int, optional
+            Repeats of a stalled run before the epoch stops at that batch.
+
+        Returns
+        -------
+        dict
+            ``steps`` (every step's result), ``retries``, ``dropped_events`` and ``stalled`` (the
+            last batch stalled on every attempt; no step was taken for it).
+
+        Raises
+        ------
+        BadRequest
+            Before ``configure``, for inputs of the wrong shape or with NaN / negative times, or
+            when the trainer's network has another layout or other neuron parameters.
+        """
+        x_chip = np.asarray(inputs, dtype=np.float64)
+        r = self.resources
+        with self._lock:
+            cfg, net, pattern = self._config, self._net, self._layer_pattern
+            if cfg is None or net is None:
+                raise BadRequest("train_epoch() before configure()")
+            syn = cfg.synaptic_delays
+            if cfg.input_repeat > 1 and syn is not None and syn[0] is not None:
+                raise BadRequest("train_epoch(): not for synaptic delays of duplicated inputs")
+            self._check_inputs(x_chip, cfg)
+            try:
+                out = trainer.emulated_epoch(
+                    net, x_chip, x, y, batch, epoch, weight_scale=r.weight_scale,
+                    weight_max=float(r.weight_max), delay_offset=r.delay_offset_us, delay_step=r.delay_step_us,
+                    delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting),
+                    time_unit=r.tau_us, repeat=cfg.input_repeat, pattern=pattern, noise=self.noise_params,
+                    seed=self._noise_seed, counter=self.runs, max_retries=max_retries,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise BadRequest(f"trainer: {exc}") from None
+            self.runs += int(out["runs"])
+            if out["writes"]:
+                self._net, self.last_written_entries = out["chip"], int(out["written"])
+                self._hash, self._stale = None, True
+                self.generation += int(out["writes"])
+        return {k: out[k] for k in ("steps", "retries", "dropped_events", "stalled")}
+
     # ----------------------------------------------------------------------------------------------
     @property
     def placement(self) -> Placement | None:

@@ -27,6 +27,7 @@ network serving as the ideal model of the gradients.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,11 @@ class ChipBackend:
         The quantisation rules of the chip (for the gradients at the quantised parameters).
     name : str
         Backend name recorded in the run directory.
+    epochs_in_core : bool
+        On the in-process emulator, train each epoch's steps in one core call
+        (:meth:`EmulatedChip.train_epoch`) once the chip holds a configuration of the trainer's
+        layout: the same results as step by step, without Python between the steps. False: one
+        core call per step (for comparisons).
 
     Attributes
     ----------
@@ -181,6 +187,7 @@ class ChipBackend:
         eval_batch: int = 1000,
         resources: Bss2Resources = BSS2,
         name: str = "chip",
+        epochs_in_core: bool = True,
     ) -> None:
         if input_repeat < 1:
             raise ValueError(f"input_repeat: must be >= 1, got {input_repeat}")
@@ -195,6 +202,7 @@ class ChipBackend:
         self.eval_batch = int(eval_batch)
         self.resources = resources
         self.name = name
+        self.epochs_in_core = bool(epochs_in_core)
         self.chip_id = chip.info().chip_id
         self.retries = 0
         self.dropped_events = 0
@@ -366,6 +374,32 @@ class ChipBackend:
                 self.retries += 1
         raise StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
 
+    def _epoch_in_core(self, trainer: Any) -> bool:
+        """Whether the in-process emulator can train the epoch in one core call.
+
+        It can when it holds a configuration of the trainer's layout and neuron parameters.
+        """
+        if not (self._local and self.epochs_in_core):
+            return False
+        net = self.chip.network  # type: ignore[attr-defined]
+        return net is not None and _structure(net.params()) == _structure(trainer.network().params())
+
+    def _core_epoch(
+        self, trainer: Any, groups: FloatArray, x: FloatArray, y: npt.NDArray[Any], batch: int, epoch: int
+    ) -> list[dict[str, Any]]:
+        """Train the epoch's steps in one core call (:meth:`EmulatedChip.train_epoch`); return their results."""
+        chip: EmulatedChip = self.chip  # type: ignore[assignment]
+        if chip.chip_id != self.chip_id:
+            raise ChipMismatch(f"result from chip {chip.chip_id!r}, but this run started on {self.chip_id!r}")
+        out = chip.train_epoch(trainer, groups, x, y, batch, epoch, self.max_retries)
+        self.retries += int(out["retries"])
+        self.dropped_events += int(out["dropped_events"])
+        self._generation = chip.generation
+        if out["stalled"]:
+            raise StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
+        steps: list[dict[str, Any]] = out["steps"]
+        return steps
+
     def train_epoch(
         self, trainer: Any, x: FloatArray, y: npt.NDArray[Any], order: npt.NDArray[Any], batch: int, epoch: int
     ) -> dict[str, Any]:
@@ -399,10 +433,16 @@ class ChipBackend:
         # the epoch's samples in order (the batches are contiguous views) and what the chip is sent
         xs, ys = x[order], y[order]
         gs = np.ascontiguousarray(xs[:, :: self.input_repeat])
-        for start in range(0, len(order), batch):
-            xb, yb, gb = xs[start : start + batch], ys[start : start + batch], gs[start : start + batch]
-            r = self._step(trainer, gb, xb, yb, epoch)
-            n = len(yb)
+        steps: Iterable[dict[str, Any]]
+        if self._epoch_in_core(trainer):
+            steps = self._core_epoch(trainer, gs, xs, ys, batch, epoch)
+        else:
+            steps = (
+                self._step(trainer, gs[s : s + batch], xs[s : s + batch], ys[s : s + batch], epoch)
+                for s in range(0, len(order), batch)
+            )
+        for r in steps:
+            n = r["batch"]
             loss_sum += r["loss"] * n
             correct += r["correct"]
             samples += n

@@ -685,6 +685,89 @@ impl PyTrainer {
         Ok(d)
     }
 
+    #[pyo3(signature = (
+        chip, groups, x, y, batch, epoch, *, weight_scale, weight_max, delay_offset, delay_step, delay_min,
+        delay_max, time_unit, repeat=1, pattern=None, noise=None, seed=0, counter=0, max_retries=5
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn emulated_epoch<'py>(
+        &mut self,
+        py: Python<'py>,
+        chip: PyRef<'py, PyNetwork>,
+        groups: &Bound<'py, PyAny>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        batch: usize,
+        epoch: usize,
+        weight_scale: f64,
+        weight_max: f64,
+        delay_offset: f64,
+        delay_step: f64,
+        delay_min: f64,
+        delay_max: f64,
+        time_unit: f64,
+        repeat: i64,
+        pattern: Option<&Bound<'py, PyAny>>,
+        noise: Option<&Bound<'py, PyAny>>,
+        seed: i128,
+        counter: i128,
+        max_retries: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (repeat, pattern, noise, seed, counter) = run_args(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let groups = matrix(groups, "groups")?;
+        let x = matrix(x, "x")?;
+        let y = indices(y, "y")?;
+        let (tr, exec) = (&mut self.trainer, &*self.exec);
+        let (chip_net, chip_exec) = (&chip.net, &*chip.exec);
+        let emulation = Emulation {
+            repeat,
+            pattern: pattern.as_deref(),
+            noise: &noise,
+            seed,
+            counter,
+        };
+        let r = compute(py, || {
+            let grid = Grid::new(
+                weight_scale,
+                weight_max,
+                delay_offset,
+                delay_step,
+                delay_min,
+                delay_max,
+                time_unit,
+            )?;
+            tr.emulated_epoch(
+                chip_net,
+                &grid,
+                &emulation,
+                &groups,
+                &x,
+                &y,
+                batch,
+                epoch,
+                max_retries,
+                chip_exec,
+                exec,
+            )
+        })?;
+        let d = PyDict::new(py);
+        let steps = r
+            .steps
+            .iter()
+            .map(|step| step_dict(py, step, 0.0))
+            .collect::<PyResult<Vec<_>>>()?;
+        d.set_item("steps", steps)?;
+        d.set_item("writes", r.writes)?;
+        d.set_item("runs", r.runs)?;
+        d.set_item("retries", r.retries)?;
+        d.set_item("dropped_events", r.dropped_events)?;
+        d.set_item("written", r.written)?;
+        d.set_item("stalled", r.stalled)?;
+        let exec = Arc::clone(&chip.exec);
+        d.set_item("chip", PyNetwork { net: r.chip, exec })?;
+        Ok(d)
+    }
+
     fn train_epoch<'py>(
         &mut self,
         py: Python<'py>,

@@ -529,6 +529,88 @@ impl Trainer {
         Ok((run, Some(step)))
     }
 
+    /// The steps of one epoch on an emulated chip in one call: for each mini-batch of `batch`
+    /// consecutive rows of `groups` / `x` / `labels` (the epoch's samples in training order),
+    /// write the trainer's network on `grid` to the chip, then [`Trainer::emulated_step`] at the
+    /// network on the chip, repeating a stalled run up to `max_retries` times with the next run
+    /// counter. `chip` is the network on the chip before the first batch (the layout and neurons
+    /// of the trainer's network); `emulation.counter` is the counter of the first run. The same
+    /// results as those calls one by one; stops after a batch whose runs all stalled.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emulated_epoch(
+        &mut self,
+        chip: &Network,
+        grid: &Grid,
+        emulation: &Emulation<'_>,
+        groups: &Matrix,
+        x: &Matrix,
+        labels: &[usize],
+        batch: usize,
+        epoch: usize,
+        max_retries: usize,
+        chip_exec: &Executor,
+        exec: &Executor,
+    ) -> Result<EmulatedEpoch> {
+        if batch == 0 {
+            return Err(Error::value("batch_size", "expected an integer >= 1"));
+        }
+        self.net.validate_times("x", x, self.net.n_in())?;
+        if groups.rows() != x.rows() || labels.len() != x.rows() {
+            return Err(Error::shape(
+                "groups/x/labels",
+                "the same number of rows".to_string(),
+                format!("{}/{}/{}", groups.rows(), x.rows(), labels.len()),
+            ));
+        }
+        let rows = |m: &Matrix, start: usize, end: usize| {
+            Matrix::from_vec(
+                "x",
+                end - start,
+                m.cols(),
+                m.as_slice()[start * m.cols()..end * m.cols()].to_vec(),
+            )
+        };
+        let mut e = *emulation;
+        let mut out = EmulatedEpoch {
+            steps: Vec::with_capacity(x.rows().div_ceil(batch)),
+            writes: 0,
+            runs: 0,
+            retries: 0,
+            dropped_events: 0,
+            written: 0,
+            chip: chip.clone(),
+            stalled: false,
+        };
+        for start in (0..x.rows()).step_by(batch) {
+            let end = (start + batch).min(x.rows());
+            let q = grid.quantise(&self.net);
+            out.written = changed_entries(&out.chip, &q)?;
+            out.chip = q;
+            out.writes += 1;
+            let (gb, xb, yb) = (rows(groups, start, end)?, rows(x, start, end)?, &labels[start..end]);
+            let mut report = None;
+            for attempt in 0..=max_retries {
+                let (run, step) = self.emulated_step(&out.chip, &e, &gb, &out.chip, &xb, yb, epoch, chip_exec, exec)?;
+                e.counter += 1;
+                out.runs += 1;
+                out.dropped_events += run.dropped_events;
+                if step.is_some() {
+                    report = step;
+                    break;
+                }
+                if attempt < max_retries {
+                    out.retries += 1;
+                }
+            }
+            let Some(r) = report else {
+                out.stalled = true;
+                break;
+            };
+            out.steps.push(r);
+        }
+        Ok(out)
+    }
+
     /// Loss and stabilisers at given times; the backward pass at `at` (default: the trainer's network).
     fn given_times_step(
         &mut self,
@@ -904,6 +986,27 @@ pub struct Emulation<'a> {
     pub seed: u64,
     /// Run counter (with `seed` the key of the run's noise).
     pub counter: u64,
+}
+
+/// What [`Trainer::emulated_epoch`] did: its steps and the chip's side of it.
+#[derive(Debug, Clone)]
+pub struct EmulatedEpoch {
+    /// The report of every step, in order.
+    pub steps: Vec<StepReport>,
+    /// Configurations written (one per batch, that of a batch whose runs all stalled included).
+    pub writes: usize,
+    /// Runs recorded, stalled ones included (the run counter advanced by this many).
+    pub runs: u64,
+    /// Stalled runs that were repeated.
+    pub retries: u64,
+    /// Input and recorded events lost on the link.
+    pub dropped_events: u64,
+    /// Entries the last configuration rewrote.
+    pub written: usize,
+    /// The network on the chip at the end.
+    pub chip: Network,
+    /// The last batch stalled on every attempt (the epoch stopped there, without its step).
+    pub stalled: bool,
 }
 
 /// Totals of the steps of one epoch.

@@ -1,5 +1,6 @@
 //! `Trainer::emulated_step` (one call: noisy run + given-times step) equals `noisy_forward`
 //! followed by `Trainer::step_from_times_at`; a stalled run takes no step; bad input is an error.
+//! `Trainer::emulated_epoch` equals its writes and steps one by one.
 
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::DelayParam;
@@ -176,4 +177,91 @@ fn the_grid_is_the_bss2_rule_and_counts_changed_entries() {
     ] {
         assert!(matches!(bad, Err(Error::Value { .. })));
     }
+}
+
+#[test]
+fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
+    use delgrad::train::{Grid, changed_entries};
+    let grid = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
+    let mut net = hw_net(6);
+    net.layers[1]
+        .w
+        .as_mut_slice()
+        .iter_mut()
+        .for_each(|w| *w = 0.6 + 2.0 * *w);
+    let (groups, x, labels) = inputs(130); // 3 batches of 40 and one of 10
+    let noise = NoiseParams {
+        stall_prob: 0.3,
+        event_loss: 0.01,
+        ..NoiseParams::bss2()
+    };
+    let execs = [Executor::new(1).unwrap(), Executor::new(2).unwrap()];
+    for (max_retries, exec) in [(5, &execs[0]), (5, &execs[1]), (0, &execs[1])] {
+        let e = Emulation {
+            repeat: 5,
+            pattern: None,
+            noise: &noise,
+            seed: 2,
+            counter: 7,
+        };
+        let mut a = Trainer::new(net.clone(), config()).unwrap();
+        let mut b = Trainer::new(net.clone(), config()).unwrap();
+        let start = grid.quantise(&net);
+        let got = a
+            .emulated_epoch(&start, &grid, &e, &groups, &x, &labels, 40, 0, max_retries, exec, exec)
+            .unwrap();
+        // the same, one call at a time
+        let (mut chip, mut counter, mut steps, mut retries, mut dropped) = (start.clone(), 7, Vec::new(), 0, 0);
+        let (mut written, mut writes, mut stalled) = (0, 0, false);
+        'batches: for s in (0..130).step_by(40) {
+            let n = 40.min(130 - s);
+            let gb = Matrix::from_vec("g", n, 4, groups.as_slice()[s * 4..(s + n) * 4].to_vec()).unwrap();
+            let xb = Matrix::from_vec("x", n, 20, x.as_slice()[s * 20..(s + n) * 20].to_vec()).unwrap();
+            let q = grid.quantise(b.network());
+            written = changed_entries(&chip, &q).unwrap();
+            (chip, writes) = (q, writes + 1);
+            for attempt in 0..=max_retries {
+                let ek = Emulation { counter, ..e };
+                counter += 1;
+                let (run, step) = b
+                    .emulated_step(&chip, &ek, &gb, &chip, &xb, &labels[s..s + n], 0, exec, exec)
+                    .unwrap();
+                dropped += run.dropped_events;
+                if let Some(step) = step {
+                    steps.push(step);
+                    continue 'batches;
+                }
+                retries += u64::from(attempt < max_retries);
+            }
+            stalled = true;
+            break;
+        }
+        assert_eq!(got.steps, steps);
+        assert_eq!(
+            (got.runs, got.retries, got.dropped_events),
+            (counter - 7, retries, dropped)
+        );
+        assert_eq!((got.written, got.writes, got.stalled), (written, writes, stalled));
+        assert!(got.chip == chip && a.tensors == b.tensors);
+        assert!(got.retries > 0 || got.stalled, "the noise should stall some runs");
+    }
+    // bad input: a batch of 0, rows that do not match
+    let mut t = Trainer::new(net.clone(), config()).unwrap();
+    let start = grid.quantise(&net);
+    let e = Emulation {
+        repeat: 5,
+        pattern: None,
+        noise: &noise,
+        seed: 2,
+        counter: 0,
+    };
+    let exec = &execs[0];
+    let err = t
+        .emulated_epoch(&start, &grid, &e, &groups, &x, &labels, 0, 0, 5, exec, exec)
+        .unwrap_err();
+    assert!(err.to_string().contains("batch_size"), "{err}");
+    let err = t
+        .emulated_epoch(&start, &grid, &e, &groups, &x, &labels[..100], 40, 0, 5, exec, exec)
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
 }
