@@ -201,12 +201,12 @@ impl Executor {
             // would put this thread to sleep until they are done, and waking it costs more than
             // the wait (tens of microseconds per call, a fifth of a 150-sample step). Bounded,
             // and only where this thread is not one of the pool's (which must help instead).
+            // Yielding, not spinning: when more threads want the cores than there are (two
+            // trainings of 2 threads on 2 cores), a helper that lost its core gets this one.
             if pool.current_thread_index().is_none() {
                 let start = Instant::now();
                 while finished.load(Ordering::Acquire) < helpers && start.elapsed() < MAX_SPIN {
-                    for _ in 0..64 {
-                        std::hint::spin_loop();
-                    }
+                    std::thread::yield_now();
                 }
             }
         });
