@@ -19,10 +19,13 @@
 //!   `u = p - p²/3 + 11/72 p³ - 43/540 p⁴ + …` (relative error < 4e-9 here) and is refined by
 //!   a Halley step on `g(u) - q` (one suffices), with `g` evaluated by its power series (no
 //!   cancellation), so the answer is accurate to a few ulp even when `q` is a few ulp.
-//! * **Elsewhere**: a rational (Padé) guess around `0`, Winitzki's guess for moderate `z` or
-//!   the asymptotic expansion `W ≈ L1 - L2 + L2/L1 + L2(L2 - 2)/(2 L1²)` (`L1 = ln z`,
-//!   `L2 = ln L1`) for large `z`, followed by Halley steps on the scaled residual
-//!   `w - z e^{-w}`, which cannot overflow even for `z = f64::MAX`.
+//! * **Elsewhere**: an initial guess, then Halley steps on the scaled residual `w - z e^{-w}`,
+//!   which cannot overflow even for `z = f64::MAX`. For `-0.26 <= z < 0`, where the other half
+//!   of the spike-time arguments falls, the guess is accurate to < 4e-7 relative, so one Halley
+//!   step suffices: the branch-point Padé approximant below `z = -0.2`, a [4/4] Padé
+//!   approximant of `W0(z)/z` at `0` above. For `0 < z <= 1` a [3/2] Padé approximant at `0`,
+//!   Winitzki's guess for moderate `z` and the asymptotic expansion
+//!   `W ≈ L1 - L2 + L2/L1 + L2(L2 - 2)/(2 L1²)` (`L1 = ln z`, `L2 = ln L1`) for large `z`.
 //! * **Tiny `|z|`**: the Taylor series `W(z) = Σ (-n)^{n-1} zⁿ / n!` (so subnormal `z` gives
 //!   `W = z`).
 
@@ -48,6 +51,10 @@ const Z_BRANCH: f64 = -0.26;
 const P_SERIES_ONLY: f64 = 0.01;
 /// Below this `|z|` the Taylor series at `0` alone is accurate to full precision.
 const Z_TINY: f64 = 1e-3;
+/// Below this `z` (and at or above [`Z_BRANCH`]) the branch-point Padé approximant is the
+/// initial guess (relative error < 5e-8, mpmath), above it the Padé approximant at `0` of
+/// [`ZERO_PADE_P`] (< 4e-7).
+const Z_MID_BRANCH_GUESS: f64 = -0.2;
 /// Above this `z` the asymptotic expansion is the initial guess.
 const Z_ASYMPTOTIC: f64 = 10.0;
 
@@ -69,6 +76,26 @@ const BRANCH_PADE_Q: [f64; 5] = [
     0.813_711_052_528_742_5,
     0.161_411_236_466_352_66,
     0.009_252_330_665_513_842,
+];
+
+/// Numerator of the [4/4] Padé approximant of `W0(z)/z` at `z = 0` (from the Taylor series
+/// `Σ (-n)^{n-1} z^{n-1} / n!`, mpmath), ascending powers: relative error < 4e-7 for
+/// `-0.2 <= z < 0`, < 2e-14 for `-0.04 <= z < 0`.
+const ZERO_PADE_P: [f64; 5] = [
+    1.0,
+    4.649_846_742_671_621,
+    6.503_423_363_430_353,
+    2.683_248_837_312_324_7,
+    0.103_753_095_208_167_74,
+];
+
+/// Denominator of the Padé approximant of [`ZERO_PADE_P`].
+const ZERO_PADE_Q: [f64; 5] = [
+    1.0,
+    5.649_846_742_671_621,
+    10.653_270_106_101_974,
+    7.528_415_496_073_533,
+    1.510_188_079_253_063_3,
 ];
 
 /// Coefficients `(n-1)/n!` for `n = 2 … 18` of `g(u) = 1 + (u - 1) e^u = u² Σ a_k u^k`.
@@ -188,7 +215,13 @@ fn branch_guess(p: f64) -> f64 {
 /// Initial guess for `W0(z)`, `z >= Z_BRANCH`, `|z| >= Z_TINY`, finite.
 #[inline]
 fn initial_guess(z: f64) -> f64 {
-    if z <= 1.0 {
+    if z < Z_MID_BRANCH_GUESS {
+        // Still close enough to the branch point for its approximant (z >= Z_BRANCH > -1/e).
+        let p = (2.0 * (E_HI * z + 1.0)).sqrt();
+        branch_guess(p) - 1.0
+    } else if z < 0.0 {
+        z * horner(z, &ZERO_PADE_P) / horner(z, &ZERO_PADE_Q)
+    } else if z <= 1.0 {
         // Padé [3/2] approximant of W0 at 0.
         z * (1.0 + z * (1.9 + z * (17.0 / 60.0))) / (1.0 + z * (2.9 + z * (101.0 / 60.0)))
     } else if z <= Z_ASYMPTOTIC {
