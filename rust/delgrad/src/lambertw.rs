@@ -304,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn mid_region_guess_needs_one_halley_step() {
+        // -0.26 <= z < 0: the guess is within 4e-7 relative, so the first Halley step's change
+        // is below the loop's 1e-6 stopping bound and it takes that one step only.
+        for k in 0..=2600 {
+            let z = Z_BRANCH + f64::from(k) * 1e-4;
+            if z >= -Z_TINY {
+                break;
+            }
+            let (guess, w) = (initial_guess(z), lambert_w0(z));
+            assert!(
+                (guess - w).abs() <= 4e-7 * w.abs(),
+                "z = {z}: guess {guess:e}, W0 {w:e}"
+            );
+        }
+    }
+
+    #[test]
     fn near_branch_point_follows_series() {
         // For tiny q = e z + 1: W0 = -1 + p - p²/3 + 11/72 p³ + O(p⁴), p = sqrt(2q).
         for k in 1..2000u32 {
