@@ -23,6 +23,7 @@ __all__ = [
     "T_LATE",
     "Network",
     "Trainer",
+    "Grid",
     "init_network",
     "yin_yang",
     "encode_times",
@@ -149,6 +150,29 @@ class Network:
         """An independent copy sharing the executor."""
 
 @final
+class Grid:
+    """A chip's weight and delay grid (``delgrad_hw.bss2``'s rules; BrainScaleS-2: 30, 63, 2.0, 0.125, 50, 250, 6.0).
+
+    Weights ``clip(round_half_even(weight_scale w), -weight_max, weight_max) / weight_scale``;
+    delays ``(n delay_step + delay_offset) / time_unit`` with ``n = clip(round_half_even((d
+    time_unit - delay_offset) / delay_step), delay_min, delay_max)``. Every value must be finite;
+    scales, step and unit > 0, ``weight_max`` >= 0, ``delay_min`` <= ``delay_max`` (ValueError
+    naming ``grid.<argument>`` otherwise).
+    """
+
+    def __new__(
+        cls,
+        *,
+        weight_scale: float,
+        weight_max: float,
+        delay_offset: float,
+        delay_step: float,
+        delay_min: float,
+        delay_max: float,
+        time_unit: float,
+    ) -> Grid: ...
+
+@final
 class Trainer:
     """Adam training with StepLR, max_dw_norm and weight bumping (the reference recipe)."""
 
@@ -195,25 +219,11 @@ class Trainer:
         With ``at`` (e.g. the quantised network a chip ran), the gradients of the ideal model with
         ``at``'s parameters are applied to the trainer's float parameters (straight-through).
         """
-    def quantised_network(
-        self,
-        like: Network,
-        *,
-        weight_scale: float,
-        weight_max: float,
-        delay_offset: float,
-        delay_step: float,
-        delay_min: float,
-        delay_max: float,
-        time_unit: float,
-    ) -> tuple[Network, int]:
-        """The trainer's network with its weights and delays on a chip's grid, and how many differ from ``like``.
+    def quantised_network(self, like: Network, grid: Grid) -> tuple[Network, int]:
+        """The trainer's network with its weights and delays on ``grid``, and how many differ from ``like``.
 
-        Weights ``clip(round_half_even(weight_scale w), -weight_max, weight_max) / weight_scale``;
-        delays ``(n delay_step + delay_offset) / time_unit`` with ``n = clip(round_half_even((d
-        time_unit - delay_offset) / delay_step), delay_min, delay_max)`` (``delgrad_hw.bss2``'s
-        rules). The count is of the weights and delays that differ from ``like``'s, which must have
-        the same layout (sizes, delay kinds and groups); the new network shares ``like``'s threads.
+        The count is of the weights and delays that differ from ``like``'s, which must have the same
+        layout (sizes, delay kinds and groups); the new network shares ``like``'s threads.
         """
     def emulated_step(
         self,
@@ -245,14 +255,8 @@ class Trainer:
         y: ArrayLike,
         batch: int,
         epoch: int,
+        grid: Grid,
         *,
-        weight_scale: float,
-        weight_max: float,
-        delay_offset: float,
-        delay_step: float,
-        delay_min: float,
-        delay_max: float,
-        time_unit: float,
         repeat: int = 1,
         pattern: Sequence[dict[str, ArrayLike]] | None = None,
         noise: dict[str, float] | None = None,
@@ -263,8 +267,8 @@ class Trainer:
         """The chip-in-the-loop steps of one epoch on an emulated chip in one call.
 
         For each mini-batch of ``batch`` consecutive rows of ``groups`` / ``x`` / ``y`` (the epoch's
-        samples in training order): ``quantised_network(chip, ...)`` with the grid arguments
-        becomes the network on the chip, then ``emulated_step`` of it (``at`` None) with the next
+        samples in training order): ``quantised_network(chip, grid)`` becomes the network on the
+        chip, then ``emulated_step`` of it (``at`` None) with the next
         run ``counter`` (from ``counter``), a stalled run repeated up to ``max_retries`` times. The
         same results as those calls one by one. Returns every step's result (``steps``; their
         ``core_seconds`` are 0), the configurations written (``writes``), the run counter's advance

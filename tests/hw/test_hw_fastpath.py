@@ -273,8 +273,12 @@ def test_quantised_network_checks_the_grid() -> None:
     like = trainer.network()
     grid = {"weight_scale": 30.0, "weight_max": 63.0, "delay_offset": 2.0, "delay_step": 0.125}
     grid |= {"delay_min": 50.0, "delay_max": 250.0, "time_unit": 6.0}
-    net, written = trainer.quantised_network(like, **grid)
+    net, written = trainer.quantised_network(like, _core.Grid(**grid))
     assert written > 0 and net.sizes == like.sizes
     for key, bad in (("weight_scale", 0.0), ("delay_min", 300.0), ("time_unit", float("nan"))):
         with pytest.raises(ValueError, match=f"grid.{key}"):
-            trainer.quantised_network(like, **(grid | {key: bad}))
+            _core.Grid(**(grid | {key: bad}))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        _core.Grid(**grid, scale=1.0)
+    with pytest.raises(TypeError):
+        trainer.quantised_network(like, grid)  # a dict is not a Grid

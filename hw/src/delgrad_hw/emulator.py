@@ -174,6 +174,8 @@ class EmulatedChip:
         self.seed = int(seed)
         self.future_hardware = bool(future_hardware)
         self.resources = resources
+        self._grid_of: Bss2Resources | None = None  # the resources `_grid_core` was made for
+        self._grid_core: Any = None
         self.max_batch = int(max_batch)
         self.noise_params = dict(temporal)
         self.pattern_params = dict(pattern)
@@ -324,7 +326,6 @@ class EmulatedChip:
             Before a configuration is on the chip, or when the trainer's network has another layout
             or other neuron parameters than the one on the chip.
         """
-        r = self.resources
         with self._lock:
             if self._net is None or self._config is None:
                 raise BadRequest("write_trainer() before configure()")
@@ -333,11 +334,7 @@ class EmulatedChip:
                 # the chip holds per-channel synaptic delays, the trainer one per input group: use write()
                 raise BadRequest("write_trainer(): not for synaptic delays of duplicated inputs; use write()")
             try:
-                net, written = trainer.quantised_network(
-                    self._net, weight_scale=r.weight_scale, weight_max=float(r.weight_max),
-                    delay_offset=r.delay_offset_us, delay_step=r.delay_step_us,
-                    delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting), time_unit=r.tau_us,
-                )  # fmt: skip
+                net, written = trainer.quantised_network(self._net, self._grid())
             except ValueError as exc:
                 raise BadRequest(f"trainer: {exc}") from None
             self._net, self.last_written_entries = net, written
@@ -526,7 +523,6 @@ class EmulatedChip:
             when the trainer's network has another layout or other neuron parameters.
         """
         x_chip = np.asarray(inputs, dtype=np.float64)
-        r = self.resources
         with self._lock:
             cfg, net, pattern = self._config, self._net, self._layer_pattern
             if cfg is None or net is None:
@@ -537,11 +533,8 @@ class EmulatedChip:
             self._check_inputs(x_chip, cfg)
             try:
                 out = trainer.emulated_epoch(
-                    net, x_chip, x, y, batch, epoch, weight_scale=r.weight_scale,
-                    weight_max=float(r.weight_max), delay_offset=r.delay_offset_us, delay_step=r.delay_step_us,
-                    delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting),
-                    time_unit=r.tau_us, repeat=cfg.input_repeat, pattern=pattern, noise=self.noise_params,
-                    seed=self._noise_seed, counter=self.runs, max_retries=max_retries,
+                    net, x_chip, x, y, batch, epoch, self._grid(), repeat=cfg.input_repeat, pattern=pattern,
+                    noise=self.noise_params, seed=self._noise_seed, counter=self.runs, max_retries=max_retries,
                 )  # fmt: skip
             except ValueError as exc:
                 raise BadRequest(f"trainer: {exc}") from None
@@ -577,6 +570,18 @@ class EmulatedChip:
     def layer_pattern(self) -> list[dict[str, FloatArray]] | None:
         """Return the fixed pattern of the placed network (per layer: offsets, time constants, row gains)."""
         return self._layer_pattern
+
+    def _grid(self) -> Any:
+        """Return the chip's weight and delay grid for the core (a ``delgrad_rs._core.Grid``)."""
+        r = self.resources
+        if self._grid_of != r:
+            self._grid_core = _core().Grid(
+                weight_scale=r.weight_scale, weight_max=float(r.weight_max), delay_offset=r.delay_offset_us,
+                delay_step=r.delay_step_us, delay_min=float(r.delay_min_setting),
+                delay_max=float(r.delay_max_setting), time_unit=r.tau_us,
+            )  # fmt: skip
+            self._grid_of = r
+        return self._grid_core
 
     def _core_network(self, q: ChipConfig) -> Any:
         core = _core()

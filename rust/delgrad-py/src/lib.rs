@@ -439,6 +439,43 @@ fn epoch_dict<'py>(py: Python<'py>, r: &EpochReport) -> PyResult<Bound<'py, PyDi
     Ok(d)
 }
 
+/// A chip's weight and delay grid (see the stub and `delgrad::train::Grid`).
+#[pyclass(module = "delgrad_rs._core", name = "Grid", frozen)]
+pub struct PyGrid {
+    grid: Grid,
+}
+
+#[pymethods]
+impl PyGrid {
+    #[new]
+    #[pyo3(signature = (*, weight_scale, weight_max, delay_offset, delay_step, delay_min, delay_max, time_unit))]
+    fn new(
+        weight_scale: f64,
+        weight_max: f64,
+        delay_offset: f64,
+        delay_step: f64,
+        delay_min: f64,
+        delay_max: f64,
+        time_unit: f64,
+    ) -> PyResult<Self> {
+        let grid = Grid::new(
+            weight_scale,
+            weight_max,
+            delay_offset,
+            delay_step,
+            delay_min,
+            delay_max,
+            time_unit,
+        )
+        .map_err(CoreError)?;
+        Ok(PyGrid { grid })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.grid)
+    }
+}
+
 /// Adam training of a network with the reference stabilisers (see the stub).
 #[pyclass(module = "delgrad_rs._core", name = "Trainer")]
 pub struct PyTrainer {
@@ -603,32 +640,14 @@ impl PyTrainer {
         step_dict(py, &r, secs)
     }
 
-    #[pyo3(signature = (like, *, weight_scale, weight_max, delay_offset, delay_step, delay_min, delay_max, time_unit))]
-    #[allow(clippy::too_many_arguments)]
     fn quantised_network(
         &self,
         py: Python<'_>,
         like: PyRef<'_, PyNetwork>,
-        weight_scale: f64,
-        weight_max: f64,
-        delay_offset: f64,
-        delay_step: f64,
-        delay_min: f64,
-        delay_max: f64,
-        time_unit: f64,
+        grid: PyRef<'_, PyGrid>,
     ) -> PyResult<(PyNetwork, usize)> {
-        let tr = &self.trainer;
-        let old = &like.net;
+        let (tr, old, grid) = (&self.trainer, &like.net, &grid.grid);
         let (net, changed) = compute(py, || {
-            let grid = Grid::new(
-                weight_scale,
-                weight_max,
-                delay_offset,
-                delay_step,
-                delay_min,
-                delay_max,
-                time_unit,
-            )?;
             let q = grid.quantise(tr.network());
             let changed = changed_entries(old, &q)?;
             Ok((q, changed))
@@ -654,20 +673,12 @@ impl PyTrainer {
         seed: i128,
         counter: i128,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (repeat, pattern, noise, seed, counter) = run_args(&chip.net, repeat, pattern, noise, seed, counter)?;
-        let groups = matrix(groups, "groups")?;
-        let x = matrix(x, "x")?;
-        let y = indices(y, "y")?;
+        let run = run_args(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
         let (tr, exec) = (&mut self.trainer, &*self.exec);
         let (chip_net, chip_exec) = (&chip.net, &*chip.exec);
         let at = at.as_ref().map_or(chip_net, |a| &a.net);
-        let emulation = Emulation {
-            repeat,
-            pattern: pattern.as_deref(),
-            noise: &noise,
-            seed,
-            counter,
-        };
+        let emulation = emulation(&run);
         let ((run, step), secs) = compute(py, || {
             let start = Instant::now();
             let net = tr.network();
@@ -686,8 +697,7 @@ impl PyTrainer {
     }
 
     #[pyo3(signature = (
-        chip, groups, x, y, batch, epoch, *, weight_scale, weight_max, delay_offset, delay_step, delay_min,
-        delay_max, time_unit, repeat=1, pattern=None, noise=None, seed=0, counter=0, max_retries=5
+        chip, groups, x, y, batch, epoch, grid, *, repeat=1, pattern=None, noise=None, seed=0, counter=0, max_retries=5
     ))]
     #[allow(clippy::too_many_arguments)]
     fn emulated_epoch<'py>(
@@ -699,13 +709,7 @@ impl PyTrainer {
         y: &Bound<'py, PyAny>,
         batch: usize,
         epoch: usize,
-        weight_scale: f64,
-        weight_max: f64,
-        delay_offset: f64,
-        delay_step: f64,
-        delay_min: f64,
-        delay_max: f64,
-        time_unit: f64,
+        grid: PyRef<'py, PyGrid>,
         repeat: i64,
         pattern: Option<&Bound<'py, PyAny>>,
         noise: Option<&Bound<'py, PyAny>>,
@@ -713,32 +717,15 @@ impl PyTrainer {
         counter: i128,
         max_retries: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (repeat, pattern, noise, seed, counter) = run_args(&chip.net, repeat, pattern, noise, seed, counter)?;
-        let groups = matrix(groups, "groups")?;
-        let x = matrix(x, "x")?;
-        let y = indices(y, "y")?;
+        let run = run_args(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
         let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let (chip_net, chip_exec) = (&chip.net, &*chip.exec);
-        let emulation = Emulation {
-            repeat,
-            pattern: pattern.as_deref(),
-            noise: &noise,
-            seed,
-            counter,
-        };
+        let (chip_net, chip_exec, grid) = (&chip.net, &*chip.exec, &grid.grid);
+        let emulation = emulation(&run);
         let r = compute(py, || {
-            let grid = Grid::new(
-                weight_scale,
-                weight_max,
-                delay_offset,
-                delay_step,
-                delay_min,
-                delay_max,
-                time_unit,
-            )?;
             tr.emulated_epoch(
                 chip_net,
-                &grid,
+                grid,
                 &emulation,
                 &groups,
                 &x,
@@ -1162,6 +1149,18 @@ fn run_args(
     ))
 }
 
+/// The run of [`run_args`] as the core takes it.
+fn emulation(run: &RunArgs) -> Emulation<'_> {
+    let (repeat, pattern, noise, seed, counter) = run;
+    Emulation {
+        repeat: *repeat,
+        pattern: pattern.as_deref(),
+        noise,
+        seed: *seed,
+        counter: *counter,
+    }
+}
+
 #[pyfunction]
 #[pyo3(signature = (network, x, *, repeat=1, pattern=None, noise=None, seed=0, counter=0))]
 #[allow(clippy::too_many_arguments)]
@@ -1259,6 +1258,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("T_LATE", delgrad::dataset::T_LATE)?;
     m.add_class::<PyNetwork>()?;
     m.add_class::<PyTrainer>()?;
+    m.add_class::<PyGrid>()?;
     m.add_function(wrap_pyfunction!(init_network, m)?)?;
     m.add_function(wrap_pyfunction!(yin_yang, m)?)?;
     m.add_function(wrap_pyfunction!(encode_times, m)?)?;
