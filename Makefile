@@ -39,11 +39,13 @@ test-python:
 	$(PYTHON) -m pytest tests/python -q
 	$(PYTHON) -m pytest tests/hw -q -W error
 
-# Throughput of forward + loss + backward, and the Python overhead of a training step; one JSON
-# object per line.
+# Throughput of forward + loss + backward, the Python overhead of a training step and the time of
+# a chip-in-the-loop training (alone, and two at once); one JSON object per line.
 bench: install
 	cargo bench --bench throughput
 	$(PYTHON) benchmarks/python_overhead.py
+	$(PYTHON) benchmarks/chip_loop.py
+	$(PYTHON) benchmarks/chip_loop.py --concurrent 2
 
 criterion:
 	cargo bench --bench core

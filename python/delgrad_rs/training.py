@@ -9,6 +9,7 @@ import os
 import platform
 import queue
 import signal
+import sys
 import threading
 import time
 import zipfile
@@ -242,6 +243,34 @@ class TrainState:
     backend: dict[str, Any] = field(default_factory=dict)
 
 
+class _RowsJson:
+    """JSON of a run's metric rows, each row encoded once.
+
+    A run's rows only grow and every epoch's checkpoint carries all of them: encoding them anew
+    each time cost O(epochs) per epoch (2 ms per checkpoint after 300 epochs). Rows are recognised
+    by identity; a list that is not an extension or a prefix of the encoded one starts afresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+        self._parts: list[str] = []
+
+    def encode(self, rows: list[dict[str, Any]]) -> str:
+        """Return ``json.dumps(rows)`` (the same text)."""
+        with self._lock:
+            shared = min(len(rows), len(self._rows))
+            if any(a is not b for a, b in zip(rows[:shared], self._rows[:shared], strict=True)):
+                self._rows, self._parts, shared = [], [], 0
+            for row in rows[len(self._rows) :]:
+                self._rows.append(row)
+                self._parts.append(json.dumps(row))
+            return "[" + ", ".join(self._parts[: len(rows)]) + "]"
+
+
+_METRICS_JSON = _RowsJson()
+
+
 def save_checkpoint(path: Path, state: TrainState) -> None:
     """Write a checkpoint atomically (``.npz`` with a JSON header and a SHA-256 of the arrays).
 
@@ -275,14 +304,15 @@ def save_checkpoint(path: Path, state: TrainState) -> None:
         "bump": float(state.trainer["bump"]),
         "last_bumped": state.trainer["last_bumped"],
         "rng": {"name": name, "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "metrics": state.metrics,
         "best_accuracy": state.best_accuracy,
         "silent_streak": state.silent_streak,
         "threads": state.threads,
         "backend": state.backend,
         "sha256": digest.hexdigest(),
     }
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    # The metrics rows (all epochs so far) are encoded once each, not again in every checkpoint.
+    text = json.dumps(meta)[:-1] + ', "metrics": ' + _METRICS_JSON.encode(state.metrics) + "}"
+    arrays["meta"] = np.frombuffer(text.encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -723,6 +753,19 @@ class _GracefulStop:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _lower_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux; elsewhere nothing).
+
+    The writer thread then takes a core only when the training's threads leave one idle, instead
+    of preempting them: a preempted core thread holds up the whole parallel step.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:  # not permitted in this sandbox: run at normal priority
+            pass
+
+
 class _Writer:
     """Runs the loop's file writes in order on one background thread while the next epoch trains.
 
@@ -758,6 +801,7 @@ class _Writer:
             raise e
 
     def _work(self) -> None:
+        _lower_priority()
         while (job := self._jobs.get()) is not None:
             if self._error is None:
                 try:

@@ -115,3 +115,44 @@ def test_network_train_step_and_grad_from_times() -> None:
     assert not np.array_equal(w0, net.params[0]["w"]) or report["bumped"] is not None
     r = tr.step_from_times(t, net.forward(t), y[:150], 1)
     assert r["batch"] == 150
+
+
+def test_metric_rows_are_encoded_once_and_as_json_dumps() -> None:
+    import json
+
+    from delgrad_rs.training import _RowsJson
+
+    enc = _RowsJson()
+    rows: list[dict[str, object]] = [{"epoch": 0, "loss": float("nan"), "split": "train"}]
+    assert enc.encode(rows) == json.dumps(rows)
+    for epoch in range(1, 40):  # the history grows: each new row is encoded once
+        rows = [*rows, {"epoch": epoch, "loss": 1.0 / epoch, "split": "validation"}]
+        assert enc.encode(rows) == json.dumps(rows)
+    assert enc.encode(rows[:7]) == json.dumps(rows[:7])  # an older snapshot (best.npz)
+    assert enc.encode(rows) == json.dumps(rows)
+    fresh = [dict(r) for r in rows[:3]]  # equal rows, other objects (a resumed run): encoded anew
+    fresh[1]["loss"] = 5.0
+    assert enc.encode(fresh) == json.dumps(fresh)
+    assert enc.encode([]) == "[]"
+
+
+def test_checkpoints_carry_the_metrics_and_the_writer_yields_the_cpu(tmp_path: Path) -> None:
+    import os
+    import sys
+    import threading
+
+    from delgrad_rs.training import _Writer
+
+    cfg = load_config(CONFIGS / "H30_WS.toml")
+    cfg.training.epochs = 3
+    df = fit(cfg, out=tmp_path / "run", quiet=True)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.npz")
+    assert state.epoch == 3 and len(state.metrics) == 6
+    stepped = df.filter(pl.col("split") != "test")
+    assert pl.DataFrame(state.metrics)["accuracy"].to_list() == stepped["accuracy"].to_list()
+    seen: list[int] = []
+    writer = _Writer()
+    writer.submit(lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    writer.close()
+    if sys.platform.startswith("linux"):
+        assert seen == [19]
