@@ -125,6 +125,11 @@ def test_an_epoch_in_the_core_stops_at_a_batch_that_always_stalls() -> None:
         chip.train_epoch(trainer, groups, x[:80], y, 40, 0)
     with pytest.raises(BadRequest, match="batch_size"):
         chip.train_epoch(trainer, groups, x, y, 0, 0)
+    with pytest.raises(BadRequest, match="max_retries"):
+        chip.train_epoch(trainer, groups, x, y, 40, 0, max_retries=-1)
+    with pytest.raises(BadRequest, match="labels"):
+        chip.train_epoch(trainer, groups, x, np.full_like(y, 7), 40, 0)
+    assert chip.runs == 3  # none of the bad calls ran anything
 
 
 def test_fast_path_matches_step_from_times_on_one_batch() -> None:

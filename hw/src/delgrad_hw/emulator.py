@@ -522,6 +522,8 @@ class EmulatedChip:
             Before ``configure``, for inputs of the wrong shape or with NaN / negative times, or
             when the trainer's network has another layout or other neuron parameters.
         """
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise BadRequest(f"max_retries: expected an integer >= 0, got {max_retries!r}")
         x_chip = np.asarray(inputs, dtype=np.float64)
         with self._lock:
             cfg, net, pattern = self._config, self._net, self._layer_pattern

@@ -7,7 +7,7 @@ use crate::forward::{Scratch as ForwardScratch, forward};
 use crate::gradient::{BackwardOptions, BackwardPlan, Gradients, backward};
 use crate::hardware::{HwRun, LayerPattern, NoiseParams, Run, Scratch as RunScratch};
 use crate::kernel::Neuron;
-use crate::loss::{Loss, LossReport, evaluate};
+use crate::loss::{Loss, LossReport, evaluate, validate_labels};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::optim::{Adam, AdamConfig, StepLr};
@@ -555,6 +555,8 @@ impl Trainer {
             return Err(Error::value("batch_size", "expected an integer >= 1"));
         }
         self.net.validate_times("x", x, self.net.n_in())?;
+        // Up front: a batch whose runs stall takes no step, so its labels would go unchecked.
+        validate_labels(&self.config.loss, labels, labels.len(), self.net.n_out())?;
         if groups.rows() != x.rows() || labels.len() != x.rows() {
             return Err(Error::shape(
                 "groups/x/labels",

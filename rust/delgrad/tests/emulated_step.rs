@@ -264,4 +264,26 @@ fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
         .emulated_epoch(&start, &grid, &e, &groups, &x, &labels[..100], 40, 0, 5, exec, exec)
         .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
+    // labels are checked before any run, also where every run stalls (no step would see them)
+    let stalls = NoiseParams {
+        stall_prob: 1.0,
+        ..NoiseParams::bss2()
+    };
+    let bad: Vec<usize> = labels.iter().map(|_| 7).collect();
+    let err = t
+        .emulated_epoch(
+            &start,
+            &grid,
+            &Emulation { noise: &stalls, ..e },
+            &groups,
+            &x,
+            &bad,
+            40,
+            0,
+            5,
+            exec,
+            exec,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("labels"), "{err}");
 }
