@@ -500,6 +500,11 @@ impl Trainer {
                 format!("[{}, {}]", x.rows(), x.cols()),
             ));
         }
+        // All input is checked before the run: a stalled run takes no step that would check it.
+        self.net.validate_times("x", x, self.net.n_in())?;
+        check_batch(x)?;
+        validate_labels(&self.config.loss, labels, x.rows(), self.net.n_out())?;
+        self.check_at(at)?;
         let e = emulation;
         let run = Run::new(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter)?;
         if run.stalled_from.is_some() {
@@ -508,8 +513,6 @@ impl Trainer {
             run.times.clear();
             return Ok((run, None));
         }
-        self.check_at(at)?;
-        check_batch(x)?;
         // One parallel sweep: each sample is recorded, then its loss and backward pass at `at`
         // follow on the same thread (the same results as the run, then the step at its times).
         let plans = run.plans();

@@ -126,6 +126,17 @@ fn a_stalled_run_takes_no_step_and_bad_input_is_an_error() {
         .emulated_step(&chip, &e, &groups, &chip, &short, &labels, 0, &exec, &exec)
         .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
+    // bad labels and NaN times are errors even though the run would stall
+    let err = t
+        .emulated_step(&chip, &e, &groups, &chip, &x, &[9; 20], 0, &exec, &exec)
+        .unwrap_err();
+    assert!(err.to_string().contains("labels"), "{err}");
+    let mut nan = x.clone();
+    nan.as_mut_slice()[3] = f64::NAN;
+    let err = t
+        .emulated_step(&chip, &e, &groups, &chip, &nan, &labels, 0, &exec, &exec)
+        .unwrap_err();
+    assert!(err.to_string().contains("NaN"), "{err}");
     let e3 = Emulation { repeat: 3, ..e };
     let err = t
         .emulated_step(&chip, &e3, &groups, &chip, &x, &labels, 0, &exec, &exec)
