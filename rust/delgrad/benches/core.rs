@@ -1,5 +1,6 @@
-//! Criterion benchmarks of the forward and backward passes (H30 with synaptic delays, tau_m = 2 tau_s)
-//! and of the noisy BrainScaleS-2 forward pass (20(=4x5)-30-3, axonal delays, reference noise).
+//! Criterion benchmarks of the forward and backward passes (H30 with synaptic delays, tau_m = 2 tau_s),
+//! of the noisy BrainScaleS-2 forward pass (20(=4x5)-30-3, axonal delays, reference noise) and of
+//! Lambert W0 by region (ns per call over 1,000 arguments).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use delgrad::Matrix;
@@ -70,5 +71,26 @@ fn bench_hardware(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_hardware);
+/// W0 over 1,000 evenly spread arguments of a region: the branch region (z < -0.26, one Halley
+/// step in u = 1 + w), the rest of the spike-time arguments (-0.26 <= z < 0, one Halley step from
+/// a Padé guess) and moderate positive z.
+fn bench_lambert_w0(c: &mut Criterion) {
+    let regions = [
+        ("branch", -0.367_879, -0.26),
+        ("negative", -0.26, -0.001),
+        ("positive", 0.001, 10.0),
+    ];
+    for (name, lo, hi) in regions {
+        let zs: Vec<f64> = (0..1000).map(|i| lo + (hi - lo) * f64::from(i) / 1000.0).collect();
+        c.bench_function(&format!("lambert_w0_{name}_x1000"), |b| {
+            b.iter(|| {
+                zs.iter()
+                    .map(|&z| delgrad::lambertw::lambert_w0(std::hint::black_box(z)))
+                    .sum::<f64>()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_hardware, bench_lambert_w0);
 criterion_main!(benches);
