@@ -31,6 +31,7 @@ and seed give the same results, and a ``configure`` does not consume randomness.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
@@ -97,6 +98,16 @@ def _core() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("the emulator needs the delgrad_rs package (pip install delgrad_rs)") from exc
     return _core
+
+
+@functools.lru_cache(maxsize=8)
+def _core_grid(r: Bss2Resources) -> Any:
+    """Return the weight and delay grid of chips with resources ``r`` (a ``delgrad_rs._core.Grid``)."""
+    return _core().Grid(
+        weight_scale=r.weight_scale, weight_max=float(r.weight_max), delay_offset=r.delay_offset_us,
+        delay_step=r.delay_step_us, delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting),
+        time_unit=r.tau_us,
+    )  # fmt: skip
 
 
 class EmulatedChip:
@@ -174,8 +185,6 @@ class EmulatedChip:
         self.seed = int(seed)
         self.future_hardware = bool(future_hardware)
         self.resources = resources
-        self._grid_of: Bss2Resources | None = None  # the resources `_grid_core` was made for
-        self._grid_core: Any = None
         self.max_batch = int(max_batch)
         self.noise_params = dict(temporal)
         self.pattern_params = dict(pattern)
@@ -327,19 +336,36 @@ class EmulatedChip:
             or other neuron parameters than the one on the chip.
         """
         with self._lock:
-            if self._net is None or self._config is None:
-                raise BadRequest("write_trainer() before configure()")
-            syn = self._config.synaptic_delays
-            if self._config.input_repeat > 1 and syn is not None and syn[0] is not None:
-                # the chip holds per-channel synaptic delays, the trainer one per input group: use write()
-                raise BadRequest("write_trainer(): not for synaptic delays of duplicated inputs; use write()")
+            _, net = self._trainer_layout("write_trainer")
             try:
-                net, written = trainer.quantised_network(self._net, self._grid())
+                net, written = trainer.quantised_network(net, _core_grid(self.resources))
             except ValueError as exc:
                 raise BadRequest(f"trainer: {exc}") from None
-            self._net, self.last_written_entries = net, written
-            self._hash, self._stale = None, True
-            self.generation += 1
+            self._wrote_trainer(net, written, 1)
+
+    def _trainer_layout(self, caller: str) -> tuple[ChipConfig, Any]:
+        """Return the configuration and network on the chip, which the trainer paths can rewrite.
+
+        The caller holds the lock. A BadRequest before ``configure`` and for per-channel synaptic
+        delays of duplicated inputs (the chip holds one per channel, a trainer one per input group:
+        use ``write``).
+        """
+        cfg, net = self._config, self._net
+        if cfg is None or net is None:
+            raise BadRequest(f"{caller}() before configure()")
+        syn = cfg.synaptic_delays
+        if cfg.input_repeat > 1 and syn is not None and syn[0] is not None:
+            raise BadRequest(f"{caller}(): not for synaptic delays of duplicated inputs; use write()")
+        return cfg, net
+
+    def _wrote_trainer(self, net: Any, written: int, writes: int) -> None:
+        """Record ``writes`` configurations written from a trainer, the last one ``net`` (``written`` entries changed).
+
+        The caller holds the lock. The configuration object is rebuilt from ``net`` when asked for.
+        """
+        self._net, self.last_written_entries = net, written
+        self._hash, self._stale = None, True
+        self.generation += writes
 
     def _quantised_config(self) -> ChipConfig | None:
         """Return the quantised configuration on the chip (rebuilt from the network after write_trainer)."""
@@ -526,25 +552,19 @@ class EmulatedChip:
             raise BadRequest(f"max_retries: expected an integer >= 0, got {max_retries!r}")
         x_chip = np.asarray(inputs, dtype=np.float64)
         with self._lock:
-            cfg, net, pattern = self._config, self._net, self._layer_pattern
-            if cfg is None or net is None:
-                raise BadRequest("train_epoch() before configure()")
-            syn = cfg.synaptic_delays
-            if cfg.input_repeat > 1 and syn is not None and syn[0] is not None:
-                raise BadRequest("train_epoch(): not for synaptic delays of duplicated inputs")
+            cfg, net = self._trainer_layout("train_epoch")
             self._check_inputs(x_chip, cfg)
             try:
                 out = trainer.emulated_epoch(
-                    net, x_chip, x, y, batch, epoch, self._grid(), repeat=cfg.input_repeat, pattern=pattern,
-                    noise=self.noise_params, seed=self._noise_seed, counter=self.runs, max_retries=max_retries,
+                    net, x_chip, x, y, batch, epoch, _core_grid(self.resources), repeat=cfg.input_repeat,
+                    pattern=self._layer_pattern, noise=self.noise_params, seed=self._noise_seed, counter=self.runs,
+                    max_retries=max_retries,
                 )  # fmt: skip
             except ValueError as exc:
                 raise BadRequest(f"trainer: {exc}") from None
             self.runs += int(out["runs"])
             if out["writes"]:
-                self._net, self.last_written_entries = out["chip"], int(out["written"])
-                self._hash, self._stale = None, True
-                self.generation += int(out["writes"])
+                self._wrote_trainer(out["chip"], int(out["written"]), int(out["writes"]))
         return {k: out[k] for k in ("steps", "retries", "dropped_events", "stalled")}
 
     # ----------------------------------------------------------------------------------------------
@@ -572,18 +592,6 @@ class EmulatedChip:
     def layer_pattern(self) -> list[dict[str, FloatArray]] | None:
         """Return the fixed pattern of the placed network (per layer: offsets, time constants, row gains)."""
         return self._layer_pattern
-
-    def _grid(self) -> Any:
-        """Return the chip's weight and delay grid for the core (a ``delgrad_rs._core.Grid``)."""
-        r = self.resources
-        if self._grid_of != r:
-            self._grid_core = _core().Grid(
-                weight_scale=r.weight_scale, weight_max=float(r.weight_max), delay_offset=r.delay_offset_us,
-                delay_step=r.delay_step_us, delay_min=float(r.delay_min_setting),
-                delay_max=float(r.delay_max_setting), time_unit=r.tau_us,
-            )  # fmt: skip
-            self._grid_of = r
-        return self._grid_core
 
     def _core_network(self, q: ChipConfig) -> Any:
         core = _core()

@@ -742,8 +742,8 @@ impl PyTrainer {
             .map(|step| step_dict(py, step, 0.0))
             .collect::<PyResult<Vec<_>>>()?;
         d.set_item("steps", steps)?;
-        d.set_item("writes", r.writes)?;
-        d.set_item("runs", r.runs)?;
+        d.set_item("writes", r.writes())?;
+        d.set_item("runs", r.runs())?;
         d.set_item("retries", r.retries)?;
         d.set_item("dropped_events", r.dropped_events)?;
         d.set_item("written", r.written)?;

@@ -93,10 +93,14 @@ impl Executor {
     /// Keeps the pool's threads awake for [`LINGER`] after the last work they ran (unless they
     /// are already): each runs whatever work arrives meanwhile and otherwise yields its core.
     fn linger(&self, pool: &rayon::ThreadPool) {
-        if self.lingering.load(Ordering::Acquire) > 0 {
-            return;
+        let (idle, all) = (0, self.threads - 1);
+        if self
+            .lingering
+            .compare_exchange(idle, all, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return; // they still are
         }
-        self.lingering.store(self.threads - 1, Ordering::Release);
         let lingering = Arc::clone(&self.lingering);
         pool.spawn_broadcast(move |_| {
             let mut until = Instant::now() + LINGER;

@@ -557,8 +557,9 @@ impl Trainer {
         if batch == 0 {
             return Err(Error::value("batch_size", "expected an integer >= 1"));
         }
+        // The whole epoch's input up front, so that a bad row stops it before its first step
+        // (each step checks its batch again).
         self.net.validate_times("x", x, self.net.n_in())?;
-        // Up front: a batch whose runs stall takes no step, so its labels would go unchecked.
         validate_labels(&self.config.loss, labels, labels.len(), self.net.n_out())?;
         if groups.rows() != x.rows() || labels.len() != x.rows() {
             return Err(Error::shape(
@@ -578,8 +579,6 @@ impl Trainer {
         let mut e = *emulation;
         let mut out = EmulatedEpoch {
             steps: Vec::with_capacity(x.rows().div_ceil(batch)),
-            writes: 0,
-            runs: 0,
             retries: 0,
             dropped_events: 0,
             written: 0,
@@ -591,13 +590,11 @@ impl Trainer {
             let q = grid.quantise(&self.net);
             out.written = changed_entries(&out.chip, &q)?;
             out.chip = q;
-            out.writes += 1;
             let (gb, xb, yb) = (rows(groups, start, end)?, rows(x, start, end)?, &labels[start..end]);
             let mut report = None;
             for attempt in 0..=max_retries {
                 let (run, step) = self.emulated_step(&out.chip, &e, &gb, &out.chip, &xb, yb, epoch, chip_exec, exec)?;
                 e.counter += 1;
-                out.runs += 1;
                 out.dropped_events += run.dropped_events;
                 if step.is_some() {
                     report = step;
@@ -998,10 +995,6 @@ pub struct Emulation<'a> {
 pub struct EmulatedEpoch {
     /// The report of every step, in order.
     pub steps: Vec<StepReport>,
-    /// Configurations written (one per batch, that of a batch whose runs all stalled included).
-    pub writes: usize,
-    /// Runs recorded, stalled ones included (the run counter advanced by this many).
-    pub runs: u64,
     /// Stalled runs that were repeated.
     pub retries: u64,
     /// Input and recorded events lost on the link.
@@ -1012,6 +1005,19 @@ pub struct EmulatedEpoch {
     pub chip: Network,
     /// The last batch stalled on every attempt (the epoch stopped there, without its step).
     pub stalled: bool,
+}
+
+impl EmulatedEpoch {
+    /// Configurations written: one per batch, that of a batch whose runs all stalled included.
+    pub fn writes(&self) -> usize {
+        self.steps.len() + usize::from(self.stalled)
+    }
+
+    /// Runs recorded, stalled ones included (the run counter advanced by this many): each batch's
+    /// first run and its repeats.
+    pub fn runs(&self) -> u64 {
+        self.writes() as u64 + self.retries
+    }
 }
 
 /// Totals of the steps of one epoch.

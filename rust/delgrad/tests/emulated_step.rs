@@ -249,10 +249,10 @@ fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
         }
         assert_eq!(got.steps, steps);
         assert_eq!(
-            (got.runs, got.retries, got.dropped_events),
+            (got.runs(), got.retries, got.dropped_events),
             (counter - 7, retries, dropped)
         );
-        assert_eq!((got.written, got.writes, got.stalled), (written, writes, stalled));
+        assert_eq!((got.written, got.writes(), got.stalled), (written, writes, stalled));
         assert!(got.chip == chip && a.tensors == b.tensors);
         assert!(got.retries > 0 || got.stalled, "the noise should stall some runs");
     }
