@@ -261,7 +261,7 @@ class _RowsJson:
         with self._lock:
             shared = min(len(rows), len(self._rows))
             if any(a is not b for a, b in zip(rows[:shared], self._rows[:shared], strict=True)):
-                self._rows, self._parts, shared = [], [], 0
+                self._rows, self._parts = [], []
             for row in rows[len(self._rows) :]:
                 self._rows.append(row)
                 self._parts.append(json.dumps(row))

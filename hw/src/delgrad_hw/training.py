@@ -349,15 +349,14 @@ class ChipBackend:
         """Run a batch and step on the in-process emulator (stall retries as :meth:`_run_groups`)."""
         chip: EmulatedChip = self.chip  # type: ignore[assignment]
         for attempt in range(self.max_retries + 1):
-            if chip.chip_id != self.chip_id:
-                raise ChipMismatch(f"result from chip {chip.chip_id!r}, but this run started on {self.chip_id!r}")
+            self._check_chip(chip.chip_id)
             health, r = chip.run_and_step(groups, trainer, x, y, epoch, at=at)
             self.dropped_events += health.dropped_events
             if r is not None:
                 return r
             if attempt < self.max_retries:
                 self.retries += 1
-        raise StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
+        raise self._stalled()
 
     def _run(self, x: FloatArray) -> RunResult:
         return self._run_groups(np.ascontiguousarray(x[:, :: self.input_repeat]))
@@ -365,14 +364,22 @@ class ChipBackend:
     def _run_groups(self, groups: FloatArray) -> RunResult:
         for attempt in range(self.max_retries + 1):
             res = self.chip.run(groups)
-            if res.chip_id != self.chip_id:
-                raise ChipMismatch(f"result from chip {res.chip_id!r}, but this run started on {self.chip_id!r}")
+            self._check_chip(res.chip_id)
             self.dropped_events += res.health.dropped_events
             if not res.health.stall:
                 return res
             if attempt < self.max_retries:
                 self.retries += 1
-        raise StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
+        raise self._stalled()
+
+    def _check_chip(self, chip_id: str) -> None:
+        """Raise ChipMismatch unless ``chip_id`` is the chip this run started on."""
+        if chip_id != self.chip_id:
+            raise ChipMismatch(f"result from chip {chip_id!r}, but this run started on {self.chip_id!r}")
+
+    def _stalled(self) -> StallError:
+        """Return the error of a run that stalled on every attempt."""
+        return StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
 
     def _epoch_in_core(self, trainer: Any) -> bool:
         """Whether the in-process emulator can train the epoch in one core call.
@@ -389,14 +396,13 @@ class ChipBackend:
     ) -> list[dict[str, Any]]:
         """Train the epoch's steps in one core call (:meth:`EmulatedChip.train_epoch`); return their results."""
         chip: EmulatedChip = self.chip  # type: ignore[assignment]
-        if chip.chip_id != self.chip_id:
-            raise ChipMismatch(f"result from chip {chip.chip_id!r}, but this run started on {self.chip_id!r}")
+        self._check_chip(chip.chip_id)
         out = chip.train_epoch(trainer, groups, x, y, batch, epoch, self.max_retries)
         self.retries += int(out["retries"])
         self.dropped_events += int(out["dropped_events"])
         self._generation = chip.generation
         if out["stalled"]:
-            raise StallError(f"the chip stalled on {self.max_retries + 1} attempts of one run")
+            raise self._stalled()
         steps: list[dict[str, Any]] = out["steps"]
         return steps
 
