@@ -47,53 +47,35 @@ pub fn split(n: usize) -> Vec<Range<usize>> {
     ranges
 }
 
-/// Runs per-sample work on a fixed number of threads (1 = on the caller's thread).
+/// The helper threads of one process.
 #[derive(Debug)]
-pub struct Executor {
-    /// `threads - 1` helpers of the calling thread (none for one thread).
+struct Helpers {
+    /// `None` only while dropping.
     pool: Option<rayon::ThreadPool>,
-    threads: usize,
     /// How many of the pool's threads are lingering (see [`LINGER`]).
     lingering: Arc<AtomicUsize>,
+    /// The process they run in: a child forked from it inherits the pool but not its threads.
+    pid: u32,
 }
 
-impl Default for Executor {
-    fn default() -> Self {
-        Executor {
-            pool: None,
-            threads: 1,
-            lingering: Arc::default(),
-        }
-    }
-}
-
-impl Executor {
-    /// An executor with `threads` threads including the caller's; 0 means one per available core.
-    pub fn new(threads: usize) -> Result<Self> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
-        if threads == 1 {
-            return Ok(Self::default());
-        }
+impl Helpers {
+    fn new(n: usize) -> Result<Self> {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads - 1)
+            .num_threads(n)
             .thread_name(|i| format!("delgrad-{i}"))
             .build()
-            .map_err(|e| Error::option("threads", format!("could not start {threads} threads: {e}")))?;
-        Ok(Executor {
+            .map_err(|e| Error::option("threads", format!("could not start {} threads: {e}", n + 1)))?;
+        Ok(Helpers {
             pool: Some(pool),
-            threads,
             lingering: Arc::default(),
+            pid: std::process::id(),
         })
     }
 
     /// Keeps the pool's threads awake for [`LINGER`] after the last work they ran (unless they
     /// are already): each runs whatever work arrives meanwhile and otherwise yields its core.
     fn linger(&self, pool: &rayon::ThreadPool) {
-        let (idle, all) = (0, self.threads - 1);
+        let (idle, all) = (0, pool.current_num_threads());
         if self
             .lingering
             .compare_exchange(idle, all, Ordering::AcqRel, Ordering::Acquire)
@@ -113,6 +95,82 @@ impl Executor {
             }
             lingering.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            if self.pid == std::process::id() {
+                drop(pool);
+            } else {
+                // In a forked child the pool's threads do not exist, and a lock one of them held
+                // at the fork stays locked: shutting the pool down could block forever.
+                std::mem::forget(pool);
+            }
+        }
+    }
+}
+
+/// Runs per-sample work on a fixed number of threads (1 = on the caller's thread).
+///
+/// Safe to use in a child process forked after the executor was made (Python's
+/// `multiprocessing` on Linux): the child gets helpers of its own on its first parallel call.
+#[derive(Debug)]
+pub struct Executor {
+    /// `threads - 1` helpers of the calling thread (none for one thread).
+    helpers: Option<Arc<Helpers>>,
+    /// Helpers made for a forked child of the process that made `helpers`.
+    forked: Mutex<Option<Arc<Helpers>>>,
+    threads: usize,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor {
+            helpers: None,
+            forked: Mutex::default(),
+            threads: 1,
+        }
+    }
+}
+
+impl Executor {
+    /// An executor with `threads` threads including the caller's; 0 means one per available core.
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        if threads == 1 {
+            return Ok(Self::default());
+        }
+        Ok(Executor {
+            helpers: Some(Arc::new(Helpers::new(threads - 1)?)),
+            forked: Mutex::default(),
+            threads,
+        })
+    }
+
+    /// The helpers of this process: those made with the executor, or in a forked child (where
+    /// those have no threads) new ones, made once per process. `None`: one thread, or the
+    /// child could not start threads (the work then runs on the caller's thread).
+    fn helpers(&self) -> Option<Arc<Helpers>> {
+        let made = self.helpers.as_ref()?;
+        let pid = std::process::id();
+        if made.pid == pid {
+            return Some(Arc::clone(made));
+        }
+        let mut forked = self.forked.lock().unwrap_or_else(|e| e.into_inner());
+        match forked.as_ref() {
+            Some(h) if h.pid == pid => Some(Arc::clone(h)),
+            _ => {
+                // None yet, or those of the process this one was forked from.
+                *forked = Helpers::new(self.threads - 1).ok().map(Arc::new);
+                forked.clone()
+            }
+        }
     }
 
     /// Number of threads work is spread over.
@@ -157,16 +215,14 @@ impl Executor {
         G: Fn(&mut A, T, &mut S) + Sync + Send,
     {
         let ranges = split(n);
-        let pool = match &self.pool {
-            Some(pool) if ranges.len() > 1 => pool,
-            _ => {
-                let (mut state, mut acc) = (init(), acc);
-                for range in ranges {
-                    let t = f(&mut state, range);
-                    fold(&mut acc, t, &mut state);
-                }
-                return acc;
+        let helpers = if ranges.len() > 1 { self.helpers() } else { None };
+        let Some((helpers, pool)) = helpers.as_ref().and_then(|h| Some((h, h.pool.as_ref()?))) else {
+            let (mut state, mut acc) = (init(), acc);
+            for range in ranges {
+                let t = f(&mut state, range);
+                fold(&mut acc, t, &mut state);
             }
+            return acc;
         };
         let claimed = AtomicUsize::new(0);
         let ordered = Mutex::new(Ordered {
@@ -191,10 +247,10 @@ impl Executor {
                 }
             }
         };
-        let helpers = self.threads.min(ranges.len()) - 1;
+        let spawned = self.threads.min(ranges.len()) - 1;
         let finished = AtomicUsize::new(0);
         pool.in_place_scope(|s| {
-            for _ in 0..helpers {
+            for _ in 0..spawned {
                 s.spawn(|_| {
                     work();
                     finished.fetch_add(1, Ordering::Release);
@@ -209,12 +265,12 @@ impl Executor {
             // trainings of 2 threads on 2 cores), a helper that lost its core gets this one.
             if pool.current_thread_index().is_none() {
                 let start = Instant::now();
-                while finished.load(Ordering::Acquire) < helpers && start.elapsed() < MAX_SPIN {
+                while finished.load(Ordering::Acquire) < spawned && start.elapsed() < MAX_SPIN {
                     std::thread::yield_now();
                 }
             }
         });
-        self.linger(pool);
+        helpers.linger(pool);
         ordered.into_inner().unwrap_or_else(|e| e.into_inner()).acc
     }
 }
@@ -290,9 +346,10 @@ mod tests {
         }
         // At most the two helpers linger, and well after LINGER neither does (generous bound: a
         // loaded machine may not schedule them for a while).
-        assert!(exec.lingering.load(Ordering::Acquire) <= 2);
+        let lingering = &exec.helpers().unwrap().lingering;
+        assert!(lingering.load(Ordering::Acquire) <= 2);
         let start = Instant::now();
-        while exec.lingering.load(Ordering::Acquire) > 0 {
+        while lingering.load(Ordering::Acquire) > 0 {
             assert!(start.elapsed() < Duration::from_secs(10), "helpers still lingering");
             std::thread::sleep(LINGER);
         }
