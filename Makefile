@@ -43,6 +43,7 @@ test-python:
 # a chip-in-the-loop training (alone, and two at once); one JSON object per line.
 bench: install
 	cargo bench --bench throughput
+	cargo bench --bench memory
 	$(PYTHON) benchmarks/python_overhead.py
 	$(PYTHON) benchmarks/chip_loop.py
 	$(PYTHON) benchmarks/chip_loop.py --concurrent 2

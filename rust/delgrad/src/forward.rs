@@ -1,6 +1,7 @@
 //! The event-based forward pass: first-spike times of every layer for a batch.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::factored::{Arrival, MAX_SPAN, first_spike_factored, weight_bound, within_bound};
@@ -474,21 +475,38 @@ pub(crate) fn sample_times(plans: &[LayerPlan], input: &[f64], row: &mut [f64], 
     }
 }
 
-/// Splits per-sample rows of concatenated layer times (in batch order) into one matrix per layer.
-pub(crate) fn split_layers<'r>(
+/// Spike times of a batch of `batch` samples, one `[batch, n_l]` matrix per layer of `sizes`,
+/// computed in the ranges of `exec`: `chunk(state, range, rows)` writes the samples' rows of
+/// every layer's times (one layer after the other; `rows` comes filled with `fill`) and returns
+/// what else it has to say, which comes back in range order. Each range's rows go into the
+/// matrices as soon as it is done, so the batch's times are held once, not twice.
+pub(crate) fn chunked_times<S, T, I, F>(
     sizes: &[usize],
     batch: usize,
-    rows: impl IntoIterator<Item = &'r [f64]>,
-) -> Vec<Matrix> {
+    exec: &Executor,
+    fill: f64,
+    init: I,
+    chunk: F,
+) -> (Vec<Matrix>, Vec<T>)
+where
+    T: Send,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, Range<usize>, &mut [f64]) -> T + Sync + Send,
+{
     let width: usize = sizes.iter().sum();
-    let mut out = layer_matrices(sizes, batch);
-    let mut b = 0;
-    for rows in rows {
-        let n = rows.len() / width;
-        write_rows(&mut out, b..b + n, rows);
-        b += n;
-    }
-    out
+    let times = Mutex::new(layer_matrices(sizes, batch));
+    let parts = exec.map_ranges_with(
+        batch,
+        || (init(), Vec::new()),
+        |(state, rows), range| {
+            rows.clear();
+            rows.resize(range.len() * width, fill);
+            let said = chunk(state, range.clone(), rows);
+            write_rows(&mut times.lock().unwrap_or_else(|e| e.into_inner()), range, rows);
+            said
+        },
+    );
+    (times.into_inner().unwrap_or_else(|e| e.into_inner()), parts)
 }
 
 /// One `[batch, n_l]` matrix per layer of `sizes`, for the spike times of a batch.
@@ -518,14 +536,19 @@ pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -
     let plans: Vec<LayerPlan> = net.layers.iter().map(|l| LayerPlan::new(l, method)).collect();
     let sizes = &net.sizes()[1..];
     let width: usize = sizes.iter().sum();
-    let parts = exec.map_ranges_with(input.rows(), Scratch::default, |scratch, range| {
-        let mut rows = vec![0.0; range.len() * width];
-        for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
-            sample_times(&plans, input.row(b), row, scratch, method);
-        }
-        rows
-    });
-    Ok(split_layers(sizes, input.rows(), parts.iter().map(Vec::as_slice)))
+    let (times, _) = chunked_times(
+        sizes,
+        input.rows(),
+        exec,
+        0.0,
+        Scratch::default,
+        |scratch, range, rows| {
+            for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
+                sample_times(&plans, input.row(b), row, scratch, method);
+            }
+        },
+    );
+    Ok(times)
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@
 //! rounding after a synaptic layer (where `forward` takes the next layer's factors from the scan).
 
 use crate::error::{Error, Result};
-use crate::forward::{LayerPlan, Scratch as PlanScratch, plan_times, split_layers};
+use crate::forward::{LayerPlan, Scratch as PlanScratch, chunked_times, plan_times};
 use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
@@ -480,20 +480,24 @@ impl<'a> Run<'a> {
         let batch = self.input.rows();
         let sizes: Vec<usize> = self.layers.iter().map(|rl| rl.run.n_out()).collect();
         let width: usize = sizes.iter().sum();
-        let parts = exec.map_ranges(batch, |range| {
-            let mut rows = vec![f64::INFINITY; range.len() * width];
-            let mut dropped = 0u64;
-            let mut scratch = Scratch::default();
-            for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
-                if self.stalled_from.is_some_and(|s| b >= s) {
-                    continue; // nothing recorded after the stall
+        let (times, dropped) = chunked_times(
+            &sizes,
+            batch,
+            exec,
+            f64::INFINITY,
+            Scratch::default,
+            |scratch, range, rows| {
+                let mut dropped = 0u64;
+                for (b, row) in range.zip(rows.chunks_exact_mut(width)) {
+                    if self.stalled_from.is_some_and(|s| b >= s) {
+                        continue; // nothing recorded after the stall
+                    }
+                    dropped += self.record(&plans, b, row, scratch);
                 }
-                dropped += self.record(&plans, b, row, &mut scratch);
-            }
-            (rows, dropped)
-        });
-        let times = split_layers(&sizes, batch, parts.iter().map(|(rows, _)| rows.as_slice()));
-        let dropped_events = parts.iter().map(|(_, dropped)| dropped).sum();
+                dropped
+            },
+        );
+        let dropped_events = dropped.iter().sum();
         HwRun {
             times,
             dropped_events,

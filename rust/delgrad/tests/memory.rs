@@ -1,0 +1,50 @@
+//! Memory is O(batch x neurons): the forward pass and a training step's pass hold the batch's
+//! spike times once, plus per-thread sums of the gradients, and no `[batch, n_out, n_in]`
+//! tensor. Heap bytes are counted exactly (one test in this binary: the count is global).
+
+#[path = "support/memory.rs"]
+mod memory;
+use memory::{inputs, network, peak_of};
+
+use delgrad::forward::forward;
+use delgrad::gradient::BackwardOptions;
+use delgrad::loss::Loss;
+use delgrad::parallel::Executor;
+use delgrad::solver::Method;
+use delgrad::step::forward_backward;
+
+#[test]
+fn peak_heap_is_the_spike_times_plus_per_thread_gradient_sums() {
+    let (x, y) = inputs(2400);
+    for threads in [1, 2] {
+        let exec = Executor::new(threads).unwrap();
+        for hidden in [30, 480] {
+            let net = network(hidden);
+            let params: usize = net.layers.iter().map(|l| l.w.as_slice().len() * 2).sum();
+            // Spike times of both layers, f64.
+            let times = 2400 * (hidden + 3) * 8;
+            forward_backward(&net, &x, &y, &Loss::mse(), 100.0, &BackwardOptions::default(), &exec).unwrap();
+            let (peak, out) = peak_of(|| forward(&net, &x, Method::Auto, &exec));
+            out.unwrap();
+            // The per-layer plans (a few numbers per synapse), per-thread scratch rows of one
+            // chunk (<= 16 samples) and sorted arrivals.
+            let slack = 64 * 1024 + 4 * params * 8 + threads * 16 * (hidden + 3) * 8;
+            assert!(
+                peak <= times + slack,
+                "forward, {threads} threads, hidden {hidden}: {peak} > {times} + {slack}"
+            );
+            let (peak, out) =
+                peak_of(|| forward_backward(&net, &x, &y, &Loss::mse(), 100.0, &BackwardOptions::default(), &exec));
+            out.unwrap();
+            // Besides the times, per sample: dL/dt (3), the input times' gradients (4), loss and
+            // prediction (3) and the report's copies of some (at most 6 more); and a few copies of
+            // the gradient sums per thread and in the result.
+            let step = times + 2400 * 16 * 8;
+            let slack = 64 * 1024 + (2 * threads + 2) * 16 * (hidden + 3) * 8 + 12 * threads * params * 8;
+            assert!(
+                peak <= step + slack,
+                "forward_backward, {threads} threads, hidden {hidden}: {peak} > {step} + {slack}"
+            );
+        }
+    }
+}
