@@ -8,7 +8,7 @@ use crate::factored::{Arrival, MAX_SPAN, first_spike_factored, weight_bound, wit
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
-use crate::parallel::Executor;
+use crate::parallel::{Executor, lock_briefly};
 use crate::solver::{Method, first_spike};
 
 /// Delays beyond this many time constants get no factored decays e^{d/tau_m}.
@@ -489,22 +489,27 @@ pub(crate) fn chunked_times<S, T, I, F>(
     chunk: F,
 ) -> (Vec<Matrix>, Vec<T>)
 where
+    S: Send + 'static,
     T: Send,
     I: Fn() -> S + Sync + Send,
     F: Fn(&mut S, Range<usize>, &mut [f64]) -> T + Sync + Send,
 {
     let width: usize = sizes.iter().sum();
     let times = Mutex::new(layer_matrices(sizes, batch));
-    let parts = exec.map_ranges_with(
+    // The scratch space grows to what the samples need: any kept one fits.
+    let parts = exec.fold_ranges_kept(
         batch,
+        |_: &(S, Vec<f64>)| true,
         || (init(), Vec::new()),
         |(state, rows), range| {
             rows.clear();
             rows.resize(range.len() * width, fill);
             let said = chunk(state, range.clone(), rows);
-            write_rows(&mut times.lock().unwrap_or_else(|e| e.into_inner()), range, rows);
+            write_rows(&mut lock_briefly(&times), range, rows);
             said
         },
+        Vec::new(),
+        |all, said, _| all.push(said),
     );
     (times.into_inner().unwrap_or_else(|e| e.into_inner()), parts)
 }

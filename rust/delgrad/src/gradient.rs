@@ -46,6 +46,17 @@ impl LayerGrad {
         }
     }
 
+    /// Whether this has the shapes of the gradients of `layer`.
+    fn fits(&self, layer: &Layer) -> bool {
+        let (n_out, n_in) = (layer.n_out(), layer.n_in());
+        let ng = layer.delays.groups(n_in);
+        (self.w.rows(), self.w.cols()) == (n_out, n_in)
+            && (self.d_syn.rows(), self.d_syn.cols()) == (n_out, ng)
+            && self.theta.len() == n_out
+            && self.d_axo.len() == ng
+            && self.d_den.len() == n_out
+    }
+
     fn clear(&mut self) {
         self.w.as_mut_slice().fill(0.0);
         self.theta.fill(0.0);
@@ -106,6 +117,11 @@ struct KernelScratch {
 /// Inputs and outputs spread over more than this many time constants are evaluated directly,
 /// not as products of factors.
 const FACTOR_RANGE: f64 = 300.0;
+
+/// Most spent chunk accumulators a thread keeps for reuse (the thread that folds a chunk keeps
+/// it, so without a bound one thread could gather them over the calls an executor keeps its
+/// state for).
+pub(crate) const KEEP_SPENT: usize = 4;
 
 /// Per-thread scratch space of the backward pass (reused for every sample a thread takes).
 pub(crate) struct Scratch {
@@ -339,6 +355,12 @@ impl Scratch {
             forward: ForwardScratch::default(),
         }
     }
+
+    /// Whether this was made for a network of the shape of `net`.
+    pub(crate) fn fits(&self, net: &Network) -> bool {
+        let sizes = net.sizes();
+        self.deltas.len() == sizes.len() && self.deltas.iter().zip(&sizes).all(|(d, &n)| d.len() == n)
+    }
 }
 
 /// Per-chunk accumulators of the backward pass: gradients summed over the chunk's samples,
@@ -407,6 +429,13 @@ impl Accumulator {
             self.counts[l].1 += clip;
         }
         self.input_rows.extend_from_slice(&s.deltas[0]);
+    }
+
+    /// Whether this was made for a network of the shape of `net`.
+    pub(crate) fn fits(&self, net: &Network) -> bool {
+        self.counts.len() == net.layers.len()
+            && self.grads.len() == net.layers.len()
+            && self.grads.iter().zip(&net.layers).all(|(g, l)| g.fits(l))
     }
 
     /// Adds the next chunk's accumulator (chunks are merged in sample order).
@@ -489,11 +518,14 @@ pub fn backward(
     };
     let fold = |all: &mut Accumulator, mut acc: Accumulator, (_, spent): &mut (Scratch, Vec<Accumulator>)| {
         all.merge(&acc);
-        acc.clear();
-        spent.push(acc);
+        if spent.len() < KEEP_SPENT {
+            acc.clear();
+            spent.push(acc);
+        }
     };
     let all = Accumulator::new(net, input.rows());
-    exec.fold_ranges_with(input.rows(), init, chunk, all, fold)
+    let fits = |(s, spent): &(Scratch, Vec<Accumulator>)| s.fits(net) && spent.iter().all(|a| a.fits(net));
+    exec.fold_ranges_kept(input.rows(), fits, init, chunk, all, fold)
         .into_gradients(net, input.rows())
 }
 

@@ -11,11 +11,11 @@ use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::forward::{Scratch, layer_matrices, sample_times, write_rows};
-use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, Scratch as BackwardScratch};
+use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, KEEP_SPENT, Scratch as BackwardScratch};
 use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
 use crate::network::Network;
-use crate::parallel::Executor;
+use crate::parallel::{Executor, lock_briefly};
 
 /// Everything a training step computes for a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +85,13 @@ struct ThreadState<S> {
     spent: Vec<Part>,
 }
 
+impl<S> ThreadState<S> {
+    /// Whether this was made for a network of the shape of `net`.
+    fn fits(&self, net: &Network) -> bool {
+        self.backward.fits(net) && self.delta.len() == net.n_out() && self.spent.iter().all(|p| p.acc.fits(net))
+    }
+}
+
 /// Forward pass, loss (mean over the batch; `silent_loss` for silent samples) and exact backward
 /// pass of the mean for `input` `[batch, n_in]` with class `labels`.
 pub fn forward_backward(
@@ -126,7 +133,7 @@ pub(crate) fn pass<S, R>(
     record: R,
 ) -> Result<(Pass, u64)>
 where
-    S: Default,
+    S: Default + Send + 'static,
     R: Fn(&mut S, &mut Scratch, usize, &mut [f64]) -> (bool, u64) + Sync,
 {
     net.validate_times("input", input, net.n_in())?;
@@ -191,7 +198,7 @@ where
                 opts,
             );
         }
-        let mut times = times.lock().unwrap_or_else(|e| e.into_inner());
+        let mut times = lock_briefly(&times);
         if times.is_empty() {
             *times = layer_matrices(sizes, batch);
         }
@@ -203,13 +210,16 @@ where
     let fold = |all: &mut Result<Part>, part: Result<Part>, st: &mut ThreadState<S>| match (all.as_mut(), part) {
         (Ok(all), Ok(mut part)) => {
             all.append(&part);
-            part.clear();
-            st.spent.push(part);
+            if st.spent.len() < KEEP_SPENT {
+                part.clear();
+                st.spent.push(part);
+            }
         }
         (Ok(_), Err(e)) => *all = Err(e),
         (Err(_), _) => {}
     };
-    let all = exec.fold_ranges_with(batch, init, chunk, Ok(Part::new(net, batch)), fold)?;
+    let fits = |st: &ThreadState<S>| st.fits(net);
+    let all = exec.fold_ranges_kept(batch, fits, init, chunk, Ok(Part::new(net, batch)), fold)?;
     let mut times = times.into_inner().unwrap_or_else(|e| e.into_inner());
     if times.is_empty() {
         times = layer_matrices(sizes, batch); // an empty batch
