@@ -4,7 +4,8 @@
 //! "bytes_per_sample_neuron", "params"}`.
 //!
 //! `peak_bytes` is the most heap the call held at once beyond what was allocated before it (its
-//! result included), counted by a global allocator that wraps the system's. `output_bytes` is
+//! result and the per-thread state the executor keeps for the next call included: each is the
+//! first call on a new executor), counted by a global allocator that wraps the system's. `output_bytes` is
 //! the part the result must hold anyway: the spike times of every layer, `[batch, n_l]` f64s,
 //! (and for the training pass, dL/dt, the losses and predictions and one gradient per
 //! parameter). The pass keeps no `[batch, n_out, n_in]` tensor (what the reference's
@@ -67,39 +68,37 @@ fn main() {
     let opts = BackwardOptions::default();
     let mut rows = Vec::new();
     for threads in [1, 2] {
-        let exec = Executor::new(threads).expect("threads");
         for &hidden in &widths {
             let net = network(hidden);
             let params: usize = net.layers.iter().map(|l| l.w.as_slice().len() * 2).sum();
             for &batch in &batches {
                 let (x, y) = inputs(batch);
-                // A first call starts the pool's threads (their stacks are not the pass's).
-                forward_backward(&net, &x, &y, &loss, 100.0, &opts, &exec).expect("a valid pass");
+                let mut record = |what, peak, output| {
+                    rows.push(Row {
+                        what,
+                        batch,
+                        hidden,
+                        threads,
+                        peak,
+                        output,
+                        params,
+                    })
+                };
+                // The first call on a new executor: the peak includes the per-thread state the
+                // executor keeps for the next call.
+                let exec = Executor::new(threads).expect("threads");
                 let (peak, pass) = peak_of(|| forward_backward(&net, &x, &y, &loss, 100.0, &opts, &exec));
                 let pass = pass.expect("a valid pass");
                 // Times, dL/dt, the input times' gradients, losses, predictions (16 bytes each),
                 // one gradient per parameter.
-                let output = bytes_of(&pass.times) + batch * (3 + 4 + 1 + 2) * 8 + params * 8;
-                rows.push(Row {
-                    what: "forward_backward",
-                    batch,
-                    hidden,
-                    threads,
+                record(
+                    "forward_backward",
                     peak,
-                    output,
-                    params,
-                });
+                    bytes_of(&pass.times) + batch * (3 + 4 + 1 + 2) * 8 + params * 8,
+                );
+                let exec = Executor::new(threads).expect("threads");
                 let (peak, times) = peak_of(|| forward(&net, &x, Method::Auto, &exec));
-                let output = bytes_of(&times.expect("a valid forward pass"));
-                rows.push(Row {
-                    what: "forward",
-                    batch,
-                    hidden,
-                    threads,
-                    peak,
-                    output,
-                    params,
-                });
+                record("forward", peak, bytes_of(&times.expect("a valid forward pass")));
             }
         }
     }
