@@ -131,7 +131,10 @@ class Network:
         """Worker threads of the executor."""
     def __len__(self) -> int: ...
     def forward(self, x: ArrayLike, threads: int | None = None, method: _Method = "auto") -> list[NDArray[np.float64]]:
-        """First-spike times of every layer, ``[batch, n_l]`` each, +inf for silent neurons."""
+        """First-spike times of every layer, ``[batch, n_l]`` each, +inf for silent neurons.
+
+        ``threads`` applies to this call only (None: the network's threads).
+        """
     def backward(
         self,
         x: ArrayLike,

@@ -89,9 +89,10 @@ fn threads_arg(threads: Option<i64>) -> PyResult<usize> {
     }
 }
 
+/// The process's executor for `threads` (shared by every object asking for that many threads).
 fn make_executor(py: Python<'_>, threads: Option<i64>) -> PyResult<Arc<Executor>> {
     let n = threads_arg(threads)?;
-    compute(py, move || Executor::new(n)).map(Arc::new)
+    compute(py, move || Executor::shared(n))
 }
 
 fn kind_name(kind: TensorKind) -> &'static str {
@@ -277,19 +278,12 @@ pub struct PyNetwork {
 }
 
 impl PyNetwork {
-    fn set_threads(&mut self, py: Python<'_>, threads: Option<i64>) -> PyResult<()> {
-        if let Some(t) = threads {
-            let n = threads_arg(Some(t))?;
-            let want = if n == 0 {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            } else {
-                n
-            };
-            if want != self.exec.threads() {
-                self.exec = make_executor(py, Some(t))?;
-            }
+    /// The executor of one call: the network's, or the process's for `threads` when given.
+    fn executor(&self, py: Python<'_>, threads: Option<i64>) -> PyResult<Arc<Executor>> {
+        match threads {
+            None => Ok(Arc::clone(&self.exec)),
+            Some(_) => make_executor(py, threads),
         }
-        Ok(())
     }
 }
 
@@ -325,7 +319,7 @@ impl PyNetwork {
 
     #[pyo3(signature = (x, threads=None, method="auto"))]
     fn forward<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         threads: Option<i64>,
@@ -333,8 +327,8 @@ impl PyNetwork {
     ) -> PyResult<Vec<Bound<'py, PyArray2<f64>>>> {
         let method = parse_method(method)?;
         let x = matrix(x, "x")?;
-        self.set_threads(py, threads)?;
-        let (net, exec) = (&self.net, &*self.exec);
+        let exec = self.executor(py, threads)?;
+        let (net, exec) = (&self.net, &*exec);
         let times = compute(py, || {
             net.validate_times("x", &x, net.n_in())?;
             core_forward(net, &x, method, exec)

@@ -12,7 +12,7 @@
 use std::any::Any;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -30,6 +30,10 @@ const MAX_SPIN: Duration = Duration::from_millis(1);
 /// chip's configuration, the Python around them: tens of microseconds), so that the next call
 /// finds them awake. Chip-in-the-loop training on 2 threads runs ~10 % faster with it.
 pub const LINGER: Duration = Duration::from_micros(100);
+
+/// Most states of one type an executor keeps per thread between calls (see
+/// [`Executor::fold_ranges_kept`]).
+pub const KEEP_PER_TYPE: usize = 4;
 
 /// Fewest samples per unit of parallel work (except a batch's last).
 pub const TAIL: usize = 4;
@@ -124,7 +128,8 @@ pub struct Executor {
     forked: Mutex<Option<Arc<Helpers>>>,
     threads: usize,
     /// Per-thread state kept between calls of [`fold_ranges_kept`](Self::fold_ranges_kept), at
-    /// most one of each type per slot: slot 0 for the calling thread, i + 1 for helper i.
+    /// most [`KEEP_PER_TYPE`] of each type per slot (most recent last): slot 0 for the calling
+    /// thread, i + 1 for helper i.
     kept: Vec<Mutex<Vec<Box<dyn Any + Send>>>>,
 }
 
@@ -156,6 +161,26 @@ impl Executor {
             threads,
             kept: (0..threads).map(|_| Mutex::default()).collect(),
         })
+    }
+
+    /// An executor with `threads` threads (0: one per core) shared with every other caller of
+    /// `shared` with the same `threads` while any of them holds it. Objects that each made their
+    /// own executor would each start a pool (63 threads per object on a 64-core machine); shared,
+    /// a process has one pool per thread count. Concurrent calls on one executor are safe.
+    pub fn shared(threads: usize) -> Result<Arc<Executor>> {
+        static SHARED: Mutex<Vec<(usize, Weak<Executor>)>> = Mutex::new(Vec::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|(_, e)| e.strong_count() > 0);
+        if let Some(exec) = shared
+            .iter()
+            .filter(|(n, _)| *n == threads)
+            .find_map(|(_, e)| e.upgrade())
+        {
+            return Ok(exec);
+        }
+        let exec = Arc::new(Executor::new(threads)?);
+        shared.push((threads, Arc::downgrade(&exec)));
+        Ok(exec)
     }
 
     /// The helpers of this process: those made with the executor, or in a forked child (where
@@ -360,18 +385,23 @@ impl<S: Any + Send, P: Fn(&S) -> bool + Sync, I: Fn() -> S + Sync> MakeState<S> 
             .get(self.exec.slot())
             .and_then(|m| m.try_lock().ok())
             .and_then(|mut kept| {
-                let i = kept.iter().position(|b| b.is::<S>())?;
-                kept.swap_remove(i).downcast::<S>().ok()
+                let i = kept
+                    .iter()
+                    .rposition(|b| b.downcast_ref::<S>().is_some_and(|s| (self.fits)(s)))?;
+                kept.remove(i).downcast::<S>().ok()
             });
-        match kept {
-            Some(state) if (self.fits)(&state) => *state,
-            _ => (self.init)(),
-        }
+        kept.map_or_else(|| (self.init)(), |state| *state)
     }
 
     fn keep(&self, state: S) {
         if let Some(mut kept) = self.exec.kept.get(self.exec.slot()).and_then(|m| m.try_lock().ok()) {
-            kept.retain(|b| !b.is::<S>());
+            // Several networks (say a trainer's and an evaluation's of another shape) may take
+            // turns on one executor: keep a few states of each type, dropping the oldest.
+            if kept.iter().filter(|b| b.is::<S>()).count() >= KEEP_PER_TYPE {
+                if let Some(i) = kept.iter().position(|b| b.is::<S>()) {
+                    kept.remove(i);
+                }
+            }
             kept.push(Box::new(state));
         }
     }
@@ -506,9 +536,16 @@ mod tests {
             let made = inits.load(Ordering::Relaxed);
             assert!((1..=threads).contains(&made), "{made} states for {threads} threads");
             assert_eq!(run(2), 200);
+            let made = inits.load(Ordering::Relaxed);
+            assert!(made > 1, "a state of another shape was reused");
+            // Both shapes are kept: taking turns makes no new states (but for a thread that
+            // took no range of an earlier call).
+            for shape in [1, 2, 1, 2] {
+                assert_eq!(run(shape), 200);
+            }
             assert!(
-                inits.load(Ordering::Relaxed) > made,
-                "a state of another shape was reused"
+                inits.load(Ordering::Relaxed) <= made + 2 * (threads - 1),
+                "states remade"
             );
             // States of another type do not disturb it.
             assert_eq!(
@@ -519,6 +556,19 @@ mod tests {
             assert_eq!(run(2), 200);
             assert!(inits.load(Ordering::Relaxed) < before + threads);
         }
+    }
+
+    #[test]
+    fn shared_executors_are_one_per_thread_count_while_held() {
+        let a = Executor::shared(2).unwrap();
+        let b = Executor::shared(2).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = Executor::shared(1).unwrap();
+        assert_eq!((a.threads(), c.threads()), (2, 1));
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none(), "the cache keeps no executor alive");
+        assert_eq!(Executor::shared(2).unwrap().threads(), 2);
     }
 
     #[test]
