@@ -174,6 +174,16 @@ def test_bad_noise_parameters_are_named(kwargs: dict[str, float]) -> None:
         EmulatedChip("n", 0, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"threads": 10**6}, {"threads": -1}, {"threads": "2"}, {"threads": 2.0}, {"max_batch": 0}, {"max_batch": True}],
+)
+def test_bad_settings_are_named_when_the_chip_is_made(kwargs: dict[str, object]) -> None:
+    key = next(iter(kwargs))
+    with pytest.raises(ValueError, match=key):
+        EmulatedChip("n", 0, **kwargs)  # type: ignore[arg-type]
+
+
 def test_without_noise_the_chip_computes_the_quantised_ideal_model() -> None:
     cfg = hw_config(7)
     chip = EmulatedChip("ideal", 0, **IDEAL)

@@ -162,6 +162,10 @@ class EmulatedChip:
             raise ValueError(f"chip_id: expected a non-empty string, got {chip_id!r}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int | np.integer)):
+            raise ValueError(f"threads: expected None or an integer >= 0, got {threads!r}")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int | np.integer) or max_batch < 1:
+            raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
         core = _core()
         pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
         temporal: dict[str, float] = dict(core.hardware_noise_defaults())
@@ -196,8 +200,8 @@ class EmulatedChip:
                 seed=stable_seed("delgrad-hw-pattern", chip_id),
                 **pattern,
             )
-            core.hardware_forward(  # validates the temporal parameters once, here
-                core.Network([{"w": [[1.0]]}]), np.zeros((0, 1)), noise=temporal
+            core.hardware_forward(  # validates the temporal parameters and threads once, here
+                core.Network([{"w": [[1.0]]}], threads=threads), np.zeros((0, 1)), noise=temporal
             )
         except ValueError as exc:
             raise ValueError(str(exc)) from None

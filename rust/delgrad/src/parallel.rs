@@ -31,6 +31,9 @@ const MAX_SPIN: Duration = Duration::from_millis(1);
 /// finds them awake. Chip-in-the-loop training on 2 threads runs ~10 % faster with it.
 pub const LINGER: Duration = Duration::from_micros(100);
 
+/// Most threads an executor may have.
+pub const MAX_THREADS: usize = 1024;
+
 /// Most states of one type an executor keeps per thread between calls (see
 /// [`Executor::fold_ranges_kept`]).
 pub const KEEP_PER_TYPE: usize = 4;
@@ -146,7 +149,15 @@ impl Default for Executor {
 
 impl Executor {
     /// An executor with `threads` threads including the caller's; 0 means one per available core.
+    /// More than [`MAX_THREADS`] is an error (a typo such as 10**6 would otherwise try to start
+    /// that many threads).
     pub fn new(threads: usize) -> Result<Self> {
+        if threads > MAX_THREADS {
+            return Err(Error::option(
+                "threads",
+                format!("expected an integer from 0 (one per core) to {MAX_THREADS}, got {threads}"),
+            ));
+        }
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -555,6 +566,15 @@ mod tests {
             let before = inits.load(Ordering::Relaxed);
             assert_eq!(run(2), 200);
             assert!(inits.load(Ordering::Relaxed) < before + threads);
+        }
+    }
+
+    #[test]
+    fn absurd_thread_counts_are_an_error_naming_the_argument() {
+        for n in [MAX_THREADS + 1, 1_000_000, usize::MAX] {
+            let e = Executor::new(n).unwrap_err().to_string();
+            assert!(e.contains("threads") && e.contains(&n.to_string()), "{e}");
+            assert!(Executor::shared(n).is_err());
         }
     }
 
