@@ -52,10 +52,7 @@ impl<'a> LayerPlan<'a> {
             den: layer.delays.den.clone().unwrap_or_else(|| vec![0.0; n_out]),
         });
         let in_range = delays.as_slice().iter().all(|d| d / tm <= DECAY_RANGE);
-        let decays = (closed && in_range).then(|| {
-            let data = delays.as_slice().iter().map(|d| (d / tm).exp()).collect();
-            Matrix::from_vec("decays", n_out, n_in, data).expect("same shape as the delays")
-        });
+        let decays = (closed && in_range).then(|| decay_factors(&delays, tm));
         let max_decay = decays
             .as_ref()
             .map_or(1.0, |m| m.as_slice().iter().copied().fold(1.0, f64::max));
@@ -75,6 +72,29 @@ impl<'a> LayerPlan<'a> {
             w_bound,
         }
     }
+}
+
+/// The factors e^{d_ki/tau_m} of the delays `[n_out, n_in]` (model units). Without synaptic
+/// delays the rows repeat (axonal delays are per input) and shared delays repeat within a row
+/// (a group of inputs): each distinct value costs one exp, the same bits as one exp each.
+fn decay_factors(delays: &Matrix, tm: f64) -> Matrix {
+    let (n_out, n_in) = (delays.rows(), delays.cols());
+    let mut data: Vec<f64> = Vec::with_capacity(n_out * n_in);
+    for k in 0..n_out {
+        let d = delays.row(k);
+        if k > 0 && d == delays.row(k - 1) {
+            data.extend_from_within((k - 1) * n_in..k * n_in);
+            continue;
+        }
+        let mut last = (f64::NAN, 0.0); // delays are never NaN (validated)
+        for &di in d {
+            if di != last.0 {
+                last = (di, (di / tm).exp());
+            }
+            data.push(last.1);
+        }
+    }
+    Matrix::from_vec("decays", n_out, n_in, data).expect("same shape as the delays")
 }
 
 /// Per-input axonal and per-neuron dendritic delays of a layer without synaptic delays.
@@ -560,6 +580,25 @@ pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn decay_factors_are_one_exp_per_synapse_bit_for_bit() {
+        let tm = 1.7;
+        // Repeated rows (axonal delays), repeats within rows (shared groups), distinct values,
+        // signed zeros.
+        let rows: [&[f64]; 5] = [
+            &[0.5, 0.5, 0.5, 2.25, 2.25, -0.0],
+            &[0.5, 0.5, 0.5, 2.25, 2.25, -0.0],
+            &[0.0, 1e-300, 3.0, 3.0, 0.1, 0.1],
+            &[0.5, 0.5, 0.5, 2.25, 2.25, 0.0],
+            &[7.0, 6.0, 5.0, 4.0, 3.0, 2.0],
+        ];
+        let d = Matrix::from_vec("d", 5, 6, rows.concat()).unwrap();
+        let got = decay_factors(&d, tm);
+        for (g, x) in got.as_slice().iter().zip(d.as_slice()) {
+            assert_eq!(g.to_bits(), (x / tm).exp().to_bits(), "d = {x}");
+        }
+    }
 
     /// What `sorted_arrivals` must produce: every finite input once, arrivals non-decreasing.
     fn check(t_in: &[f64], axo: Option<&[f64]>) {
