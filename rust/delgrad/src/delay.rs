@@ -109,11 +109,11 @@ impl Delays {
         let mut d = Matrix::zeros(n_out, n_in);
         for k in 0..n_out {
             let den = self.den.as_ref().map_or(0.0, |v| v[k]);
-            let row = d.row_mut(k);
-            for (i, dki) in row.iter_mut().enumerate() {
-                let syn = self.syn.as_ref().map_or(0.0, |m| m.get(k, i / g));
-                let axo = self.axo.as_ref().map_or(0.0, |v| v[i / g]);
-                *dki = syn + axo + den;
+            // Group by group: the inputs of a group share their synaptic and axonal delays.
+            for (j, group) in d.row_mut(k).chunks_mut(g).enumerate() {
+                let syn = self.syn.as_ref().map_or(0.0, |m| m.get(k, j));
+                let axo = self.axo.as_ref().map_or(0.0, |v| v[j]);
+                group.fill(syn + axo + den);
             }
         }
         d
