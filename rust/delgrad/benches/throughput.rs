@@ -3,8 +3,8 @@
 //! the noisy hardware forward pass (`hw_noisy_*`: the emulated BSS-2 chip with every effect on).
 //!
 //! `cargo bench --bench throughput` (all cases) or `... -- NAME_FILTER`; `DELGRAD_BENCH_BATCH`
-//! (any size) and `DELGRAD_BENCH_THREADS` (1 or 2) restrict the software cases to one batch size /
-//! thread count.
+//! (any size) restricts the software cases to one batch size and `DELGRAD_BENCH_THREADS` (1 or 2)
+//! every case to one thread count.
 
 use std::time::Instant;
 
@@ -322,7 +322,7 @@ fn main() {
             continue;
         }
         for batch in [40, 1000] {
-            for exec in &execs {
+            for exec in execs.iter().filter(|e| wanted("DELGRAD_BENCH_THREADS", e.threads())) {
                 let rate = measure_hw(&net, &x, Some(pat), &noise, batch, exec, secs, 5);
                 print_rate(name, batch, exec.threads(), rate);
             }
@@ -331,7 +331,7 @@ fn main() {
     let name = "hw_chip_step_20x30x3_bss2_defaults";
     if filter.as_deref().is_none_or(|f| name.contains(f)) {
         let labels = yin_yang(Split::Train).y;
-        for exec in &execs {
+        for exec in execs.iter().filter(|e| wanted("DELGRAD_BENCH_THREADS", e.threads())) {
             let rate = measure_chip_step(&net, &x, &labels, &offsets, 40, exec, secs, 5);
             print_rate(name, 40, exec.threads(), rate);
         }
