@@ -10,7 +10,7 @@
 //! going to sleep, because waking a sleeping thread costs 15-20 us on a virtual machine; each
 //! thread's scratch space is kept between calls ([`Executor::fold_ranges_kept`]) instead of being
 //! allocated and freed per call, where the threads would wait on the allocator's locks; and the
-//! few locks of a call are taken by retrying, not by sleeping ([`lock_briefly`]).
+//! few locks of a call are taken by retrying, not by sleeping (`lock_briefly`).
 
 use std::any::Any;
 use std::ops::Range;

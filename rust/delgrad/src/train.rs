@@ -473,7 +473,7 @@ impl Trainer {
     }
 
     /// Chip-in-the-loop step on an emulated chip in one call: one run of
-    /// [`noisy_forward`] of `chip` (the network the chip holds: quantised weights and
+    /// [`noisy_forward`](crate::hardware::noisy_forward) of `chip` (the network the chip holds: quantised weights and
     /// delays, nominal neurons) on the input groups `groups` (`[batch, n_groups]`, fed `repeat`
     /// times), then, unless the run stalled, [`Trainer::step_from_times_at`] at `at` with the
     /// recorded times, the trainer's inputs `x` (`[batch, n_in]`) and `labels`: the same results,
@@ -974,7 +974,7 @@ pub fn changed_entries(old: &Network, new: &Network) -> Result<usize> {
         .sum())
 }
 
-/// One run of an emulated chip (the arguments of [`noisy_forward`] besides the network,
+/// One run of an emulated chip (the arguments of [`noisy_forward`](crate::hardware::noisy_forward) besides the network,
 /// the inputs and the executor).
 #[derive(Debug, Clone, Copy)]
 pub struct Emulation<'a> {
