@@ -26,6 +26,7 @@ lint: lint-rust lint-python
 lint-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p delgrad -q
 
 lint-python:
 	$(PYTHON) -m ruff check python tests examples benchmarks
