@@ -86,13 +86,9 @@ fn decay_factors(delays: &Matrix, tm: f64) -> Matrix {
             data.extend_from_within((k - 1) * n_in..k * n_in);
             continue;
         }
-        let mut last = (f64::NAN, 0.0); // delays are never NaN (validated)
-        for &di in d {
-            if di != last.0 {
-                last = (di, (di / tm).exp());
-            }
-            data.push(last.1);
-        }
+        // e^{(d - 0)/tau_m} has the bits of e^{d/tau_m} (d - 0 is d, delays are finite).
+        let mut factor = RiseFactor::new(0.0, tm);
+        data.extend(d.iter().map(|&di| factor.at(di)));
     }
     Matrix::from_vec("decays", n_out, n_in, data).expect("same shape as the delays")
 }
@@ -153,7 +149,8 @@ impl Factors {
 }
 
 /// Rise factors e^{(t - R)/tau_m} of a sequence of input times, 0 for silent inputs; equal
-/// neighbours (the copies of a duplicated input, which arrive together) share one exp.
+/// neighbours (the copies of a duplicated input, which arrive together) share one exp. With
+/// R = 0 and delays for times, the decays e^{d/tau_m} of [`decay_factors`].
 pub(crate) struct RiseFactor {
     r: f64,
     tau_m: f64,
