@@ -259,6 +259,12 @@ def _as_float_array(value: object, name: str, ndim: int) -> FloatArray:
     return arr
 
 
+def _check_int(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def _check_scalar(value: object, name: str, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
         raise ValueError(f"{name}: expected a real number, got {type(value).__name__}")

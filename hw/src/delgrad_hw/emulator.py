@@ -50,6 +50,7 @@ from .chip import (
     Health,
     RunResult,
     Timing,
+    _check_int,
     config_hash,
     count_changed_entries,
 )
@@ -160,12 +161,10 @@ class EmulatedChip:
     ) -> None:
         if not isinstance(chip_id, str) or not chip_id:
             raise ValueError(f"chip_id: expected a non-empty string, got {chip_id!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+        seed = _check_int(seed, "seed", 0)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int | np.integer)):
             raise ValueError(f"threads: expected None or an integer >= 0, got {threads!r}")
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int | np.integer) or max_batch < 1:
-            raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
+        max_batch = _check_int(max_batch, "max_batch", 1)
         core = _core()
         pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
         temporal: dict[str, float] = dict(core.hardware_noise_defaults())
@@ -186,10 +185,10 @@ class EmulatedChip:
             raise ValueError(f"timestamp_ns: expected a finite number >= 0, got {timestamp_ns}")
         temporal["time_step"] = timestamp_ns * 1e-3 / resources.tau_us
         self.chip_id = chip_id
-        self.seed = int(seed)
+        self.seed = seed
         self.future_hardware = bool(future_hardware)
         self.resources = resources
-        self.max_batch = int(max_batch)
+        self.max_batch = max_batch
         self.noise_params = dict(temporal)
         self.pattern_params = dict(pattern)
         self._threads = threads
