@@ -3,8 +3,8 @@
 Trains ``hwaware_W`` (weights) and ``hwaware_WA`` (weights + axonal delays) chip-in-the-loop on
 emulated chips whose noise is scaled by a factor s: fixed-pattern threshold offsets N(0.13 s, 0.08 s),
 threshold noise per batch 0.04 s and arrival jitter 0.01 s (s = 1: the reference hardware model of
-``shared/HARDWARE.md``; weight/delay quantisation, 8 ns timestamps and sample slots stay on). The
-effects HARDWARE.md lists as not measured publicly (default off) can be added, also scaled by s:
+``docs/hardware.md``; weight/delay quantisation, 8 ns timestamps and sample slots stay on). The
+effects that are off by default (not measured publicly) can be added, also scaled by s:
 per-circuit tau_m / tau_s mismatch, per-row synaptic gain mismatch and event loss. Prints the median
 test accuracy over seeds (and the per-seed values) per noise scale.
 

@@ -15,7 +15,7 @@ from delgrad_rs.sweep import count_trainable
 from delgrad_rs.training import fit
 
 CONFIGS = Path(__file__).parent / "configs"
-# Published single-run test accuracies of the reference code (DESIGN section 3).
+# Published single-run test accuracies of the reference code (docs/results.md).
 REFERENCE = {"H30_W": 96.7, "H30_WA": 97.5, "H30_WS": 98.2, "H5_WS": 95.4}
 
 
