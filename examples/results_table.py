@@ -1,9 +1,10 @@
-"""Regenerate the README's sweep results (markdown) from a sweep directory.
+"""Regenerate the sweep results of docs/results.md (markdown) from a sweep directory.
 
 Usage::
 
-    python examples/results_table.py runs/sweeps/paper                 # print the markdown
-    python examples/results_table.py runs/sweeps/paper --readme README.md   # replace it in README.md
+    python examples/results_table.py runs/sweeps/paper                    # print the markdown
+    python examples/results_table.py runs/sweeps/paper --readme           # replace it in docs/results.md
+    python examples/results_table.py runs/sweeps/paper --readme FILE.md   # replace it in FILE.md
 
 With ``--readme`` the text between ``<!-- sweep-results:begin -->`` and ``<!-- sweep-results:end -->``
 is replaced. Accuracies are medians over seeds of the test accuracy at each run's best-validation
@@ -23,7 +24,7 @@ import polars as pl
 
 from delgrad_rs.sweep import load_results, median_table
 
-# Published single-run test accuracies of the reference code after epoch 300 (DESIGN section 3),
+# Published single-run test accuracies of the reference code after epoch 300 (docs/results.md),
 # keyed by (condition of examples/sweeps/paper.toml, hidden size).
 REFERENCE = {
     ("W", 30): ("H30_W", 96.7),
@@ -32,6 +33,8 @@ REFERENCE = {
     ("WS", 5): ("H5_WS", 95.4),
 }
 BEGIN, END = "<!-- sweep-results:begin -->", "<!-- sweep-results:end -->"
+# The document whose results block `--readme` without a file name replaces.
+RESULTS_DOC = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
 
 def _pct(v: float | None) -> str:
@@ -167,7 +170,14 @@ def main() -> int:
     """Print or splice the results section; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", help="sweep directory (with results.parquet)")
-    parser.add_argument("--readme", default=None, help=f"replace the text between {BEGIN} and {END} in this file")
+    parser.add_argument(
+        "--readme",
+        nargs="?",
+        const=str(RESULTS_DOC),
+        default=None,
+        metavar="FILE",
+        help=f"replace the text between {BEGIN} and {END} in FILE (default: docs/results.md)",
+    )
     parser.add_argument("--command", default=None, help="command shown in the text (default: from sweep.toml)")
     parser.add_argument("--baseline", default="W", help="weights-only condition (default W)")
     args = parser.parse_args()
