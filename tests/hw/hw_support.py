@@ -16,7 +16,7 @@ from delgrad_rs.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
-TOKEN = "s3cret-token"
+TOKEN = "5f0c2a9e41d37b86e1a4c09d2b7f3e58"  # 128 bits, hex: strong enough for a server
 
 
 class RawClient:

@@ -42,10 +42,12 @@ def test_load_factory_errors() -> None:
 def test_serve_rejects_bad_backend_and_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tf = tmp_path / "token"
     tf.write_text(TOKEN)
+    tf.chmod(0o600)
     assert main(["serve", "--token-file", str(tf), "--backend", "no_such_module_xyz:F"]) == 2
     assert "cannot import" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.write_text("\n")
+    empty.chmod(0o600)
     assert main(["serve", "--token-file", str(empty), "--backend", "hw_toychip:ToyChip"]) == 2
     assert main(["serve", "--token-file", str(tmp_path / "missing"), "--backend", "hw_toychip:ToyChip"]) == 2
 
@@ -53,6 +55,7 @@ def test_serve_rejects_bad_backend_and_token(tmp_path: Path, capsys: pytest.Capt
 def test_serve_subprocess(tmp_path: Path) -> None:
     tf = tmp_path / "token"
     tf.write_text(TOKEN + "\n")
+    tf.chmod(0o600)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     cmd = [
@@ -86,6 +89,7 @@ def test_serve_default_backend_is_the_emulator(tmp_path: Path) -> None:
 
     tf = tmp_path / "token"
     tf.write_text(TOKEN + "\n")
+    tf.chmod(0o600)
     cmd = [
         sys.executable, "-m", "delgrad_hw", "serve", "--host", "127.0.0.1", "--port", "0", "--token-file", str(tf),
         "--chip-id", "emu-cli", "--seed", "7",

@@ -46,6 +46,7 @@ def test_token_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_ser
         RemoteChip(srv.address)
     f = tmp_path / "token"
     f.write_text(TOKEN + "\n")
+    f.chmod(0o600)
     with RemoteChip(srv.address, token_file=f) as rc:
         assert rc.info().chip_id == "toy-0"
         assert rc.session_id is not None

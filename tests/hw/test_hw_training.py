@@ -198,6 +198,7 @@ def test_cli_backends(tmp_path: Path, make_server: MakeServer, monkeypatch: pyte
     srv = make_server(EmulatedChip("bss2-emu-0", 0))
     tf = tmp_path / "token"
     tf.write_text(TOKEN + "\n")
+    tf.chmod(0o600)
     assert delgrad_main(["train", str(cfg_path), "--backend", f"remote://{srv.address}", "--token-file", str(tf),
                          "--epochs", "1", "--threads", "1", "--quiet", "--out", str(tmp_path / "remote")]) == 0  # fmt: skip
     a = pl.read_csv(tmp_path / "emu" / "metrics.csv").drop("wall_time")

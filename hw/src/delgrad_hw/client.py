@@ -13,13 +13,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from .auth import read_token_file
 from .chip import (
     PROTOCOL_VERSION,
     BadRequest,
@@ -94,7 +94,8 @@ def _read_token(token: str | None, token_file: str | os.PathLike[str] | None) ->
     if token is not None:
         return token
     if token_file is not None:
-        return Path(token_file).read_text(encoding="utf-8").strip()
+        # A client only warns about a file others can read: the server's owner chose the token.
+        return read_token_file(token_file, allow_insecure=True, flag="token_file")
     env = os.environ.get(TOKEN_ENV)
     if env:
         return env.strip()

@@ -52,7 +52,9 @@ from .chip import (
 __all__ = [
     "CLIENT_TYPES",
     "HEADER",
+    "MAX_FRAME_LIMIT",
     "MESSAGE_TYPES",
+    "MIN_FRAME_LIMIT",
     "PROTOCOL_VERSION",
     "SERVER_TYPES",
     "Limits",
@@ -120,6 +122,12 @@ def _bad(message: str, msg_id: int = 0) -> ProtocolError:
     return ProtocolError("BAD_REQUEST", message, msg_id)
 
 
+#: Smallest frame limit a :class:`Limits` accepts (every reply must fit).
+MIN_FRAME_LIMIT: Final[int] = 512
+#: Largest frame limit: 1 GiB, well inside the 4-byte length header's 4 GiB.
+MAX_FRAME_LIMIT: Final[int] = 1 << 30
+
+
 @dataclass(frozen=True)
 class Limits:
     """Size limits enforced when decoding.
@@ -140,6 +148,17 @@ class Limits:
     max_array_elements: int = 1 << 20
     max_layers: int = 16
     max_batch: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name, low, high in (
+            ("max_frame_bytes", MIN_FRAME_LIMIT, MAX_FRAME_LIMIT),
+            ("max_array_elements", 1, MAX_FRAME_LIMIT),
+            ("max_layers", 1, 1 << 16),
+            ("max_batch", 1, MAX_FRAME_LIMIT),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
 
 
 @dataclass

@@ -10,6 +10,17 @@ starve another. The server remembers every session's last configuration; when a 
 chip and the chip holds a different configuration, the server re-applies the session's configuration
 ("reinit") before running its work unit. Every work unit has a deadline; one that exceeds it is answered
 with status TIMEOUT.
+
+Security: a connection must authenticate (AUTH with the shared token) within ``auth_timeout_s`` and
+may send only small frames before it has (``preauth_max_frame_bytes``); at most
+``max_unauthenticated`` connections may be waiting to authenticate, apart from the ``max_clients``
+authenticated ones (a new connection beyond that closes the one that has waited longest), so idle
+strangers cannot fill the server. Failed AUTH attempts are limited per
+source address with exponential back-off (:class:`~delgrad_hw.auth.AuthLimiter`). An authenticated
+connection that sends nothing for ``idle_timeout_s`` is closed. The bytes a client has queued (work
+not yet run and replies not yet read) are bounded by ``max_queued_bytes``: beyond that the server
+stops reading from the client until it catches up (back-pressure), so a client that never reads its
+replies holds a bounded amount of memory.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import math
 import secrets
 import signal
 import threading
@@ -30,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
+from .auth import AuthLimiter, check_token_strength
 from .chip import Chip, ChipConfig, ChipError, ChipInfo, ChipMismatch, RunResult
 from .protocol import (
     CLIENT_TYPES,
@@ -58,6 +71,7 @@ ChipFactory = Callable[[], Chip]
 class _WorkUnit:
     kind: str  # "configure" | "submit"
     msg_id: int
+    nbytes: int
     config: ChipConfig | None = None
     submit: SubmitRequest | None = None
 
@@ -66,6 +80,7 @@ class _WorkUnit:
 class _Session:
     conn_id: int
     peer: str
+    host: str
     out: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     session_id: str | None = None
     pending: deque[_WorkUnit] = field(default_factory=deque)
@@ -74,6 +89,30 @@ class _Session:
     config: ChipConfig | None = None
     config_hash: str | None = None
     auth_failures: int = 0
+    pending_bytes: int = 0  # request bytes of the work units in ``pending`` and the one running
+    out_bytes: int = 0  # reply bytes queued and not yet written
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set whenever queued bytes shrink
+
+    @property
+    def queued_bytes(self) -> int:
+        return self.pending_bytes + self.out_bytes
+
+    def freed(self, nbytes: int, outgoing: bool) -> None:
+        if outgoing:
+            self.out_bytes -= nbytes
+        else:
+            self.pending_bytes -= nbytes
+        self.room.set()
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a finite number of seconds > 0, got {value!r}")
+
+
+def _check_count(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 def _status_of(exc: BaseException) -> tuple[str, str]:
@@ -92,7 +131,8 @@ class ExperimentServer:
     chip : Chip or callable returning a Chip
         The chip, or a factory (e.g. a class) called once in the chip worker thread at start.
     token : str
-        Shared secret the clients must send in AUTH (compared in constant time). Must not be empty.
+        Shared secret the clients must send in AUTH (compared in constant time); at least 128 bits
+        (see :func:`~delgrad_hw.auth.check_token_strength`).
     host : str
         Address to bind; loopback by default.
     port : int
@@ -102,21 +142,34 @@ class ExperimentServer:
     limits : Limits
         Frame and array size limits.
     max_clients : int
-        Connections beyond this are refused with an ERROR.
+        Authenticated connections at once; an AUTH beyond this is refused with an ERROR.
     max_pending : int
         Work units one client may have queued; more get BAD_REQUEST.
     max_auth_failures : int
         A connection is closed after this many wrong tokens.
     idle_timeout_s : float or None
-        Close connections that send nothing for this long (None = never).
+        Close authenticated connections that send nothing for this long (None = never).
     max_outgoing : int
         A connection with this many replies not yet written (the client does not read) is closed.
+    auth_timeout_s : float
+        A connection that has not authenticated this long after connecting is closed.
+    max_unauthenticated : int
+        Connections waiting to authenticate at once; a new one beyond this closes the one that has
+        waited longest.
+    preauth_max_frame_bytes : int
+        Largest frame accepted before AUTH (HELLO and AUTH are small).
+    max_queued_bytes : int, optional
+        Bytes one client may have queued (requests not yet run, replies not yet read) before the
+        server stops reading from it; at least ``limits.max_frame_bytes`` (default: four frames).
+    auth_limiter : AuthLimiter, optional
+        Per-address limit on failed AUTH attempts (default: :class:`~delgrad_hw.auth.AuthLimiter`).
 
     Attributes
     ----------
     stats : dict of str to int
         Counters: ``work_units``, ``configures``, ``reinits``, ``timeouts``, ``errors``,
-        ``internal_errors``, ``connections``.
+        ``internal_errors``, ``connections``, ``refused`` (connections and AUTHs turned away),
+        ``auth_timeouts``, ``idle_closed``.
     """
 
     def __init__(
@@ -131,13 +184,32 @@ class ExperimentServer:
         max_clients: int = 64,
         max_pending: int = 256,
         max_auth_failures: int = 5,
-        idle_timeout_s: float | None = None,
+        idle_timeout_s: float | None = 600.0,
         max_outgoing: int = 4096,
+        auth_timeout_s: float = 10.0,
+        max_unauthenticated: int = 16,
+        preauth_max_frame_bytes: int = 4096,
+        max_queued_bytes: int | None = None,
+        auth_limiter: AuthLimiter | None = None,
     ) -> None:
-        if not isinstance(token, str) or not token:
-            raise ValueError("token: a non-empty token is required")
-        if deadline_s <= 0:
-            raise ValueError("deadline_s: must be > 0")
+        check_token_strength(token)
+        self.limits = limits or Limits()
+        _check_seconds("deadline_s", deadline_s)
+        _check_seconds("auth_timeout_s", auth_timeout_s)
+        if idle_timeout_s is not None:
+            _check_seconds("idle_timeout_s", idle_timeout_s)
+        for name, value, low in (
+            ("max_clients", max_clients, 1),
+            ("max_pending", max_pending, 1),
+            ("max_auth_failures", max_auth_failures, 1),
+            ("max_outgoing", max_outgoing, 1),
+            ("max_unauthenticated", max_unauthenticated, 1),
+            ("preauth_max_frame_bytes", preauth_max_frame_bytes, 256),
+        ):
+            _check_count(name, value, low)
+        if max_queued_bytes is None:
+            max_queued_bytes = 4 * self.limits.max_frame_bytes
+        _check_count("max_queued_bytes", max_queued_bytes, self.limits.max_frame_bytes)
         self._chip: Chip | None
         self._factory: ChipFactory | None
         if isinstance(chip, type) or not isinstance(chip, Chip):
@@ -150,14 +222,30 @@ class ExperimentServer:
         self.host = host
         self.port = port
         self.deadline_s = float(deadline_s)
-        self.limits = limits or Limits()
         self.max_clients = max_clients
         self.max_pending = max_pending
         self.max_auth_failures = max_auth_failures
         self.idle_timeout_s = idle_timeout_s
         self.max_outgoing = max_outgoing
+        self.auth_timeout_s = float(auth_timeout_s)
+        self.max_unauthenticated = max_unauthenticated
+        self.preauth_max_frame_bytes = min(preauth_max_frame_bytes, self.limits.max_frame_bytes)
+        self.max_queued_bytes = max_queued_bytes
+        self._auth_limiter = auth_limiter or AuthLimiter()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("work_units", "configures", "reinits", "timeouts", "errors", "internal_errors", "connections"), 0
+            (
+                "work_units",
+                "configures",
+                "reinits",
+                "timeouts",
+                "errors",
+                "internal_errors",
+                "connections",
+                "refused",
+                "auth_timeouts",
+                "idle_closed",
+            ),
+            0,
         )
         self._info: ChipInfo | None = None
         self._sessions: dict[int, _Session] = {}
@@ -334,6 +422,7 @@ class ExperimentServer:
             frame = encode_frame(Message(mtype, msg_id, body), self.limits.max_frame_bytes)
         except ProtocolError as exc:
             frame = encode_frame(Message("ERROR", msg_id, {"status": "CHIP_ERROR", "message": exc.message}))
+        sess.out_bytes += len(frame)
         sess.out.put_nowait(frame)
 
     def _send_error(self, sess: _Session, msg_id: int, status: str, message: str) -> None:
@@ -344,6 +433,8 @@ class ExperimentServer:
         if not sess.closed:
             sess.closed = True
             sess.pending.clear()
+            sess.pending_bytes = 0
+            sess.room.set()
             sess.out.put_nowait(None)
 
     async def _writer_loop(self, sess: _Session, writer: asyncio.StreamWriter) -> None:
@@ -354,6 +445,7 @@ class ExperimentServer:
                     break
                 writer.write(frame)
                 await writer.drain()
+                sess.freed(len(frame), outgoing=True)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -362,44 +454,90 @@ class ExperimentServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 2.0)
 
+    def _authenticated(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.session_id is not None)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = str(writer.get_extra_info("peername"))
-        sess = _Session(conn_id=next(self._conn_ids), peer=peer)
+        peername = writer.get_extra_info("peername")
+        host = str(peername[0]) if isinstance(peername, tuple) and peername else str(peername)
+        sess = _Session(conn_id=next(self._conn_ids), peer=str(peername), host=host)
         writer_task = asyncio.create_task(self._writer_loop(sess, writer))
-        if len(self._sessions) >= self.max_clients:
-            self._send_error(sess, 0, "BAD_REQUEST", f"server full ({self.max_clients} clients)")
-            self._close_session(sess)
-            await writer_task
-            return
+        waiting = [s for s in self._sessions.values() if s.session_id is None]
+        if len(waiting) >= self.max_unauthenticated:
+            # Turn away the connection that has waited longest: a client that authenticates at
+            # once always gets in, however many idle strangers keep connecting.
+            oldest = min(waiting, key=lambda s: s.conn_id)
+            self.stats["refused"] += 1
+            self._send_error(oldest, 0, "UNAUTHORIZED", "server busy: closed to admit a newer connection")
+            self._close_session(oldest)
+            self._sessions.pop(oldest.conn_id, None)
         self._sessions[sess.conn_id] = sess
         self.stats["connections"] += 1
+        auth_deadline = asyncio.get_running_loop().time() + self.auth_timeout_s
         try:
             while not sess.closed:
-                try:
-                    header = await asyncio.wait_for(reader.readexactly(HEADER), self.idle_timeout_s)
-                except (asyncio.IncompleteReadError, ConnectionError, OSError, TimeoutError):
-                    break
-                try:
-                    n = frame_length(header, self.limits.max_frame_bytes)
-                except ProtocolError as exc:
-                    self._send_error(sess, 0, exc.status, exc.message)
-                    break
-                try:
-                    payload = await asyncio.wait_for(reader.readexactly(n), self.idle_timeout_s)
-                except (asyncio.IncompleteReadError, ConnectionError, OSError, TimeoutError):
-                    break
-                if not self._dispatch(sess, payload):
+                payload = await self._read_frame(sess, reader, auth_deadline)
+                if payload is None or not self._dispatch(sess, payload):
                     break
         except asyncio.CancelledError:
             pass
         except Exception:  # pragma: no cover - must never happen; keep the server alive
             self.stats["internal_errors"] += 1
-            log.exception("connection handler failed (%s)", peer)
+            log.exception("connection handler failed (%s)", sess.peer)
         finally:
             self._sessions.pop(sess.conn_id, None)
             self._close_session(sess)
             with contextlib.suppress(BaseException):
                 await writer_task
+
+    async def _read_frame(self, sess: _Session, reader: asyncio.StreamReader, auth_deadline: float) -> bytes | None:
+        """Read the next frame's payload, or None when the connection is to be closed.
+
+        Before AUTH, frames are small and the whole exchange has ``auth_timeout_s``; after it, each frame
+        may take ``idle_timeout_s``. While the client's queued bytes are at their bound, nothing is read.
+        """
+        if not await self._wait_for_room(sess):
+            return None
+        authed = sess.session_id is not None
+        limit = self.limits.max_frame_bytes if authed else self.preauth_max_frame_bytes
+        loop = asyncio.get_running_loop()
+        try:
+            timeout = self.idle_timeout_s if authed else max(0.0, auth_deadline - loop.time())
+            header = await asyncio.wait_for(reader.readexactly(HEADER), timeout)
+            n = frame_length(header, limit)
+            if not authed:
+                timeout = max(0.0, auth_deadline - loop.time())
+            return await asyncio.wait_for(reader.readexactly(n), timeout)
+        except ProtocolError as exc:
+            note = "" if authed else " before AUTH"
+            self._send_error(sess, 0, exc.status, exc.message + note)
+        except TimeoutError:
+            if authed:
+                self.stats["idle_closed"] += 1
+                self._send_error(sess, 0, "TIMEOUT", f"idle for {self.idle_timeout_s} s: connection closed")
+            else:
+                self.stats["auth_timeouts"] += 1
+                self._send_error(sess, 0, "UNAUTHORIZED", f"no AUTH within {self.auth_timeout_s} s of connecting")
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        return None
+
+    async def _wait_for_room(self, sess: _Session) -> bool:
+        """Back-pressure: wait until one more frame fits within ``max_queued_bytes``.
+
+        Returns False if the connection closed meanwhile or made no progress for ``idle_timeout_s``.
+        """
+        while not sess.closed and sess.queued_bytes > 0:
+            if sess.queued_bytes + self.limits.max_frame_bytes <= self.max_queued_bytes:
+                return True
+            sess.room.clear()
+            try:
+                await asyncio.wait_for(sess.room.wait(), self.idle_timeout_s)
+            except TimeoutError:
+                self.stats["idle_closed"] += 1
+                log.warning("closing %s: %d bytes queued and no progress", sess.peer, sess.queued_bytes)
+                return False
+        return not sess.closed
 
     def _dispatch(self, sess: _Session, payload: bytes) -> bool:
         """Handle one frame; return False to close the connection."""
@@ -427,10 +565,10 @@ class ExperimentServer:
                         raise ProtocolError("BAD_REQUEST", "CONFIGURE body must be {config}", msg_id)
                     cfg = decode_config(body["config"], self.limits, msg_id)
                     self._check_config_limits(cfg)
-                    self._enqueue(sess, _WorkUnit("configure", msg_id, config=cfg))
+                    self._enqueue(sess, _WorkUnit("configure", msg_id, len(payload), config=cfg))
                 else:
                     req = decode_submit(body, self.limits, msg_id)
-                    self._enqueue(sess, _WorkUnit("submit", msg_id, submit=req))
+                    self._enqueue(sess, _WorkUnit("submit", msg_id, len(payload), submit=req))
             else:  # pragma: no cover - decode_message only lets CLIENT_TYPES through
                 self._send_error(sess, msg_id, "BAD_REQUEST", f"unexpected message type {mtype}")
         except ProtocolError as exc:
@@ -449,13 +587,26 @@ class ExperimentServer:
         if set(body) != {"token"} or not isinstance(token, str):
             self._send_error(sess, msg_id, "BAD_REQUEST", "AUTH body must be {token: str}")
             return True
+        wait = self._auth_limiter.retry_in(sess.host)
+        if wait > 0:
+            self.stats["refused"] += 1
+            msg = f"too many failed AUTH attempts from {sess.host}; retry in {wait:.1f} s"
+            self._send_error(sess, msg_id, "UNAUTHORIZED", msg)
+            return False
         if hmac.compare_digest(token.encode(), self._token):
+            self._auth_limiter.succeeded(sess.host)
             if sess.session_id is None:
+                if self._authenticated() >= self.max_clients:
+                    self.stats["refused"] += 1
+                    self._send_error(sess, msg_id, "BAD_REQUEST", f"server full ({self.max_clients} clients)")
+                    return False
                 sess.session_id = secrets.token_hex(8)
             self._send(sess, "SESSION", msg_id, {"session_id": sess.session_id})
             return True
         sess.auth_failures += 1
-        self._send_error(sess, msg_id, "UNAUTHORIZED", "wrong token")
+        lock = self._auth_limiter.failed(sess.host)
+        later = f"; AUTH from {sess.host} refused for the next {lock:.1f} s" if lock > 0 else ""
+        self._send_error(sess, msg_id, "UNAUTHORIZED", "wrong token" + later)
         return sess.auth_failures < self.max_auth_failures
 
     def _public_info(self) -> ChipInfo:
@@ -493,6 +644,7 @@ class ExperimentServer:
     # ------------------------------------------------------------------------------------------------
     def _enqueue(self, sess: _Session, unit: _WorkUnit) -> None:
         sess.pending.append(unit)
+        sess.pending_bytes += unit.nbytes
         if not sess.in_rr:
             sess.in_rr = True
             self._rr.append(sess)
@@ -524,6 +676,9 @@ class ExperimentServer:
                 self.stats["internal_errors"] += 1
                 log.exception("work unit failed")
                 self._send_error(sess, unit.msg_id, "CHIP_ERROR", f"internal error: {type(exc).__name__}")
+            finally:
+                if not sess.closed:  # closing a session drops its queued bytes at once
+                    sess.freed(unit.nbytes, outgoing=False)
 
     async def _on_chip(
         self, fn: Callable[[], Any], deadline: float, on_timeout: Callable[[], None]

@@ -44,6 +44,12 @@ pub const KEEP_PER_TYPE: usize = 4;
 /// Fewest samples per unit of parallel work (except a batch's last).
 pub const TAIL: usize = 4;
 
+/// How far ahead of the fold, in ranges per thread, a thread may start a range: a thread that
+/// lost its core (the machine is loaded) holds up the fold, and the others must not pile up
+/// results behind it. At most `WINDOW * threads` results wait to be folded, whatever the
+/// scheduling, so a call's peak memory does not depend on the machine's load.
+const WINDOW: usize = 2;
+
 /// The ranges a batch of `n` samples is split into: a quarter of what is left, within
 /// [`TAIL`]..=[`CHUNK`] samples.
 pub fn split(n: usize) -> Vec<Range<usize>> {
@@ -305,6 +311,8 @@ impl Executor {
             return acc;
         };
         let claimed = AtomicUsize::new(0);
+        let folded = AtomicUsize::new(0);
+        let window = WINDOW * self.threads;
         let ordered = Mutex::new(Ordered {
             next: 0,
             waiting: (0..ranges.len()).map(|_| None).collect(),
@@ -316,6 +324,10 @@ impl Executor {
             loop {
                 let i = claimed.fetch_add(1, Ordering::Relaxed);
                 let Some(range) = ranges.get(i) else { break };
+                // Every range before i is claimed and being worked on, so the fold catches up.
+                while i >= folded.load(Ordering::Acquire) + window {
+                    std::thread::yield_now();
+                }
                 let state = state.get_or_insert_with(|| make.take());
                 let t = f(state, range.clone());
                 let mut guard = lock_briefly(&ordered);
@@ -325,6 +337,7 @@ impl Executor {
                     fold(&mut o.acc, t, state);
                     o.next += 1;
                 }
+                folded.store(o.next, Ordering::Release);
             }
             if let Some(state) = state {
                 make.keep(state);
