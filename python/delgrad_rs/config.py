@@ -179,6 +179,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"option {key}: expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"option {key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -339,12 +341,46 @@ def load_config(path: str | Path) -> Config:
     Raises
     ------
     ConfigError
-        For syntax errors, unknown keys, wrong types or out-of-range values.
+        For unreadable or non-text files, syntax errors, unknown keys, wrong types, non-finite numbers
+        or out-of-range values; the message names the file or the key.
 
     """
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"option {p}: not valid TOML: {e}") from None
+    data, _ = read_toml(Path(path), "config", ConfigError)
     return config_from_dict(data)
+
+
+def read_toml(p: Path, what: str, error: type[Exception]) -> tuple[dict[str, Any], str]:
+    """Read a TOML file, reporting every way it can fail as ``error`` naming the file.
+
+    Parameters
+    ----------
+    p : Path
+        The file.
+    what : str
+        What the file is, for messages (``"config"``, ``"sweep file"``).
+    error : type of Exception
+        The exception to raise.
+
+    Returns
+    -------
+    tuple of (dict, str)
+        The parsed tables and the file's text.
+
+    Raises
+    ------
+    Exception
+        ``error``, if the file cannot be read, is not UTF-8 text, is not valid TOML or is nested too
+        deeply to parse.
+
+    """
+    try:
+        text = p.read_text(encoding="utf-8")
+        return tomllib.loads(text), text
+    except OSError as e:
+        raise error(f"{what} {p}: cannot read it: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {p}: not a text file (expected TOML in UTF-8)") from None
+    except RecursionError:
+        raise error(f"{what} {p}: nested too deeply to parse") from None
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{what} {p}: not valid TOML: {e}") from None

@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import re
 import time
-import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -47,7 +46,7 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from delgrad_rs.config import ConfigError, config_from_dict, load_config
+from delgrad_rs.config import ConfigError, config_from_dict, load_config, read_toml
 
 ENGINES = ("local", "ray")
 SWEEP_KEYS = ("name", "hidden", "seeds", "epochs", "overrides", "conditions")
@@ -300,11 +299,7 @@ def load_sweep(path: str | Path) -> Sweep:
     p = Path(path)
     if not p.is_file():
         raise SweepError(f"sweep file {p}: no such file")
-    text = p.read_text(encoding="utf-8")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SweepError(f"sweep file {p}: not valid TOML: {e}") from None
+    data, text = read_toml(p, "sweep file", SweepError)
     sweep = sweep_from_dict(data, p.parent, str(p))
     sweep.source = text
     return sweep
