@@ -100,15 +100,31 @@ class TrainingConfig:
 class DataConfig:
     """Data set and input encoding (``[data]``).
 
-    ``dataset`` is ``"yin_yang"`` (4 inputs, 3 classes) or ``"digits"`` (the bundled 8x8 digits, 64
-    inputs, 10 classes; see :func:`delgrad_rs.datasets.digits`). ``bias_times`` adds one input per
-    entry that spikes at that fixed time for every sample (the 2021 configuration uses ``[0.9]``).
+    ``dataset`` is ``"yin_yang"`` (4 inputs, 3 classes), ``"digits"`` (the bundled 8x8 digits, 64
+    inputs, 10 classes; see :func:`delgrad_rs.datasets.digits`) or ``"idx"``: images and labels in the
+    IDX format of MNIST, Fashion-MNIST or EMNIST, from the files ``train_images``, ``train_labels``,
+    ``test_images`` and ``test_labels`` (gzip or not; relative paths are relative to the working
+    directory; nothing is downloaded). Their images are cut to the central ``crop`` x ``crop`` pixels
+    (0: not cut), resized to ``image_size`` x ``image_size`` (0: as stored), latency-encoded (brighter =
+    earlier) and flattened; ``validation_size`` training samples, chosen by a permutation seeded with
+    ``split_seed``, are held out for validation; ``classes`` is the number of output neurons.
+    ``bias_times`` adds one input per entry that spikes at that fixed time for every sample (the 2021
+    configuration uses ``[0.9]``).
     """
 
     dataset: str = "yin_yang"
     t_early: float = 0.15
     t_late: float = 2.0
     bias_times: list[float] = field(default_factory=list)
+    train_images: str = ""
+    train_labels: str = ""
+    test_images: str = ""
+    test_labels: str = ""
+    crop: int = 0
+    image_size: int = 0
+    validation_size: int = 10000
+    split_seed: int = 0
+    classes: int = 10
 
 
 @dataclass
@@ -297,7 +313,19 @@ def validate(cfg: Config) -> Config:
     _require(h.max_retries >= 0, "hardware.max_retries", f"must be >= 0, got {h.max_retries}")
     _require(h.eval_batch >= 1, "hardware.eval_batch", f"must be >= 1, got {h.eval_batch}")
     a = cfg.data
-    _require(a.dataset in ("yin_yang", "digits"), "data.dataset", f"expected 'yin_yang' or 'digits', got {a.dataset!r}")
+    _require(
+        a.dataset in ("yin_yang", "digits", "idx"),
+        "data.dataset",
+        f"expected 'yin_yang', 'digits' or 'idx', got {a.dataset!r}",
+    )
+    if a.dataset == "idx":
+        for key in ("train_images", "train_labels", "test_images", "test_labels"):
+            _require(bool(getattr(a, key)), f"data.{key}", "the path of an IDX file is required for dataset 'idx'")
+    _require(a.crop >= 0, "data.crop", f"must be >= 0 (0 = no crop), got {a.crop}")
+    _require(a.image_size >= 0, "data.image_size", f"must be >= 0 (0 = as stored), got {a.image_size}")
+    _require(a.validation_size >= 1, "data.validation_size", f"must be >= 1, got {a.validation_size}")
+    _require(0 <= a.split_seed < 2**32, "data.split_seed", f"expected 0 <= split_seed < 2**32, got {a.split_seed}")
+    _require(a.classes >= 2, "data.classes", f"must be >= 2, got {a.classes}")
     _require(a.t_early <= a.t_late, "data.t_late", "must be >= data.t_early")
     _require(
         all(math.isfinite(b) and b >= 0 for b in a.bias_times),

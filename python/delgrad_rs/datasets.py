@@ -1,4 +1,8 @@
-"""Data sets and their spike-time encodings: Yin-Yang (bit-exact with the published generator) and 8x8 digits."""
+"""Data sets and their spike-time encodings.
+
+Yin-Yang (bit-exact with the published generator), the bundled 8x8 digits and the user's IDX image
+files (MNIST and the like).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import polars as pl
 from numpy.typing import ArrayLike, NDArray
 
 from delgrad_rs import _core
+from delgrad_rs.idx import center_crop, read_idx_pair, resize, validation_order
 
 if TYPE_CHECKING:
     from delgrad_rs.config import DataConfig
@@ -168,7 +173,65 @@ def encode_latency(x: ArrayLike, t_early: float = T_EARLY, t_late: float = T_LAT
 # ------------------------------------------------------------------------------------------------
 # data sets by name (what ``[data]`` of a configuration selects)
 
-DATASETS = {"yin_yang": (4, 3), "digits": (64, 10)}
+DATASETS = {"yin_yang": (4, 3), "digits": (64, 10), "idx": (0, 0)}  # idx: from the files and [data]
+
+
+def _idx_images(data: DataConfig, which: Literal["train", "test"]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """Return the configured IDX images of one file pair, cropped and resized as ``[data]`` says."""
+    images, labels = read_idx_pair(getattr(data, f"{which}_images"), getattr(data, f"{which}_labels"))
+    if data.crop:
+        images = center_crop(images, data.crop)
+    if data.image_size:
+        images = resize(images, data.image_size)
+    return images, labels
+
+
+def idx_split(data: DataConfig, split: Split) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Return one split of the configured IDX data set as intensities in [0, 1] and labels.
+
+    The test split is the test files; ``data.validation_size`` samples of the training files, chosen
+    by :func:`delgrad_rs.idx.validation_order` with ``data.split_seed``, are the validation split and
+    the rest, in file order, the training split.
+
+    Parameters
+    ----------
+    data : DataConfig
+        The ``[data]`` section (``dataset = "idx"``).
+    split : {"train", "validation", "test"}
+        The split.
+
+    Returns
+    -------
+    x : ndarray of float64, shape (n, pixels)
+        Pixel value / 255, row-major.
+    y : ndarray of int64, shape (n,)
+        Labels, each < ``data.classes``.
+
+    Raises
+    ------
+    InvalidValueError
+        For faulty files (naming the file), a validation split that leaves no training sample, or labels
+        outside ``0..data.classes - 1``.
+
+    """
+    images, labels = _idx_images(data, "test" if split == "test" else "train")
+    if split != "test":
+        count = labels.shape[0]
+        if data.validation_size >= count:
+            raise _core.InvalidValueError(
+                f"option data.validation_size: {data.validation_size} leaves no training sample of the "
+                f"{count} in {data.train_images!r}"
+            )
+        held = validation_order(count, data.split_seed)[: data.validation_size]
+        keep = np.zeros(count, dtype=bool)
+        keep[held] = True
+        idx = np.sort(held) if split == "validation" else np.flatnonzero(~keep)
+        images, labels = images[idx], labels[idx]
+    if labels.size and int(labels.max()) >= data.classes:
+        raise _core.InvalidValueError(
+            f"option data.classes: the labels go up to {int(labels.max())}, more than {data.classes} classes"
+        )
+    return images.reshape(images.shape[0], -1).astype(np.float64) / 255.0, labels
 
 
 def dataset_sizes(data: DataConfig) -> tuple[int, int]:
@@ -190,14 +253,17 @@ def dataset_sizes(data: DataConfig) -> tuple[int, int]:
     if data.dataset not in DATASETS:
         raise _core.OptionError(f"option data.dataset: expected one of {', '.join(DATASETS)}, got {data.dataset!r}")
     n_features, n_classes = DATASETS[data.dataset]
+    if data.dataset == "idx":
+        images, _ = _idx_images(data, "train")
+        n_features, n_classes = images.shape[1] * images.shape[2], data.classes
     return n_features + len(data.bias_times), n_classes
 
 
 def load_encoded(data: DataConfig, split: Split) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Return a split of the configured data set as input spike times and labels.
 
-    Yin-Yang values map to ``t_early + v (t_late - t_early)`` (:func:`encode`), digit pixels by
-    :func:`encode_latency` (brighter = earlier); one column per ``data.bias_times`` entry (a spike at
+    Yin-Yang values map to ``t_early + v (t_late - t_early)`` (:func:`encode`), digit and IDX pixels
+    by :func:`encode_latency` (brighter = earlier); one column per ``data.bias_times`` entry (a spike at
     that time for every sample) is appended.
 
     Parameters
@@ -218,6 +284,9 @@ def load_encoded(data: DataConfig, split: Split) -> tuple[NDArray[np.float64], N
     dataset_sizes(data)
     if data.dataset == "digits":
         x, y = digits(split)
+        t = encode_latency(x, data.t_early, data.t_late)
+    elif data.dataset == "idx":
+        x, y = idx_split(data, split)
         t = encode_latency(x, data.t_early, data.t_late)
     else:
         x, y = yin_yang(split)
