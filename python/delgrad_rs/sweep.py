@@ -496,6 +496,79 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _check_options(engine: str, workers: int | None, address: str | None) -> None:
+    """Raise SweepError for an unknown engine, a bad worker count or an address without Ray."""
+    if engine not in ENGINES:
+        raise SweepError(f"option --engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SweepError(f"option --workers: expected an integer >= 1, got {workers!r}")
+    if address is not None and engine != "ray":
+        raise SweepError("option --address: only used with --engine ray")
+
+
+def _recorded_cells(sw: Sweep, root: Path, retry_failed: bool) -> dict[str, dict[str, Any]]:
+    """Return the records of the cells the sweep directory holds (failed ones too unless ``retry_failed``).
+
+    Raises SweepError for a corrupt ``cell.json`` or a cell run with another configuration.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    for cell in sw.cells:
+        marker = root / "cells" / cell.key / "cell.json"
+        if not marker.is_file():
+            continue
+        try:
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+            rec, digest = saved["record"], saved["config_hash"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SweepError(
+                f"sweep directory {root}: {marker} is corrupt ({e}); delete it to rerun the cell"
+            ) from None
+        if digest != cell.config_hash:
+            raise SweepError(
+                f"sweep directory {root}: cell {cell.key} was run with a different configuration; "
+                "use another --out directory for a changed sweep"
+            )
+        if rec.get("status") == "ok" or not retry_failed:
+            records[cell.key] = rec
+    return records
+
+
+def _tasks(sw: Sweep, root: Path, engine: str, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the cells still to run, in schedule order, as the tasks the workers take."""
+    return [
+        {
+            "condition": c.condition,
+            "label": c.label,
+            "hidden": c.hidden,
+            "seed": c.seed,
+            "config": c.config,
+            "run_dir": str((root / "cells" / c.key).resolve()),
+            "engine": engine,
+            "key": c.key,
+            "hash": c.config_hash,
+        }
+        for c in schedule(sw)
+        if c.key not in records
+    ]
+
+
+def _append_history(
+    root: Path, started: float, wall: float, engine: str, workers: int | None, run: int, total: int, status: str
+) -> None:
+    """Append one line to ``history.jsonl``: when this invocation started, how long it ran, what it ran."""
+    entry = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_time": round(wall, 3),
+        "engine": engine,
+        "workers": workers if workers is not None else (default_workers() if engine == "local" else None),
+        "cells_run": run,
+        "cells_total": total,
+        "status": status,
+    }
+    with open(root / "history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
 def run_sweep(
     sweep: Sweep | str | Path,
     *,
@@ -551,57 +624,19 @@ def run_sweep(
         configurations.
 
     """
-    if engine not in ENGINES:
-        raise SweepError(f"option --engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise SweepError(f"option --workers: expected an integer >= 1, got {workers!r}")
-    if address is not None and engine != "ray":
-        raise SweepError("option --address: only used with --engine ray")
+    _check_options(engine, workers, address)
     sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     root = Path(out) if out is not None else Path("runs") / "sweeps" / sw.name
     root.mkdir(parents=True, exist_ok=True)
     if sw.source:
         (root / "sweep.toml").write_text(sw.source, encoding="utf-8")
-
-    records: dict[str, dict[str, Any]] = {}
-    for cell in sw.cells:
-        marker = root / "cells" / cell.key / "cell.json"
-        if not marker.is_file():
-            continue
-        try:
-            saved = json.loads(marker.read_text(encoding="utf-8"))
-            rec, digest = saved["record"], saved["config_hash"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise SweepError(
-                f"sweep directory {root}: {marker} is corrupt ({e}); delete it to rerun the cell"
-            ) from None
-        if digest != cell.config_hash:
-            raise SweepError(
-                f"sweep directory {root}: cell {cell.key} was run with a different configuration; "
-                "use another --out directory for a changed sweep"
-            )
-        if rec.get("status") == "ok" or not retry_failed:
-            records[cell.key] = rec
+    records = _recorded_cells(sw, root, retry_failed)
 
     def table() -> pl.DataFrame:
         return results_frame(records[c.key] for c in sw.cells if c.key in records)
 
     _write_results(root, table())
-    tasks: list[dict[str, Any]] = [
-        {
-            "condition": c.condition,
-            "label": c.label,
-            "hidden": c.hidden,
-            "seed": c.seed,
-            "config": c.config,
-            "run_dir": str((root / "cells" / c.key).resolve()),
-            "engine": engine,
-            "key": c.key,
-            "hash": c.config_hash,
-        }
-        for c in schedule(sw)
-        if c.key not in records
-    ]
+    tasks = _tasks(sw, root, engine, records)
     by_dir = {t["run_dir"]: t for t in tasks}
     bar = tqdm(total=len(sw.cells), initial=len(records), disable=quiet, desc=sw.name, unit="cell", dynamic_ncols=True)
     n_failed = sum(1 for r in records.values() if r.get("status") != "ok")
@@ -634,17 +669,8 @@ def run_sweep(
     finally:
         bar.close()
         if tasks:
-            entry = {
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                "wall_time": round(time.perf_counter() - t0, 3),
-                "engine": engine,
-                "workers": workers if workers is not None else (default_workers() if engine == "local" else None),
-                "cells_run": len(records) - n_before,
-                "cells_total": len(sw.cells),
-                "status": status,
-            }
-            with open(root / "history.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
+            wall = time.perf_counter() - t0
+            _append_history(root, started, wall, engine, workers, len(records) - n_before, len(sw.cells), status)
     return table()
 
 

@@ -111,6 +111,38 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(h.digest()[:8], "little")
 
 
+#: The fixed-pattern arguments of the core's chip_pattern.
+_PATTERN_KEYS = ("theta_offset_mean", "theta_offset_std", "tau_m_mismatch", "tau_s_mismatch", "gain_mismatch")
+
+
+def _noise_parameters(noise: dict[str, float], resources: Bss2Resources) -> tuple[dict[str, float], dict[str, float]]:
+    """Split the noise keyword arguments into the fixed pattern's and the temporal noise's, with defaults.
+
+    The temporal-noise names and defaults are the core's (:func:`delgrad_rs.hardware.hardware_noise_defaults`);
+    its ``time_step`` comes from ``timestamp_ns``. A ValueError names an unknown or non-numeric parameter.
+    """
+    pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
+    temporal: dict[str, float] = dict(hardware_noise_defaults())
+    noise_keys = tuple(k for k in temporal if k != "time_step")
+    timestamp_ns = 8.0
+    for key, value in noise.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+            raise ValueError(f"{key}: expected a number, got {type(value).__name__}")
+        if key in _PATTERN_KEYS:
+            pattern[key] = float(value)
+        elif key in noise_keys:
+            temporal[key] = float(value)
+        elif key == "timestamp_ns":
+            timestamp_ns = float(value)
+        else:
+            known = ", ".join((*_PATTERN_KEYS, *noise_keys, "timestamp_ns"))
+            raise ValueError(f"{key}: unknown noise parameter; expected one of {known}")
+    if not (math.isfinite(timestamp_ns) and timestamp_ns >= 0):
+        raise ValueError(f"timestamp_ns: expected a finite number >= 0, got {timestamp_ns}")
+    temporal["time_step"] = timestamp_ns * 1e-3 / resources.tau_us
+    return pattern, temporal
+
+
 class EmulatedChip:
     """A BrainScaleS-2 chip emulated in the Rust core (see the module docstring for the parameters).
 
@@ -137,10 +169,6 @@ class EmulatedChip:
         For an unknown or invalid noise parameter (naming it).
     """
 
-    # the arguments of the core's chip_pattern; the temporal-noise names are the core's
-    # (hardware_noise_defaults), time_step set from timestamp_ns
-    _PATTERN_KEYS = ("theta_offset_mean", "theta_offset_std", "tau_m_mismatch", "tau_s_mismatch", "gain_mismatch")
-
     def __init__(
         self,
         chip_id: str = "bss2-emu-0",
@@ -158,25 +186,7 @@ class EmulatedChip:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int | np.integer)):
             raise ValueError(f"threads: expected None or an integer >= 0, got {threads!r}")
         max_batch = _check_int(max_batch, "max_batch", 1)
-        pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
-        temporal: dict[str, float] = dict(hardware_noise_defaults())
-        noise_keys = tuple(k for k in temporal if k != "time_step")
-        timestamp_ns = 8.0
-        for key, value in noise.items():
-            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-                raise ValueError(f"{key}: expected a number, got {type(value).__name__}")
-            if key in self._PATTERN_KEYS:
-                pattern[key] = float(value)
-            elif key in noise_keys:
-                temporal[key] = float(value)
-            elif key == "timestamp_ns":
-                timestamp_ns = float(value)
-            else:
-                known = ", ".join((*self._PATTERN_KEYS, *noise_keys, "timestamp_ns"))
-                raise ValueError(f"{key}: unknown noise parameter; expected one of {known}")
-        if not (math.isfinite(timestamp_ns) and timestamp_ns >= 0):
-            raise ValueError(f"timestamp_ns: expected a finite number >= 0, got {timestamp_ns}")
-        temporal["time_step"] = timestamp_ns * 1e-3 / resources.tau_us
+        pattern, temporal = _noise_parameters(noise, resources)
         self.chip_id = chip_id
         self.seed = seed
         self.future_hardware = bool(future_hardware)

@@ -1,4 +1,4 @@
-"""Chip-in-the-loop training (``docs/hardware.md``, chip-in-the-loop procedure) on any :class:`Chip`.
+"""Chip-in-the-loop training (``docs/hardware.md``, "Chip-in-the-loop training") on any :class:`Chip`.
 
 Per batch, :class:`ChipBackend`
 
