@@ -320,10 +320,12 @@ class ChipBackend:
             return None
         params = trainer.network().params()
         want = _structure(params)
-        if chip.network is None or _structure(chip.network.params()) != want:
+        have = None if chip.network is None else _structure(chip.network.params())
+        if have != want:
             chip.write(self._shadow_config(params))
-        assert chip.network is not None  # written above
-        return chip if _structure(chip.network.params()) == want else None
+            assert chip.network is not None  # written
+            have = _structure(chip.network.params())
+        return chip if have == want else None
 
     def _emulated_epoch(
         self,
