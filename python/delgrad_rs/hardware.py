@@ -8,12 +8,12 @@ The model is described in ``docs/hardware.md``. What the core offers:
   (a chip's fixed pattern) and :func:`hardware_noise_defaults` (the temporal-noise parameters, by
   name, with their reference values);
 * the chip-in-the-loop steps of :class:`Trainer`: :meth:`~Trainer.step_from_times` (at measured
-  times, gradients at the network the chip ran), :meth:`~Trainer.emulated_step` and
-  :meth:`~Trainer.emulated_epoch` (runs on an emulated chip and steps in one call);
+  times, gradients at the network the chip ran; any chip) and :meth:`~Trainer.emulated_epoch` (an
+  epoch's runs on an emulated chip and its steps in one call);
 * :class:`CoreNetwork`, the core's network (what a chip runs; :attr:`delgrad_rs.Network.core`).
 
-The typed dicts of the results (``StepResult``, ``EmulatedStep``, ``EmulatedEpoch``, ``HardwareRun``,
-``ChipPattern``) can be imported from here under ``typing.TYPE_CHECKING``.
+The typed dicts of the results (``StepResult``, ``EmulatedEpoch``, ``HardwareRun``, ``ChipPattern``)
+can be imported from here under ``typing.TYPE_CHECKING``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from delgrad_rs._core import Grid, Trainer, chip_pattern, hardware_forward, hard
 from delgrad_rs._core import Network as CoreNetwork
 
 if TYPE_CHECKING:  # the result dicts (typed dicts of the stubs) exist for the type checker only
-    from delgrad_rs._core import _ChipPattern, _EmulatedEpoch, _EmulatedStep, _HardwareRun, _StepResult
+    from delgrad_rs._core import _ChipPattern, _EmulatedEpoch, _HardwareRun, _StepResult
 
     ChipPattern = _ChipPattern
     EmulatedEpoch = _EmulatedEpoch
-    EmulatedStep = _EmulatedStep
     HardwareRun = _HardwareRun
     StepResult = _StepResult
 
