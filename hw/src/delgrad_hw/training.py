@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,14 +41,7 @@ from .emulator import EmulatedChip
 if TYPE_CHECKING:
     from delgrad_rs.hardware import StepResult
 
-__all__ = [
-    "ChipBackend",
-    "StallError",
-    "chip_config_from_params",
-    "emulator_backend",
-    "make_backend",
-    "remote_backend",
-]
+__all__ = ["ChipBackend", "StallError", "chip_config_from_params", "epoch_totals", "make_backend"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -441,72 +433,6 @@ class ChipBackend:
             "retries": self.retries - retries0,
             "dropped_events": self.dropped_events - dropped0,
         }
-
-
-# --------------------------------------------------------------------------------------------------
-# the backends registered with delgrad_rs (entry-point group ``delgrad_rs.backends``)
-
-
-def _backend_options(cfg: Config) -> dict[str, Any]:
-    """Return the :class:`ChipBackend` options of a run configuration (``[hardware]`` and the loss)."""
-    h, lo = cfg.hardware, cfg.loss
-    loss = {
-        "loss": lo.kind,
-        "delta": lo.delta,
-        "xi": lo.xi,
-        "alpha": lo.alpha,
-        "beta": lo.beta,
-        "silent_loss": lo.silent_loss,
-    }
-    return {"input_repeat": h.input_repeat, "loss": loss, "max_retries": h.max_retries, "eval_batch": h.eval_batch}
-
-
-def emulator_backend(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | None = None) -> ChipBackend:
-    """Return the backend ``emulator``: an in-process :class:`~delgrad_hw.emulator.EmulatedChip`.
-
-    Parameters
-    ----------
-    spec : str
-        ``emulator``.
-    cfg : delgrad_rs.config.Config
-        The run configuration: chip ``cfg.hardware.chip_id``, temporal-noise seed
-        ``cfg.hardware.chip_seed + cfg.seed``, ``cfg.training.threads`` worker threads.
-    token_file : path-like, optional
-        Not used (the chip is in this process).
-
-    Returns
-    -------
-    ChipBackend
-        The backend.
-    """
-    if spec != "emulator":
-        raise ValueError(f"--backend: expected 'emulator', got {spec!r}")
-    h = cfg.hardware
-    chip = EmulatedChip(h.chip_id, h.chip_seed + cfg.seed, threads=cfg.training.threads or None)
-    return ChipBackend(chip, name="emulator", **_backend_options(cfg))
-
-
-def remote_backend(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | None = None) -> ChipBackend:
-    """Return the backend ``remote://HOST:PORT``: a :class:`~delgrad_hw.client.RemoteChip`.
-
-    Parameters
-    ----------
-    spec : str
-        ``remote://HOST:PORT``.
-    cfg : delgrad_rs.config.Config
-        The run configuration.
-    token_file : path-like, optional
-        File holding the server token (default: the environment ``DELGRAD_HW_TOKEN``).
-
-    Returns
-    -------
-    ChipBackend
-        The backend.
-    """
-    from .client import RemoteChip
-
-    chip = RemoteChip(spec, token_file=Path(token_file) if token_file is not None else None)
-    return ChipBackend(chip, name="remote", **_backend_options(cfg))
 
 
 def make_backend(spec: str, cfg: Config, token_file: str | os.PathLike[str] | None = None) -> ChipBackend:
