@@ -92,22 +92,42 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _read_token(token_file: str | None) -> str:
+    """Return the server token from ``--token-file`` or ``DELGRAD_HW_TOKEN`` (ValueError when unreadable or empty)."""
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read --token-file: {exc}") from None
+    else:
+        token = os.environ.get("DELGRAD_HW_TOKEN", "").strip()
+    if not token:
+        raise ValueError("an empty token is not allowed (--token-file or DELGRAD_HW_TOKEN)")
+    return token
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    done = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not done.wait(0.5):
+        pass
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import ExperimentServer
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if args.token_file is not None:
-        try:
-            token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            print(f"delgrad-hw serve: cannot read --token-file: {exc}", file=sys.stderr)
-            return 2
-    else:
-        token = os.environ.get("DELGRAD_HW_TOKEN", "").strip()
-    if not token:
-        print("delgrad-hw serve: an empty token is not allowed (--token-file or DELGRAD_HW_TOKEN)", file=sys.stderr)
-        return 2
     try:
+        token = _read_token(args.token_file)
         factory = load_factory(args.backend)
     except ValueError as exc:
         print(f"delgrad-hw serve: {exc}", file=sys.stderr)
@@ -136,18 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     chip_id = info.chip_id if info is not None else "?"
     print(f"delgrad-hw: serving chip {chip_id} on {server.address}", flush=True)
     try:
-        import signal
-        import threading
-
-        done = threading.Event()
-
-        def handler(signum: int, frame: object) -> None:
-            done.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-        while not done.wait(0.5):
-            pass
+        _wait_for_stop()
     finally:
         server.stop()
     print("delgrad-hw: stopped", flush=True)
