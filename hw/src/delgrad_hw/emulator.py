@@ -306,7 +306,7 @@ class EmulatedChip:
             placement = place(config, self.resources, self.future_hardware)
             self._placed = (key, placement)
         q = quantise_config(config, self.resources)
-        net = self._core_network(q)
+        net = self._chip_network(q)
         pkey = (key, q.tau_m, q.tau_s)
         if self._placed_pattern is not None and self._placed_pattern[0] == pkey:
             layer_pattern = self._placed_pattern[1]
@@ -515,7 +515,8 @@ class EmulatedChip:
         """Return the fixed pattern of the placed network (per layer: offsets, time constants, row gains)."""
         return self._layer_pattern
 
-    def _core_network(self, q: ChipConfig) -> CoreNetwork:
+    def _chip_network(self, q: ChipConfig) -> CoreNetwork:
+        """Return the ideal model of a quantised configuration in the chip's layout (a copy of one template)."""
         layers = []
         assert q.axonal_delays is not None and q.synaptic_delays is not None and q.dendritic_delays is not None
         for layer, w in enumerate(q.weights):
