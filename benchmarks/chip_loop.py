@@ -26,10 +26,9 @@ CONFIG = Path(__file__).resolve().parent.parent / "examples" / "configs" / "hwaw
 def train(epochs: int, threads: int) -> dict[str, float]:
     """Train once in this process; return the wall time of ``fit`` and the test accuracy."""
     import polars as pl
-    from delgrad_hw.training import make_backend
 
     from delgrad_rs.config import load_config
-    from delgrad_rs.training import fit
+    from delgrad_rs.training import fit, make_backend
 
     cfg = load_config(CONFIG)
     cfg.training.epochs, cfg.training.threads = epochs, threads

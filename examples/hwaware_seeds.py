@@ -21,10 +21,9 @@ HERE = Path(__file__).resolve().parent
 def train(task: tuple[str, int, int | None, list[str], str | None]) -> float:
     """Train one configuration with one seed on the emulated chip; return the test accuracy."""
     import polars as pl
-    from delgrad_hw.training import make_backend
 
     from delgrad_rs.config import config_from_dict, load_config
-    from delgrad_rs.training import fit
+    from delgrad_rs.training import fit, make_backend
 
     name, seed, epochs, overrides, out = task
     data: dict[str, Any] = load_config(HERE / "configs" / f"{name}.toml").to_dict()

@@ -2,10 +2,12 @@
 
 The heavy lifting (forward pass, exact backward pass, losses, Adam, the Yin-Yang data set) is done
 by the Rust core in :mod:`delgrad_rs._core`; this package adds a friendly network class, the
-training loop with metrics and checkpoints, plots and the ``delgrad`` command-line tool.
+training loop with metrics and checkpoints (:mod:`delgrad_rs.training`), the typed hardware API
+of the core for chip packages (:mod:`delgrad_rs.hardware`), plots and the ``delgrad``
+command-line tool.
 """
 
-from delgrad_rs import conformance, datasets
+from delgrad_rs import conformance, datasets, hardware
 from delgrad_rs._core import (
     DelgradError,
     DivergedError,
@@ -37,6 +39,7 @@ __all__ = [
     "conformance",
     "datasets",
     "encode_times",
+    "hardware",
     "evaluate_run",
     "fit",
     "init_network",

@@ -6,9 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from delgrad_rs._core import DelgradError
+
+if TYPE_CHECKING:
+    from delgrad_rs.config import Config
+    from delgrad_rs.training import Backend
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -27,15 +31,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend(args: argparse.Namespace, cfg: Any, seed: int | None) -> Any:
-    """Return the training backend of ``--backend`` (None = software); imports delgrad_hw only then."""
+def _backend(args: argparse.Namespace, cfg: Config, seed: int | None) -> Backend | None:
+    """Return the backend of ``--backend`` (None = software), built by the factory registered under its name."""
+    from delgrad_rs.training import make_backend
+
     spec = getattr(args, "backend", "software") or "software"
     if spec == "software":
         return None
-    try:
-        from delgrad_hw.training import make_backend
-    except ImportError as e:
-        raise DelgradError(f"--backend {spec}: the hardware package delgrad-hw is not installed ({e})") from None
     if seed is not None:
         cfg.seed = int(seed)
     # The backend (an in-process emulator) runs on the threads the run asks for.
@@ -44,7 +46,7 @@ def _backend(args: argparse.Namespace, cfg: Any, seed: int | None) -> Any:
     return make_backend(spec, cfg, token_file=args.token_file)
 
 
-def _run_backend(args: argparse.Namespace) -> Any:
+def _run_backend(args: argparse.Namespace) -> Backend | None:
     """Return the backend of ``--backend`` for an existing run directory (None = software)."""
     if args.backend == "software":
         return None
@@ -116,6 +118,15 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend_help(what: str) -> str:
+    """Return the help of ``--backend``: what it selects and the backends installed."""
+    from delgrad_rs.training import backend_names
+
+    names = backend_names()
+    more = "" if len(names) > 1 else " (install delgrad-hw for emulator and remote://HOST:PORT)"
+    return f"{what}: {', '.join(names)}{more}; NAME://ADDRESS selects the backend NAME (e.g. remote://HOST:PORT)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``delgrad`` tool."""
     parser = argparse.ArgumentParser(prog="delgrad", description="Train and inspect DelGrad spiking networks.")
@@ -127,12 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory (default runs/<name>); resumes if it has a checkpoint")
     p.add_argument("--threads", type=int, default=None, help="worker threads (0 = all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--backend",
-        default="software",
-        help="where forward passes run: software (default), emulator (emulated BrainScaleS-2, "
-        "chip-in-the-loop) or remote://HOST:PORT (a delgrad-hw server)",
-    )
+    p.add_argument("--backend", default="software", help=_backend_help("where forward passes run (default software)"))
     p.add_argument(
         "--token-file", default=None, help="token of the remote server (default: the environment DELGRAD_HW_TOKEN)"
     )
@@ -140,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run on every split", description="Evaluate a run directory.")
     p.add_argument("run", help="run directory")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file name (default best)")
-    p.add_argument("--backend", default="software", help="software (ideal model), emulator or remote://HOST:PORT")
+    p.add_argument("--backend", default="software", help=_backend_help("where forward passes run (default software)"))
     p.add_argument("--token-file", default=None, help="token of the remote server (default: DELGRAD_HW_TOKEN)")
     p.set_defaults(func=_eval)
     p = sub.add_parser(
@@ -163,9 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", help="run or sweep directory")
     p.add_argument("--checkpoint", default="best", help="best, last or a checkpoint file name (default best)")
-    p.add_argument(
-        "--backend", default="software", help="where spike times are computed: software, emulator or remote://HOST:PORT"
-    )
+    p.add_argument("--backend", default="software", help=_backend_help("where spike times are computed"))
     p.add_argument("--token-file", default=None, help="token of the remote server (default: DELGRAD_HW_TOKEN)")
     p.set_defaults(func=_plot)
     return parser
@@ -180,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (DelgradError, ValueError, OSError, RuntimeError) as e:  # RuntimeError: chip errors of delgrad_hw
+    except (DelgradError, ValueError, OSError, RuntimeError) as e:  # RuntimeError: chip errors of a backend
         print(f"delgrad: error: {e}", file=sys.stderr)
         return 1
 

@@ -255,35 +255,50 @@ def validate(cfg: Config) -> Config:
         Naming the first invalid key.
 
     """
+    _require(0 <= cfg.seed < 2**32, "seed", f"expected 0 <= seed < 2**32, got {cfg.seed}")
+    n_layers = len(cfg.network.hidden) + 1
+    _check_network(cfg.network)
+    _check_delays(cfg.delays)
+    _check_loss_and_optimizer(cfg.loss, cfg.optimizer)
+    _check_training(cfg.training, n_layers)
+    _check_layer_weights(cfg.network, n_layers)
+    _check_hardware(cfg.hardware, cfg.network)
+    _check_data(cfg.data)
+    return cfg
+
+
+def _check_network(n: NetworkConfig) -> None:
     from delgrad_rs.network import parse_delay_kinds
 
-    n = cfg.network
-    _require(0 <= cfg.seed < 2**32, "seed", f"expected 0 <= seed < 2**32, got {cfg.seed}")
     _require(all(h >= 1 for h in n.hidden), "network.hidden", f"layer sizes must be >= 1, got {n.hidden}")
     _require(n.tau_m > 0 and n.tau_s > 0, "network.tau_m", "time constants must be > 0")
     _require(n.theta > 0, "network.theta", f"must be > 0, got {n.theta}")
     _require(n.weight_std >= 0, "network.weight_std", f"must be >= 0, got {n.weight_std}")
     _require(n.delay_group >= 1, "network.delay_group", f"must be >= 1, got {n.delay_group}")
-    n_layers = len(n.hidden) + 1
     try:
         parse_delay_kinds(n.delays, "network.delays")
     except OptionError as e:
         raise ConfigError(str(e)) from None
-    d = cfg.delays
+
+
+def _check_delays(d: DelayConfig) -> None:
     _require(d.param in ("sigmoid", "clip"), "delays.param", f"expected 'sigmoid' or 'clip', got {d.param!r}")
     _require(d.shift >= 0, "delays.shift", f"must be >= 0, got {d.shift}")
     _require(d.scale > 0, "delays.scale", f"must be > 0, got {d.scale}")
     _require(d.init_std >= 0, "delays.init_std", f"must be >= 0, got {d.init_std}")
-    lo = cfg.loss
+
+
+def _check_loss_and_optimizer(lo: LossConfig, o: OptimizerConfig) -> None:
     _require(lo.kind in ("mse", "ce"), "loss.kind", f"expected 'mse' or 'ce', got {lo.kind!r}")
     _require(lo.xi > 0 and lo.beta > 0, "loss.xi", "xi and beta must be > 0")
-    o = cfg.optimizer
     _require(o.kind == "adam", "optimizer.kind", f"only 'adam' is supported, got {o.kind!r}")
     _require(o.lr_weights >= 0, "optimizer.lr_weights", f"must be >= 0, got {o.lr_weights}")
     _require(o.lr_delays >= 0, "optimizer.lr_delays", f"must be >= 0, got {o.lr_delays}")
     _require(o.step_size >= 1, "optimizer.step_size", f"must be >= 1, got {o.step_size}")
     _require(o.gamma > 0, "optimizer.gamma", f"must be > 0, got {o.gamma}")
-    t = cfg.training
+
+
+def _check_training(t: TrainingConfig, n_layers: int) -> None:
     _require(t.epochs >= 0, "training.epochs", f"must be >= 0, got {t.epochs}")
     _require(t.batch_size >= 1, "training.batch_size", f"must be >= 1, got {t.batch_size}")
     _require(t.max_dw_norm >= 0, "training.max_dw_norm", f"must be >= 0 (0 disables), got {t.max_dw_norm}")
@@ -297,11 +312,16 @@ def validate(cfg: Config) -> Config:
     _require(t.save_every >= 1, "training.save_every", f"must be >= 1, got {t.save_every}")
     _require(t.silent_patience >= 1, "training.silent_patience", f"must be >= 1, got {t.silent_patience}")
     _require(t.threads >= 0, "training.threads", f"must be >= 0 (0 = all cores), got {t.threads}")
+
+
+def _check_layer_weights(n: NetworkConfig, n_layers: int) -> None:
     for key in ("layer_weight_mean", "layer_weight_std"):
         v = getattr(n, key)
         _require(len(v) in (0, n_layers), f"network.{key}", f"expected [] or one value per layer ({n_layers}), got {v}")
     _require(all(s >= 0 for s in n.layer_weight_std), "network.layer_weight_std", "must be >= 0")
-    h = cfg.hardware
+
+
+def _check_hardware(h: HardwareConfig, n: NetworkConfig) -> None:
     _require(h.input_repeat >= 1, "hardware.input_repeat", f"must be >= 1, got {h.input_repeat}")
     _require(
         (4 * h.input_repeat) % n.delay_group == 0,
@@ -312,7 +332,9 @@ def validate(cfg: Config) -> Config:
     _require(0 <= h.chip_seed < 2**63, "hardware.chip_seed", f"expected 0 <= chip_seed < 2**63, got {h.chip_seed}")
     _require(h.max_retries >= 0, "hardware.max_retries", f"must be >= 0, got {h.max_retries}")
     _require(h.eval_batch >= 1, "hardware.eval_batch", f"must be >= 1, got {h.eval_batch}")
-    a = cfg.data
+
+
+def _check_data(a: DataConfig) -> None:
     _require(
         a.dataset in ("yin_yang", "digits", "idx"),
         "data.dataset",
@@ -332,7 +354,6 @@ def validate(cfg: Config) -> Config:
         "data.bias_times",
         f"bias spike times must be finite and >= 0, got {a.bias_times}",
     )
-    return cfg
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

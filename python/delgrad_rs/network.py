@@ -73,7 +73,7 @@ class Network:
 
     Parameters
     ----------
-    core : delgrad_rs._core.Network
+    core : delgrad_rs.hardware.CoreNetwork
         The compiled network this object wraps.
 
     """
@@ -192,7 +192,7 @@ class Network:
         ----------
         layers : list of dict
             Keys ``w``, ``theta``, ``tau_m``, ``tau_s``, ``d_syn``, ``d_axo``, ``d_den``,
-            ``delay_group`` (see :class:`delgrad_rs._core.Network`).
+            ``delay_group`` (see :class:`delgrad_rs.hardware.CoreNetwork`).
         threads : int or None
             Worker threads; None uses every core.
 
@@ -316,11 +316,11 @@ class Network:
         Parameters
         ----------
         **config : Any
-            Keyword arguments of :class:`delgrad_rs._core.Trainer`.
+            Keyword arguments of :class:`delgrad_rs.Trainer`.
 
         Returns
         -------
-        delgrad_rs._core.Trainer
+        delgrad_rs.Trainer
             A trainer starting from the current parameters.
 
         """
@@ -335,7 +335,7 @@ class Network:
             Input spike times.
         y : array_like of int
             Labels.
-        trainer : delgrad_rs._core.Trainer
+        trainer : delgrad_rs.Trainer
             From :meth:`trainer`; it keeps the optimiser state between steps.
         epoch : int
             Epoch (selects the StepLR learning rate).

@@ -95,7 +95,7 @@ def output_times(backend: Backend, trainer: Any, t: NDArray[np.float64]) -> NDAr
     ----------
     backend : Backend
         Where the forward pass runs.
-    trainer : delgrad_rs._core.Trainer
+    trainer : delgrad_rs.Trainer
         Holds the network.
     t : numpy.ndarray
         Input times ``[n, n_in]`` (as the network takes them: copies included).

@@ -216,65 +216,78 @@ def sweep_from_dict(data: dict[str, Any], base_dir: str | Path = ".", where: str
     conds = data["conditions"]
     if not isinstance(conds, dict) or not conds:
         raise _fail(where, "conditions", "expected a non-empty table of conditions ([conditions.NAME])")
-    base_dir = Path(base_dir)
     conditions: list[Condition] = []
     cells: list[Cell] = []
     for cname, c in conds.items():
-        ck = f"conditions.{cname}"
-        if not _NAME.match(cname):
-            raise _fail(where, ck, "condition names may only contain letters, digits, '_', '.', '+' or '-'")
-        if not isinstance(c, dict):
-            raise _fail(where, ck, f"expected a table, got {type(c).__name__} {c!r}")
-        for k in c:
-            if k not in CONDITION_KEYS:
-                raise _fail(where, f"{ck}.{k}", f"unknown key; expected one of {', '.join(CONDITION_KEYS)}")
-        if "base" not in c:
-            raise _fail(where, f"{ck}.base", "missing (required): the base run configuration (TOML)")
-        if not isinstance(c["base"], str):
-            raise _fail(where, f"{ck}.base", f"expected a path (string), got {type(c['base']).__name__}")
-        base_path = (base_dir / c["base"]).resolve()
-        if not base_path.is_file():
-            raise _fail(where, f"{ck}.base", f"no such configuration file {base_path}")
-        try:
-            base_cfg = load_config(base_path).to_dict()
-        except ConfigError as e:
-            raise _fail(where, f"{ck}.base", f"{base_path}: {e}") from None
-        label = c.get("label", cname)
-        if not isinstance(label, str):
-            raise _fail(where, f"{ck}.label", f"expected a string, got {type(label).__name__}")
-        _check_overrides(overrides, base_cfg, "overrides", where)
-        c_over = c.get("overrides", {})
-        _check_overrides(c_over, base_cfg, f"{ck}.overrides", where)
-        h_over_raw = c.get("hidden_overrides", {})
-        if not isinstance(h_over_raw, dict):
-            raise _fail(where, f"{ck}.hidden_overrides", "expected a table keyed by hidden size")
-        h_over: dict[int, dict[str, Any]] = {}
-        for hk_raw, hv in h_over_raw.items():
-            hk = str(hk_raw)
-            hkey = f"{ck}.hidden_overrides.{hk}"
-            if isinstance(hk_raw, bool) or not hk.isdigit() or int(hk) < 1:
-                raise _fail(where, hkey, f"keys must be hidden sizes (positive integers), got {hk!r}")
-            _check_overrides(hv, base_cfg, hkey, where)
-            h_over[int(hk)] = hv
-        cond = Condition(cname, label, base_path, c_over, h_over)
+        cond, base_cfg = _condition(cname, c, Path(base_dir), overrides, where)
         conditions.append(cond)
-        merged = _merge(_merge(base_cfg, overrides), c_over)
+        merged = _merge(_merge(base_cfg, overrides), cond.overrides)
         for h in hidden:
-            cfg_h = _merge(merged, h_over.get(h, {}))
-            for s in seeds:
-                d = copy.deepcopy(cfg_h)
-                d["name"] = f"{name}_{cname}_H{h}_seed{s}"
-                d["seed"] = s
-                d["network"]["hidden"] = [h]
-                d["training"]["threads"] = 1
-                if epochs is not None:
-                    d["training"]["epochs"] = epochs
-                try:
-                    cfg = config_from_dict(d)
-                except ConfigError as e:
-                    raise SweepError(f"{where}: {ck} at hidden {h}, seed {s}: {e}") from None
-                cells.append(Cell(cname, label, h, s, cfg.to_dict()))
+            cfg_h = _merge(merged, cond.hidden_overrides.get(h, {}))
+            cells.extend(_cell(name, cond, cfg_h, h, s, epochs, where) for s in seeds)
     return Sweep(name, hidden, seeds, epochs, conditions, cells)
+
+
+def _condition(cname: str, c: Any, base_dir: Path, overrides: Any, where: str) -> tuple[Condition, dict[str, Any]]:
+    """Return the checked condition ``[conditions.<cname>]`` and its base configuration (nested dicts)."""
+    ck = f"conditions.{cname}"
+    if not _NAME.match(cname):
+        raise _fail(where, ck, "condition names may only contain letters, digits, '_', '.', '+' or '-'")
+    if not isinstance(c, dict):
+        raise _fail(where, ck, f"expected a table, got {type(c).__name__} {c!r}")
+    for k in c:
+        if k not in CONDITION_KEYS:
+            raise _fail(where, f"{ck}.{k}", f"unknown key; expected one of {', '.join(CONDITION_KEYS)}")
+    if "base" not in c:
+        raise _fail(where, f"{ck}.base", "missing (required): the base run configuration (TOML)")
+    if not isinstance(c["base"], str):
+        raise _fail(where, f"{ck}.base", f"expected a path (string), got {type(c['base']).__name__}")
+    base_path = (base_dir / c["base"]).resolve()
+    if not base_path.is_file():
+        raise _fail(where, f"{ck}.base", f"no such configuration file {base_path}")
+    try:
+        base_cfg = load_config(base_path).to_dict()
+    except ConfigError as e:
+        raise _fail(where, f"{ck}.base", f"{base_path}: {e}") from None
+    label = c.get("label", cname)
+    if not isinstance(label, str):
+        raise _fail(where, f"{ck}.label", f"expected a string, got {type(label).__name__}")
+    _check_overrides(overrides, base_cfg, "overrides", where)
+    c_over = c.get("overrides", {})
+    _check_overrides(c_over, base_cfg, f"{ck}.overrides", where)
+    h_over = _hidden_overrides(c.get("hidden_overrides", {}), base_cfg, ck, where)
+    return Condition(cname, label, base_path, c_over, h_over), base_cfg
+
+
+def _hidden_overrides(raw: Any, base_cfg: dict[str, Any], ck: str, where: str) -> dict[int, dict[str, Any]]:
+    """Return a condition's checked ``hidden_overrides`` keyed by hidden size."""
+    if not isinstance(raw, dict):
+        raise _fail(where, f"{ck}.hidden_overrides", "expected a table keyed by hidden size")
+    out: dict[int, dict[str, Any]] = {}
+    for hk_raw, hv in raw.items():
+        hk = str(hk_raw)
+        hkey = f"{ck}.hidden_overrides.{hk}"
+        if isinstance(hk_raw, bool) or not hk.isdigit() or int(hk) < 1:
+            raise _fail(where, hkey, f"keys must be hidden sizes (positive integers), got {hk!r}")
+        _check_overrides(hv, base_cfg, hkey, where)
+        out[int(hk)] = hv
+    return out
+
+
+def _cell(name: str, cond: Condition, cfg_h: dict[str, Any], h: int, s: int, epochs: int | None, where: str) -> Cell:
+    """Return the cell of a condition at hidden size ``h`` and seed ``s`` with its validated configuration."""
+    d = copy.deepcopy(cfg_h)
+    d["name"] = f"{name}_{cond.name}_H{h}_seed{s}"
+    d["seed"] = s
+    d["network"]["hidden"] = [h]
+    d["training"]["threads"] = 1
+    if epochs is not None:
+        d["training"]["epochs"] = epochs
+    try:
+        cfg = config_from_dict(d)
+    except ConfigError as e:
+        raise SweepError(f"{where}: conditions.{cond.name} at hidden {h}, seed {s}: {e}") from None
+    return Cell(cond.name, cond.label, h, s, cfg.to_dict())
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -491,6 +504,79 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _check_options(engine: str, workers: int | None, address: str | None) -> None:
+    """Raise SweepError for an unknown engine, a bad worker count or an address without Ray."""
+    if engine not in ENGINES:
+        raise SweepError(f"option --engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SweepError(f"option --workers: expected an integer >= 1, got {workers!r}")
+    if address is not None and engine != "ray":
+        raise SweepError("option --address: only used with --engine ray")
+
+
+def _recorded_cells(sw: Sweep, root: Path, retry_failed: bool) -> dict[str, dict[str, Any]]:
+    """Return the records of the cells the sweep directory holds (failed ones too unless ``retry_failed``).
+
+    Raises SweepError for a corrupt ``cell.json`` or a cell run with another configuration.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    for cell in sw.cells:
+        marker = root / "cells" / cell.key / "cell.json"
+        if not marker.is_file():
+            continue
+        try:
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+            rec, digest = saved["record"], saved["config_hash"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SweepError(
+                f"sweep directory {root}: {marker} is corrupt ({e}); delete it to rerun the cell"
+            ) from None
+        if digest != cell.config_hash:
+            raise SweepError(
+                f"sweep directory {root}: cell {cell.key} was run with a different configuration; "
+                "use another --out directory for a changed sweep"
+            )
+        if rec.get("status") == "ok" or not retry_failed:
+            records[cell.key] = rec
+    return records
+
+
+def _tasks(sw: Sweep, root: Path, engine: str, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the cells still to run, in schedule order, as the tasks the workers take."""
+    return [
+        {
+            "condition": c.condition,
+            "label": c.label,
+            "hidden": c.hidden,
+            "seed": c.seed,
+            "config": c.config,
+            "run_dir": str((root / "cells" / c.key).resolve()),
+            "engine": engine,
+            "key": c.key,
+            "hash": c.config_hash,
+        }
+        for c in schedule(sw)
+        if c.key not in records
+    ]
+
+
+def _append_history(
+    root: Path, started: float, wall: float, engine: str, workers: int | None, run: int, total: int, status: str
+) -> None:
+    """Append one line to ``history.jsonl``: when this invocation started, how long it ran, what it ran."""
+    entry = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_time": round(wall, 3),
+        "engine": engine,
+        "workers": workers if workers is not None else (default_workers() if engine == "local" else None),
+        "cells_run": run,
+        "cells_total": total,
+        "status": status,
+    }
+    with open(root / "history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
 def run_sweep(
     sweep: Sweep | str | Path,
     *,
@@ -546,57 +632,19 @@ def run_sweep(
         configurations.
 
     """
-    if engine not in ENGINES:
-        raise SweepError(f"option --engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise SweepError(f"option --workers: expected an integer >= 1, got {workers!r}")
-    if address is not None and engine != "ray":
-        raise SweepError("option --address: only used with --engine ray")
+    _check_options(engine, workers, address)
     sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     root = Path(out) if out is not None else Path("runs") / "sweeps" / sw.name
     root.mkdir(parents=True, exist_ok=True)
     if sw.source:
         (root / "sweep.toml").write_text(sw.source, encoding="utf-8")
-
-    records: dict[str, dict[str, Any]] = {}
-    for cell in sw.cells:
-        marker = root / "cells" / cell.key / "cell.json"
-        if not marker.is_file():
-            continue
-        try:
-            saved = json.loads(marker.read_text(encoding="utf-8"))
-            rec, digest = saved["record"], saved["config_hash"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise SweepError(
-                f"sweep directory {root}: {marker} is corrupt ({e}); delete it to rerun the cell"
-            ) from None
-        if digest != cell.config_hash:
-            raise SweepError(
-                f"sweep directory {root}: cell {cell.key} was run with a different configuration; "
-                "use another --out directory for a changed sweep"
-            )
-        if rec.get("status") == "ok" or not retry_failed:
-            records[cell.key] = rec
+    records = _recorded_cells(sw, root, retry_failed)
 
     def table() -> pl.DataFrame:
         return results_frame(records[c.key] for c in sw.cells if c.key in records)
 
     _write_results(root, table())
-    tasks: list[dict[str, Any]] = [
-        {
-            "condition": c.condition,
-            "label": c.label,
-            "hidden": c.hidden,
-            "seed": c.seed,
-            "config": c.config,
-            "run_dir": str((root / "cells" / c.key).resolve()),
-            "engine": engine,
-            "key": c.key,
-            "hash": c.config_hash,
-        }
-        for c in schedule(sw)
-        if c.key not in records
-    ]
+    tasks = _tasks(sw, root, engine, records)
     by_dir = {t["run_dir"]: t for t in tasks}
     bar = tqdm(total=len(sw.cells), initial=len(records), disable=quiet, desc=sw.name, unit="cell", dynamic_ncols=True)
     n_failed = sum(1 for r in records.values() if r.get("status") != "ok")
@@ -629,17 +677,8 @@ def run_sweep(
     finally:
         bar.close()
         if tasks:
-            entry = {
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                "wall_time": round(time.perf_counter() - t0, 3),
-                "engine": engine,
-                "workers": workers if workers is not None else (default_workers() if engine == "local" else None),
-                "cells_run": len(records) - n_before,
-                "cells_total": len(sw.cells),
-                "status": status,
-            }
-            with open(root / "history.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
+            wall = time.perf_counter() - t0
+            _append_history(root, started, wall, engine, workers, len(records) - n_before, len(sw.cells), status)
     return table()
 
 

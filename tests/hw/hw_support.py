@@ -96,14 +96,9 @@ def small_cfg(name: str = "hwaware_WA", epochs: int = 2) -> Any:
     return cfg
 
 
-def backend_for(chip: Any, cfg: Any, *, epochs_in_core: bool = True) -> ChipBackend:
+def backend_for(chip: Any, cfg: Any) -> ChipBackend:
     """Return a chip-in-the-loop backend on ``chip`` with the MSE loss of ``cfg``."""
-    return ChipBackend(
-        chip,
-        input_repeat=cfg.hardware.input_repeat,
-        loss={"loss": "mse", "delta": cfg.loss.delta},
-        epochs_in_core=epochs_in_core,
-    )
+    return ChipBackend(chip, input_repeat=cfg.hardware.input_repeat, loss={"loss": "mse", "delta": cfg.loss.delta})
 
 
 def metrics(df: pl.DataFrame) -> pl.DataFrame:

@@ -11,17 +11,25 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from delgrad_hw.chip import ChipConfig, ChipError, ChipMismatch, Health, RunResult, Timing
+from delgrad_hw.chip import BadRequest, ChipConfig, ChipError, ChipMismatch, Health, RunResult, Timing
 from delgrad_hw.client import RemoteChip
 from delgrad_hw.emulator import EmulatedChip
 from delgrad_hw.server import ExperimentServer
-from delgrad_hw.training import ChipBackend, StallError, chip_config_from_params, make_backend
+from delgrad_hw.training import ChipBackend, StallError, chip_config_from_params
 from hw_support import CONFIGS, TOKEN, backend_for, free_port, metrics, small_cfg
 
-from delgrad_rs import _core
+from delgrad_rs import encode_times, yin_yang
 from delgrad_rs.cli import main as delgrad_main
 from delgrad_rs.config import load_config
-from delgrad_rs.training import CheckpointError, build_network, fit, load_checkpoint, save_checkpoint
+from delgrad_rs.training import (
+    CheckpointError,
+    build_network,
+    build_trainer,
+    fit,
+    load_checkpoint,
+    make_backend,
+    save_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MakeServer = Callable[..., ExperimentServer]
@@ -94,13 +102,24 @@ def test_a_resumed_emulator_run_continues_its_noise_exactly(tmp_path: Path) -> N
         first.set_state({"runs": -1})
 
 
-def test_emulator_and_server_give_identical_training(make_server: MakeServer) -> None:
-    cfg = small_cfg(epochs=2)
-    local = fit(cfg, quiet=True, backend=backend_for(EmulatedChip("train-chip", 4), cfg))
-    srv = make_server(EmulatedChip("train-chip", 4))
+@pytest.mark.parametrize("name", ["hwaware_WA", "hwaware_W"])
+def test_the_emulator_in_the_core_and_any_chip_through_the_server_train_identically(
+    name: str, make_server: MakeServer
+) -> None:
+    # The in-process emulator trains its epochs in the core; through the server the same chip is
+    # driven step by step from Python (configure, run, retry, step): bit for bit the same, stalls included.
+    cfg = small_cfg(name, epochs=2)
+    noise = {"stall_prob": 0.2, "event_loss": 0.002, "theta_sample_std": 0.01}
+    chip = EmulatedChip("train-chip", 4, **noise)
+    local = fit(cfg, quiet=True, backend=backend_for(chip, cfg))
+    served = EmulatedChip("train-chip", 4, **noise)
+    srv = make_server(served)
     with RemoteChip(srv.address, token=TOKEN) as rc:
         remote = fit(cfg, quiet=True, backend=backend_for(rc, cfg))
     assert metrics(local).equals(metrics(remote))
+    assert sum(local["retries"].to_list()) > 0 and sum(local["dropped_events"].to_list()) > 0
+    assert chip.runs == served.runs and chip.last_written_entries == served.last_written_entries
+    assert chip.configure(chip.config) == served.configure(served.config)  # type: ignore[arg-type]
 
 
 @pytest.mark.timeout(120)
@@ -156,14 +175,15 @@ class _Stalling:
         return res
 
 
+def _batch(n: int, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    x, y = yin_yang(split)
+    return np.repeat(np.asarray(encode_times(x[:n])), 5, axis=1), y[:n]
+
+
 def test_stalled_runs_are_retried_then_fail_loudly() -> None:
     cfg = small_cfg(epochs=1)
-    net = build_network(cfg, threads=1)
-    from delgrad_rs.training import build_trainer
-
-    trainer = build_trainer(cfg, net)
-    x = np.repeat(np.asarray(_core.encode_times(_core.yin_yang("test")[0][:40])), 5, axis=1)
-    y = _core.yin_yang("test")[1][:40]
+    trainer = build_trainer(cfg, build_network(cfg, threads=1))
+    x, y = _batch(40)
     b = ChipBackend(_Stalling(3), input_repeat=5, max_retries=5)
     r = b.train_epoch(trainer, x, y, np.arange(40), 40, 0)
     assert b.retries == 3 and r["samples"] == 40 and r["retries"] == 3
@@ -181,12 +201,40 @@ def test_results_from_another_chip_are_refused() -> None:
             return res
 
     cfg = small_cfg(epochs=1)
-    from delgrad_rs.training import build_trainer
-
     trainer = build_trainer(cfg, build_network(cfg, threads=1))
-    x = np.repeat(np.asarray(_core.encode_times(_core.yin_yang("test")[0][:8])), 5, axis=1)
+    x, y = _batch(8)
     with pytest.raises(ChipMismatch, match="impostor"):
-        ChipBackend(Impostor(0), input_repeat=5).evaluate(trainer, x, _core.yin_yang("test")[1][:8])
+        ChipBackend(Impostor(0), input_repeat=5).evaluate(trainer, x, y)
+
+
+def test_an_epoch_in_the_core_stops_at_a_batch_that_always_stalls() -> None:
+    cfg = small_cfg(epochs=1)
+    x, y = _batch(120, "train")
+    groups = np.ascontiguousarray(x[:, ::5])
+    trainer = build_trainer(cfg, build_network(cfg, threads=1), threads=1)
+    chip = EmulatedChip("stalls", 1, stall_prob=1.0)
+    with pytest.raises(BadRequest, match="before configure"):
+        chip.train_epoch(trainer, groups, x, y, 40, 0)
+    chip.configure(chip_config_from_params(trainer.network().params(), 5))
+    before = trainer.state()
+    out = chip.train_epoch(trainer, groups, x, y, 40, 0, max_retries=2)
+    assert out["stalled"] and out["steps"] == [] and out["retries"] == 2
+    assert chip.runs == 3  # the first batch, three times
+    for p, q in zip(before["tensors"], trainer.state()["tensors"], strict=True):
+        np.testing.assert_array_equal(p["values"], q["values"])  # no step was taken
+    for args, match in (
+        ((groups[:, :3], x, y, 40), "inputs"),
+        ((groups, x[:80], y, 40), "x"),
+        ((groups, x, y, 0), "batch_size"),
+        ((groups, x, np.full_like(y, 7), 40), "labels"),
+    ):
+        with pytest.raises(BadRequest, match=match):
+            chip.train_epoch(trainer, *args, 0)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest, match="max_retries"):
+        chip.train_epoch(trainer, groups, x, y, 40, 0, max_retries=-1)
+    assert chip.runs == 3  # none of the bad calls ran anything
+    with pytest.raises(StallError, match="3 attempts"):
+        ChipBackend(chip, input_repeat=5, max_retries=2).train_epoch(trainer, x, y, np.arange(120), 40, 0)
 
 
 def test_cli_backends(tmp_path: Path, make_server: MakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,7 +255,7 @@ def test_cli_backends(tmp_path: Path, make_server: MakeServer, monkeypatch: pyte
     monkeypatch.setenv("DELGRAD_HW_TOKEN", TOKEN)
     backend = make_backend(f"remote://{srv.address}", load_config(cfg_path))
     assert backend.describe() == {"backend": "remote", "chip_id": "bss2-emu-0"}
-    with pytest.raises(ValueError, match="--backend"):
+    with pytest.raises(ValueError, match="unknown backend 'quantum'; expected one of software, emulator, remote"):
         make_backend("quantum", load_config(cfg_path))
     assert delgrad_main(["train", str(cfg_path), "--backend", "quantum", "--epochs", "1", "--quiet",
                          "--out", str(tmp_path / "bad")]) == 1  # fmt: skip

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from delgrad_rs import OptionError
 from delgrad_rs.config import ConfigError, config_from_dict, load_config
 from delgrad_rs.training import SoftwareBackend, build_network, fit, repeat_inputs
 
@@ -61,3 +62,42 @@ def test_software_backend_is_the_default_and_delgrad_hw_stays_unimported(tmp_pat
         "sys.exit(int(any(m.startswith('delgrad_hw') for m in sys.modules)))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+class _EntryPoint:
+    """An entry point of the backend group whose factory records what it was asked for."""
+
+    def __init__(self, name: str, calls: list[tuple[str, object]]) -> None:
+        self.name = name
+        self.calls = calls
+
+    def load(self) -> object:
+        def factory(spec: str, cfg: object, *, token_file: object = None) -> SoftwareBackend:
+            self.calls.append((spec, token_file))
+            return SoftwareBackend()
+
+        return factory
+
+
+def test_backends_come_from_the_entry_point_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    from delgrad_rs.training import BACKEND_GROUP, backend, backend_names, make_backend
+
+    cfg = load_config(CONFIGS / "hwaware_W.toml")
+    calls: list[tuple[str, object]] = []
+    groups: list[str] = []
+
+    def registered(*, group: str) -> list[_EntryPoint]:
+        groups.append(group)
+        return [_EntryPoint("remote", calls), _EntryPoint("emulator", calls)]
+
+    monkeypatch.setattr(backend, "entry_points", registered)
+    assert backend_names() == ["software", "emulator", "remote"] and set(groups) == {BACKEND_GROUP}
+    assert isinstance(make_backend("software", cfg), SoftwareBackend) and calls == []
+    make_backend("remote://10.0.0.1:7000", cfg, token_file="t")  # the scheme selects the entry point
+    make_backend("emulator", cfg)
+    assert calls == [("remote://10.0.0.1:7000", "t"), ("emulator", None)]
+    with pytest.raises(OptionError, match="unknown backend 'quantum'; expected one of software, emulator, remote"):
+        make_backend("quantum", cfg)
+    monkeypatch.setattr(backend, "entry_points", lambda *, group: [])
+    with pytest.raises(OptionError, match=r"expected one of software \(install delgrad-hw"):
+        make_backend("emulator", cfg)

@@ -73,3 +73,23 @@ def test_cli_train_eval_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_console_script_help() -> None:
     r = subprocess.run([sys.executable, "-m", "delgrad_rs.cli", "train", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--epochs" in r.stdout
+
+
+def _imported_modules(root: Path) -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def test_the_packages_do_not_import_each_other_and_hw_uses_the_public_api() -> None:
+    # delgrad_rs finds its hardware backends through entry points; delgrad_hw uses delgrad_rs.hardware
+    assert not any(m.startswith("delgrad_hw") for m in _imported_modules(REPO / "python" / "delgrad_rs"))
+    assert not any("_core" in m for m in _imported_modules(REPO / "hw" / "src" / "delgrad_hw"))

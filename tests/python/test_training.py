@@ -120,9 +120,9 @@ def test_network_train_step_and_grad_from_times() -> None:
 def test_metric_rows_are_encoded_once_and_as_json_dumps() -> None:
     import json
 
-    from delgrad_rs.training import _RowsJson
+    from delgrad_rs.training.checkpoint import RowsJson
 
-    enc = _RowsJson()
+    enc = RowsJson()
     rows: list[dict[str, object]] = [{"epoch": 0, "loss": float("nan"), "split": "train"}]
     assert enc.encode(rows) == json.dumps(rows)
     for epoch in range(1, 40):  # the history grows: each new row is encoded once
@@ -141,7 +141,7 @@ def test_checkpoints_carry_the_metrics_and_the_writer_yields_the_cpu(tmp_path: P
     import sys
     import threading
 
-    from delgrad_rs.training import _Writer
+    from delgrad_rs.training.writer import BackgroundWriter
 
     cfg = load_config(CONFIGS / "H30_WS.toml")
     cfg.training.epochs = 3
@@ -151,7 +151,7 @@ def test_checkpoints_carry_the_metrics_and_the_writer_yields_the_cpu(tmp_path: P
     stepped = df.filter(pl.col("split") != "test")
     assert pl.DataFrame(state.metrics)["accuracy"].to_list() == stepped["accuracy"].to_list()
     seen: list[int] = []
-    writer = _Writer()
+    writer = BackgroundWriter()
     writer.submit(lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
     writer.close()
     if sys.platform.startswith("linux"):

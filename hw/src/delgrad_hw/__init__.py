@@ -4,7 +4,8 @@ The chip interface (:mod:`delgrad_hw.chip`), the driver wire protocol (:mod:`del
 experiment server that shares one chip between clients (:mod:`delgrad_hw.server`) and the remote chip
 client (:mod:`delgrad_hw.client`), the BrainScaleS-2 facts (:mod:`delgrad_hw.bss2`: resources,
 quantisation, placement), the emulated chip (:mod:`delgrad_hw.emulator`, running the noisy forward pass
-of the delgrad_rs core) and chip-in-the-loop training (:mod:`delgrad_hw.training`).
+of the delgrad_rs core), chip-in-the-loop training (:mod:`delgrad_hw.training`) and the backends
+registered with ``delgrad train --backend`` (:mod:`delgrad_hw.backends`).
 """
 
 from .bss2 import BSS2, Bss2Resources, PlacementError, quantise_config

@@ -1,18 +1,21 @@
-"""BrainScaleS-2 facts (``shared/HARDWARE.md``): resources, weight and delay quantisation, placement.
+"""BrainScaleS-2 facts (``docs/hardware.md``): resources, weight and delay quantisation, placement.
 
 Everything here is pure bookkeeping shared by the emulator (:mod:`delgrad_hw.emulator`) and the
 chip-in-the-loop trainer (:mod:`delgrad_hw.training`), which needs the quantised parameters the chip
-ran to evaluate the gradients of the ideal model.
+ran to evaluate the gradients of the ideal model. The grid of a chip's resources is the core's
+(:func:`core_grid`, :class:`delgrad_rs.hardware.Grid`).
 
 Units: model time units of one neuron time constant (``tau_us`` = 6 us on BSS-2).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from delgrad_rs.hardware import Grid
 
 from .chip import BadRequest, ChipConfig
 
@@ -21,6 +24,7 @@ __all__ = [
     "Bss2Resources",
     "Placement",
     "PlacementError",
+    "core_grid",
     "place",
     "quantise_config",
     "quantise_delays",
@@ -83,6 +87,27 @@ class Bss2Resources:
 
 #: The reference chip.
 BSS2 = Bss2Resources()
+
+
+@functools.lru_cache(maxsize=8)
+def core_grid(r: Bss2Resources = BSS2) -> Grid:
+    """Return the weight and delay grid of chips with resources ``r`` in the core.
+
+    Parameters
+    ----------
+    r : Bss2Resources
+        Chip constants.
+
+    Returns
+    -------
+    delgrad_rs.hardware.Grid
+        The grid (``Trainer.quantised_network`` and ``Trainer.emulated_epoch`` quantise on it).
+    """
+    return Grid(
+        weight_scale=r.weight_scale, weight_max=float(r.weight_max), delay_offset=r.delay_offset_us,
+        delay_step=r.delay_step_us, delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting),
+        time_unit=r.tau_us,
+    )  # fmt: skip
 
 
 def quantise_weights(w: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, runtime_checkable
 
@@ -334,50 +335,12 @@ class ChipConfig:
         self.tau_m = _check_scalar(self.tau_m, "tau_m", positive=True)
         self.tau_s = _check_scalar(self.tau_s, "tau_s", positive=True)
 
-        weights: list[FloatArray] = []
-        for layer, w in enumerate(self.weights):
-            arr = _as_float_array(w, f"weights[{layer}]", 2)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"weights[{layer}]: contains inf")
-            if arr.shape[0] == 0 or arr.shape[1] == 0:
-                raise ValueError(f"weights[{layer}]: empty shape {arr.shape}")
-            if layer > 0 and arr.shape[1] != weights[-1].shape[0]:
-                raise ValueError(
-                    f"weights[{layer}]: has {arr.shape[1]} inputs but layer {layer - 1} has {weights[-1].shape[0]}"
-                    " neurons"
-                )
-            weights.append(arr)
-        if weights[0].shape[1] % self.input_repeat != 0:
-            raise ValueError(
-                f"weights[0]: {weights[0].shape[1]} input columns is not a multiple of input_repeat={self.input_repeat}"
-            )
-        self.weights = weights
-        n_layers = len(weights)
-
-        def normalise(name: str, value: list[FloatArray | None] | None, shape_of: object) -> list[FloatArray | None]:
-            if value is None:
-                return [None] * n_layers
-            if not isinstance(value, list | tuple) or len(value) != n_layers:
-                raise ValueError(f"{name}: expected None or a list of {n_layers} entries (one per layer)")
-            out: list[FloatArray | None] = []
-            for layer, d in enumerate(value):
-                if d is None:
-                    out.append(None)
-                    continue
-                expected = shape_of(layer)  # type: ignore[operator]
-                arr = _as_float_array(d, f"{name}[{layer}]", len(expected))
-                if arr.shape != expected:
-                    raise ValueError(f"{name}[{layer}]: expected shape {expected}, got {arr.shape}")
-                if not np.isfinite(arr).all():
-                    raise ValueError(f"{name}[{layer}]: contains inf")
-                if (arr < 0).any():
-                    raise ValueError(f"{name}[{layer}]: delays must be >= 0")
-                out.append(arr)
-            return out
-
-        self.axonal_delays = normalise("axonal_delays", self.axonal_delays, lambda la: (self.n_groups(la),))
-        self.synaptic_delays = normalise("synaptic_delays", self.synaptic_delays, lambda la: weights[la].shape)
-        self.dendritic_delays = normalise("dendritic_delays", self.dendritic_delays, lambda la: (weights[la].shape[0],))
+        self.weights = weights = _checked_weights(self.weights, self.input_repeat)
+        groups = [self.n_groups(layer) for layer in range(len(weights))]
+        self.axonal_delays = _checked_delays("axonal_delays", self.axonal_delays, [(g,) for g in groups])
+        self.synaptic_delays = _checked_delays("synaptic_delays", self.synaptic_delays, [w.shape for w in weights])
+        neurons = [(w.shape[0],) for w in weights]
+        self.dendritic_delays = _checked_delays("dendritic_delays", self.dendritic_delays, neurons)
 
     @classmethod
     def unchecked(
@@ -455,6 +418,51 @@ class ChipConfig:
             ``n_inputs`` for the first layer, the previous layer's size otherwise.
         """
         return self.n_inputs if layer == 0 else self.weights[layer].shape[1]
+
+
+def _checked_weights(value: list[FloatArray], input_repeat: int) -> list[FloatArray]:
+    """Return the weight matrices as float64 arrays after checking that they are finite, non-empty and chain."""
+    weights: list[FloatArray] = []
+    for layer, w in enumerate(value):
+        arr = _as_float_array(w, f"weights[{layer}]", 2)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"weights[{layer}]: contains inf")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise ValueError(f"weights[{layer}]: empty shape {arr.shape}")
+        if layer > 0 and arr.shape[1] != weights[-1].shape[0]:
+            raise ValueError(
+                f"weights[{layer}]: has {arr.shape[1]} inputs but layer {layer - 1} has {weights[-1].shape[0]} neurons"
+            )
+        weights.append(arr)
+    if weights[0].shape[1] % input_repeat != 0:
+        raise ValueError(
+            f"weights[0]: {weights[0].shape[1]} input columns is not a multiple of input_repeat={input_repeat}"
+        )
+    return weights
+
+
+def _checked_delays(
+    name: str, value: list[FloatArray | None] | None, shapes: Sequence[tuple[int, ...]]
+) -> list[FloatArray | None]:
+    """Return one delay kind per layer (None: absent) as float64 arrays of the given shapes, finite and >= 0."""
+    if value is None:
+        return [None] * len(shapes)
+    if not isinstance(value, list | tuple) or len(value) != len(shapes):
+        raise ValueError(f"{name}: expected None or a list of {len(shapes)} entries (one per layer)")
+    out: list[FloatArray | None] = []
+    for layer, (d, expected) in enumerate(zip(value, shapes, strict=True)):
+        if d is None:
+            out.append(None)
+            continue
+        arr = _as_float_array(d, f"{name}[{layer}]", len(expected))
+        if arr.shape != expected:
+            raise ValueError(f"{name}[{layer}]: expected shape {expected}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}[{layer}]: contains inf")
+        if (arr < 0).any():
+            raise ValueError(f"{name}[{layer}]: delays must be >= 0")
+        out.append(arr)
+    return out
 
 
 @runtime_checkable

@@ -154,15 +154,35 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_token(args: argparse.Namespace) -> str:
+    """Return the server token from ``--token-file`` or ``DELGRAD_HW_TOKEN`` (ValueError when unusable)."""
+    if args.token_file is not None:
+        return read_token_file(args.token_file, allow_insecure=args.allow_insecure_token_file, flag="--token-file")
+    return os.environ.get("DELGRAD_HW_TOKEN", "").strip()
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    done = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not done.wait(0.5):
+        pass
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import ExperimentServer
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        if args.token_file is not None:
-            token = read_token_file(args.token_file, allow_insecure=args.allow_insecure_token_file, flag="--token-file")
-        else:
-            token = os.environ.get("DELGRAD_HW_TOKEN", "").strip()
+        token = _server_token(args)
         factory = load_factory(args.backend)
     except ValueError as exc:
         print(f"delgrad-hw serve: {exc}", file=sys.stderr)
@@ -199,18 +219,7 @@ def _serve(args: argparse.Namespace) -> int:
     chip_id = info.chip_id if info is not None else "?"
     print(f"delgrad-hw: serving chip {chip_id} on {server.address}", flush=True)
     try:
-        import signal
-        import threading
-
-        done = threading.Event()
-
-        def handler(signum: int, frame: object) -> None:
-            done.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-        while not done.wait(0.5):
-            pass
+        _wait_for_stop()
     finally:
         server.stop()
     print("delgrad-hw: stopped", flush=True)

@@ -2,9 +2,10 @@
 
 :class:`EmulatedChip` places a network on the chip's resources (:func:`delgrad_hw.bss2.place`),
 quantises weights and delays (:func:`delgrad_hw.bss2.quantise_config`) and runs batches through the
-noisy forward pass of the Rust core (``delgrad_rs._core.hardware_forward``, see the Rust module
-``delgrad::hardware`` for the model). Every imperfection of ``shared/HARDWARE.md`` is a keyword
-argument with the reference value as default:
+noisy forward pass of the Rust core (:func:`delgrad_rs.hardware.hardware_forward`; the model is
+described in ``docs/hardware.md``). Every imperfection of the model is a keyword argument with the
+reference value as default (the temporal-noise names and defaults are the core's,
+:func:`delgrad_rs.hardware.hardware_noise_defaults`):
 
 ========================  ===========  ==========================================================
 argument                  default      effect (model units; 1 unit = ``tau_us`` = 6 us)
@@ -31,17 +32,17 @@ and seed give the same results, and a ``configure`` does not consume randomness.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import numpy.typing as npt
+from delgrad_rs.hardware import CoreNetwork, Trainer, chip_pattern, hardware_forward, hardware_noise_defaults
 
-from .bss2 import BSS2, Bss2Resources, Placement, place, quantise_config
+from .bss2 import BSS2, Bss2Resources, Placement, core_grid, place, quantise_config
 from .chip import (
     PROTOCOL_VERSION,
     BadRequest,
@@ -55,7 +56,19 @@ from .chip import (
     count_changed_entries,
 )
 
-__all__ = ["EmulatedChip", "stable_seed"]
+if TYPE_CHECKING:
+    from delgrad_rs.hardware import StepResult
+
+__all__ = ["EmulatedChip", "EpochSteps", "stable_seed"]
+
+
+class EpochSteps(TypedDict):
+    """What :meth:`EmulatedChip.train_epoch` did: the steps' results and the chip's health."""
+
+    steps: list[StepResult]
+    retries: int
+    dropped_events: int
+    stalled: bool
 
 
 def _structure(config: ChipConfig) -> tuple[Any, ...]:
@@ -76,6 +89,11 @@ def _structure(config: ChipConfig) -> tuple[Any, ...]:
 FloatArray = npt.NDArray[np.float64]
 
 
+def _arrays(pattern: list[dict[str, FloatArray]] | None) -> list[dict[str, npt.ArrayLike]] | None:
+    """Return a placed pattern typed as the core takes it (dicts of array-likes; the same objects)."""
+    return cast("list[dict[str, npt.ArrayLike]] | None", pattern)
+
+
 def stable_seed(*parts: object) -> int:
     """Return a 64-bit seed from the SHA-256 of ``parts`` (stable across processes and platforms).
 
@@ -93,22 +111,36 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(h.digest()[:8], "little")
 
 
-def _core() -> Any:
-    try:
-        from delgrad_rs import _core
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("the emulator needs the delgrad_rs package (pip install delgrad_rs)") from exc
-    return _core
+#: The fixed-pattern arguments of the core's chip_pattern.
+_PATTERN_KEYS = ("theta_offset_mean", "theta_offset_std", "tau_m_mismatch", "tau_s_mismatch", "gain_mismatch")
 
 
-@functools.lru_cache(maxsize=8)
-def _core_grid(r: Bss2Resources) -> Any:
-    """Return the weight and delay grid of chips with resources ``r`` (a ``delgrad_rs._core.Grid``)."""
-    return _core().Grid(
-        weight_scale=r.weight_scale, weight_max=float(r.weight_max), delay_offset=r.delay_offset_us,
-        delay_step=r.delay_step_us, delay_min=float(r.delay_min_setting), delay_max=float(r.delay_max_setting),
-        time_unit=r.tau_us,
-    )  # fmt: skip
+def _noise_parameters(noise: dict[str, float], resources: Bss2Resources) -> tuple[dict[str, float], dict[str, float]]:
+    """Split the noise keyword arguments into the fixed pattern's and the temporal noise's, with defaults.
+
+    The temporal-noise names and defaults are the core's (:func:`delgrad_rs.hardware.hardware_noise_defaults`);
+    its ``time_step`` comes from ``timestamp_ns``. A ValueError names an unknown or non-numeric parameter.
+    """
+    pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
+    temporal: dict[str, float] = dict(hardware_noise_defaults())
+    noise_keys = tuple(k for k in temporal if k != "time_step")
+    timestamp_ns = 8.0
+    for key, value in noise.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+            raise ValueError(f"{key}: expected a number, got {type(value).__name__}")
+        if key in _PATTERN_KEYS:
+            pattern[key] = float(value)
+        elif key in noise_keys:
+            temporal[key] = float(value)
+        elif key == "timestamp_ns":
+            timestamp_ns = float(value)
+        else:
+            known = ", ".join((*_PATTERN_KEYS, *noise_keys, "timestamp_ns"))
+            raise ValueError(f"{key}: unknown noise parameter; expected one of {known}")
+    if not (math.isfinite(timestamp_ns) and timestamp_ns >= 0):
+        raise ValueError(f"timestamp_ns: expected a finite number >= 0, got {timestamp_ns}")
+    temporal["time_step"] = timestamp_ns * 1e-3 / resources.tau_us
+    return pattern, temporal
 
 
 class EmulatedChip:
@@ -137,17 +169,6 @@ class EmulatedChip:
         For an unknown or invalid noise parameter (naming it).
     """
 
-    _PATTERN_KEYS = ("theta_offset_mean", "theta_offset_std", "tau_m_mismatch", "tau_s_mismatch", "gain_mismatch")
-    _NOISE_KEYS = (
-        "theta_batch_std",
-        "theta_sample_std",
-        "jitter_std",
-        "output_jitter_std",
-        "slot",
-        "event_loss",
-        "stall_prob",
-    )
-
     def __init__(
         self,
         chip_id: str = "bss2-emu-0",
@@ -165,25 +186,7 @@ class EmulatedChip:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int | np.integer)):
             raise ValueError(f"threads: expected None or an integer >= 0, got {threads!r}")
         max_batch = _check_int(max_batch, "max_batch", 1)
-        core = _core()
-        pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
-        temporal: dict[str, float] = dict(core.hardware_noise_defaults())
-        timestamp_ns = 8.0
-        for key, value in noise.items():
-            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-                raise ValueError(f"{key}: expected a number, got {type(value).__name__}")
-            if key in self._PATTERN_KEYS:
-                pattern[key] = float(value)
-            elif key in self._NOISE_KEYS:
-                temporal[key] = float(value)
-            elif key == "timestamp_ns":
-                timestamp_ns = float(value)
-            else:
-                known = ", ".join((*self._PATTERN_KEYS, *self._NOISE_KEYS, "timestamp_ns"))
-                raise ValueError(f"{key}: unknown noise parameter; expected one of {known}")
-        if not (math.isfinite(timestamp_ns) and timestamp_ns >= 0):
-            raise ValueError(f"timestamp_ns: expected a finite number >= 0, got {timestamp_ns}")
-        temporal["time_step"] = timestamp_ns * 1e-3 / resources.tau_us
+        pattern, temporal = _noise_parameters(noise, resources)
         self.chip_id = chip_id
         self.seed = seed
         self.future_hardware = bool(future_hardware)
@@ -193,14 +196,14 @@ class EmulatedChip:
         self.pattern_params = dict(pattern)
         self._threads = threads
         try:
-            self._pattern = core.chip_pattern(
+            self._pattern = chip_pattern(
                 resources.neurons_per_hemisphere,
                 resources.rows_per_hemisphere,
                 seed=stable_seed("delgrad-hw-pattern", chip_id),
                 **pattern,
             )
-            core.hardware_forward(  # validates the temporal parameters and threads once, here
-                core.Network([{"w": [[1.0]]}], threads=threads), np.zeros((0, 1)), noise=temporal
+            hardware_forward(  # validates the temporal parameters and threads once, here
+                CoreNetwork([{"w": [[1.0]]}], threads=threads), np.zeros((0, 1)), noise=temporal
             )
         except ValueError as exc:
             raise ValueError(str(exc)) from None
@@ -209,18 +212,16 @@ class EmulatedChip:
         self._lock = threading.Lock()
         self._config: ChipConfig | None = None
         self._hash: str | None = None
-        # After write_trainer the network is ahead of _config (rebuilt from it when asked for).
+        # After train_epoch the network is ahead of _config (rebuilt from it when asked for).
         self._stale = False
-        #: Configurations written so far (configure, write, write_trainer).
-        self.generation = 0
-        self._net: Any = None
+        self._net: CoreNetwork | None = None
         self._layer_pattern: list[dict[str, FloatArray]] | None = None
         self._placement: Placement | None = None
         # caches of configure(): placement and placed pattern per network structure, and a core
         # network whose executor (thread pool) the next configurations share
         self._placed: tuple[tuple[Any, ...], Placement] | None = None
         self._placed_pattern: tuple[tuple[Any, ...], list[dict[str, FloatArray]]] | None = None
-        self._net_template: Any = None
+        self._net_template: CoreNetwork | None = None
         self.last_written_entries = 0
         #: Runs executed so far (the counter of the temporal noise).
         self.runs = 0
@@ -305,7 +306,7 @@ class EmulatedChip:
             placement = place(config, self.resources, self.future_hardware)
             self._placed = (key, placement)
         q = quantise_config(config, self.resources)
-        net = self._core_network(q)
+        net = self._chip_network(q)
         pkey = (key, q.tau_m, q.tau_s)
         if self._placed_pattern is not None and self._placed_pattern[0] == pkey:
             layer_pattern = self._placed_pattern[1]
@@ -315,68 +316,28 @@ class EmulatedChip:
         self.last_written_entries = count_changed_entries(self._quantised_config(), q)
         self._config, self._hash, self._stale = q, None, False
         self._net, self._layer_pattern, self._placement = net, layer_pattern, placement
-        self.generation += 1
 
-    def write_trainer(self, trainer: Any) -> None:
-        """Write the quantised parameters of a ``delgrad_rs._core.Trainer`` in one core call.
-
-        For in-process training loops: the same as ``write(chip_config_from_params(trainer.network().params(),
-        input_repeat))`` when the chip holds a configuration of the trainer's network (the trainer's
-        layout, delay groups and neuron parameters; e.g. written by ``write`` before): the same
-        network, the same count of written entries, the same hash. The weights and delays are
-        quantised with the rules of :mod:`delgrad_hw.bss2` (``Trainer.quantised_network``); the
-        configuration object (:attr:`config`) is rebuilt when something asks for it.
-
-        Parameters
-        ----------
-        trainer : delgrad_rs._core.Trainer
-            The trainer.
-
-        Raises
-        ------
-        BadRequest
-            Before a configuration is on the chip, or when the trainer's network has another layout
-            or other neuron parameters than the one on the chip.
-        """
-        with self._lock:
-            _, net = self._trainer_layout("write_trainer")
-            try:
-                net, written = trainer.quantised_network(net, _core_grid(self.resources))
-            except ValueError as exc:
-                raise BadRequest(f"trainer: {exc}") from None
-            self._wrote_trainer(net, written, 1)
-
-    def _trainer_layout(self, caller: str) -> tuple[ChipConfig, Any]:
-        """Return the configuration and network on the chip, which the trainer paths can rewrite.
+    def _trainer_layout(self) -> tuple[ChipConfig, CoreNetwork]:
+        """Return the configuration and network on the chip, which :meth:`train_epoch` rewrites.
 
         The caller holds the lock. A BadRequest before ``configure`` and for per-channel synaptic
-        delays of duplicated inputs (the chip holds one per channel, a trainer one per input group:
-        use ``write``).
+        delays of duplicated inputs (the chip holds one per channel, a trainer one per input group).
         """
         cfg, net = self._config, self._net
         if cfg is None or net is None:
-            raise BadRequest(f"{caller}() before configure()")
+            raise BadRequest("train_epoch() before configure()")
         syn = cfg.synaptic_delays
         if cfg.input_repeat > 1 and syn is not None and syn[0] is not None:
-            raise BadRequest(f"{caller}(): not for synaptic delays of duplicated inputs; use write()")
+            raise BadRequest("train_epoch(): not for synaptic delays of duplicated inputs")
         return cfg, net
 
-    def _wrote_trainer(self, net: Any, written: int, writes: int) -> None:
-        """Record ``writes`` configurations written from a trainer, the last one ``net`` (``written`` entries changed).
-
-        The caller holds the lock. The configuration object is rebuilt from ``net`` when asked for.
-        """
-        self._net, self.last_written_entries = net, written
-        self._hash, self._stale = None, True
-        self.generation += writes
-
     def _quantised_config(self) -> ChipConfig | None:
-        """Return the quantised configuration on the chip (rebuilt from the network after write_trainer)."""
+        """Return the quantised configuration on the chip (rebuilt from the network after train_epoch)."""
         if self._stale:
             old = self._config
             assert old is not None and self._net is not None
             params = self._net.params()
-            # write_trainer kept the layout of the configuration (no synaptic delays of duplicated
+            # train_epoch kept the layout of the configuration (no synaptic delays of duplicated
             # inputs): the network's arrays are the configuration's
             self._config = ChipConfig.unchecked(
                 weights=[p["w"] for p in params],
@@ -427,13 +388,13 @@ class EmulatedChip:
         with self._lock:
             h = self._current_hash()
             cfg, net, pattern = self._config, self._net, self._layer_pattern
-            assert cfg is not None
+            assert cfg is not None and net is not None
             self._check_inputs(x, cfg)
             counter = self.runs
             self.runs += 1
         t1 = time.perf_counter()
-        out = _core().hardware_forward(
-            net, x, repeat=cfg.input_repeat, pattern=pattern, noise=self.noise_params, seed=self._noise_seed,
+        out = hardware_forward(
+            net, x, repeat=cfg.input_repeat, pattern=_arrays(pattern), noise=self.noise_params, seed=self._noise_seed,
             counter=counter,
         )  # fmt: skip
         t2 = time.perf_counter()
@@ -454,76 +415,27 @@ class EmulatedChip:
         if not (x >= 0).all():  # NaN or negative
             raise BadRequest("inputs: spike times must be >= 0 or +inf (no NaN, no negative times)")
 
-    def run_and_step(
-        self, inputs: FloatArray, trainer: Any, x: FloatArray, y: npt.NDArray[Any], epoch: int, at: Any = None
-    ) -> tuple[Health, dict[str, Any] | None]:
-        """Run one batch and take the chip-in-the-loop step at the recorded times, in one core call.
-
-        The run is the one :meth:`run` would do (same noise, same run counter); then, unless it
-        stalled, ``trainer.step_from_times(x, times, y, epoch, at=at)`` with its recorded times
-        (``delgrad_rs._core.Trainer.emulated_step``). The times do not travel through Python.
-
-        Parameters
-        ----------
-        inputs : numpy.ndarray
-            ``[batch, n_inputs]`` input spike times sent to the chip.
-        trainer : delgrad_rs._core.Trainer
-            The trainer.
-        x : numpy.ndarray
-            The trainer's inputs of the batch (``[batch, n_inputs * input_repeat]``).
-        y : numpy.ndarray
-            Labels.
-        epoch : int
-            Epoch (learning-rate schedule).
-        at : delgrad_rs._core.Network, optional
-            Network whose gradients are taken (default: :attr:`network`, the ideal model at the
-            quantised parameters on the chip).
-
-        Returns
-        -------
-        tuple of (Health, dict or None)
-            The run's health and the step result (None when the run stalled: no step was taken).
-
-        Raises
-        ------
-        BadRequest
-            Before ``configure`` or for inputs of the wrong shape or with NaN / negative times.
-        """
-        x_chip = np.asarray(inputs, dtype=np.float64)
-        with self._lock:
-            cfg, net, pattern = self._config, self._net, self._layer_pattern
-            if cfg is None:
-                raise BadRequest("run() before configure()")
-            self._check_inputs(x_chip, cfg)
-            counter = self.runs
-            self.runs += 1
-        out = trainer.emulated_step(
-            net, x_chip, x, y, epoch, at=at, repeat=cfg.input_repeat, pattern=pattern, noise=self.noise_params,
-            seed=self._noise_seed, counter=counter,
-        )  # fmt: skip
-        health = Health(dropped_events=int(out["dropped_events"]), stall=out["stalled_from"] is not None)
-        return health, out["step"]
-
     def train_epoch(
         self,
-        trainer: Any,
+        trainer: Trainer,
         inputs: FloatArray,
         x: FloatArray,
         y: npt.NDArray[Any],
         batch: int,
         epoch: int,
         max_retries: int = 5,
-    ) -> dict[str, Any]:
-        """Train the steps of an epoch chip-in-the-loop in one core call.
+    ) -> EpochSteps:
+        """Train the steps of an epoch chip-in-the-loop in one core call (``Trainer.emulated_epoch``).
 
-        For each mini-batch of ``batch`` consecutive rows: :meth:`write_trainer`, then
-        :meth:`run_and_step` (``at`` None), a stalled run repeated up to ``max_retries`` times
-        (``delgrad_rs._core.Trainer.emulated_epoch``): the same runs, noise, steps and chip state
-        as those calls one by one, without Python between the steps.
+        For each mini-batch of ``batch`` consecutive rows the core writes the trainer's weights
+        and delays, quantised on the chip's grid, runs the batch with the chip's noise (the next
+        run counter), repeats a stalled run up to ``max_retries`` times and takes the step at the
+        recorded times, with the gradients of the ideal model at the quantised parameters: the
+        procedure of :class:`~delgrad_hw.training.ChipBackend`, without Python between the steps.
 
         Parameters
         ----------
-        trainer : delgrad_rs._core.Trainer
+        trainer : delgrad_rs.Trainer
             The trainer; the chip must hold a configuration of its network's layout and neuron
             parameters (e.g. written by :meth:`configure` of its shadow configuration).
         inputs : numpy.ndarray
@@ -555,20 +467,27 @@ class EmulatedChip:
             raise BadRequest(f"max_retries: expected an integer >= 0, got {max_retries!r}")
         x_chip = np.asarray(inputs, dtype=np.float64)
         with self._lock:
-            cfg, net = self._trainer_layout("train_epoch")
+            cfg, net = self._trainer_layout()
             self._check_inputs(x_chip, cfg)
             try:
                 out = trainer.emulated_epoch(
-                    net, x_chip, x, y, batch, epoch, _core_grid(self.resources), repeat=cfg.input_repeat,
-                    pattern=self._layer_pattern, noise=self.noise_params, seed=self._noise_seed, counter=self.runs,
-                    max_retries=max_retries,
+                    net, x_chip, x, y, batch, epoch, core_grid(self.resources), repeat=cfg.input_repeat,
+                    pattern=_arrays(self._layer_pattern), noise=self.noise_params, seed=self._noise_seed,
+                    counter=self.runs, max_retries=max_retries,
                 )  # fmt: skip
             except ValueError as exc:
                 raise BadRequest(f"trainer: {exc}") from None
             self.runs += int(out["runs"])
             if out["writes"]:
-                self._wrote_trainer(out["chip"], int(out["written"]), int(out["writes"]))
-        return {k: out[k] for k in ("steps", "retries", "dropped_events", "stalled")}
+                # the network on the chip is the last one written; its configuration is rebuilt when asked for
+                self._net, self.last_written_entries = out["chip"], int(out["written"])
+                self._hash, self._stale = None, True
+        return {
+            "steps": out["steps"],
+            "retries": int(out["retries"]),
+            "dropped_events": int(out["dropped_events"]),
+            "stalled": bool(out["stalled"]),
+        }
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -583,8 +502,8 @@ class EmulatedChip:
             return self._quantised_config()
 
     @property
-    def network(self) -> Any:
-        """The ideal model of the configuration on the chip (a ``delgrad_rs._core.Network``).
+    def network(self) -> CoreNetwork | None:
+        """The ideal model of the configuration on the chip (a :class:`delgrad_rs.hardware.CoreNetwork`).
 
         Quantised weights and delays, the nominal threshold and time constants; the fixed pattern
         and the temporal noise are applied per run. None before ``configure``. The chip runs this
@@ -596,8 +515,8 @@ class EmulatedChip:
         """Return the fixed pattern of the placed network (per layer: offsets, time constants, row gains)."""
         return self._layer_pattern
 
-    def _core_network(self, q: ChipConfig) -> Any:
-        core = _core()
+    def _chip_network(self, q: ChipConfig) -> CoreNetwork:
+        """Return the ideal model of a quantised configuration in the chip's layout (a copy of one template)."""
         layers = []
         assert q.axonal_delays is not None and q.synaptic_delays is not None and q.dendritic_delays is not None
         for layer, w in enumerate(q.weights):
@@ -618,7 +537,7 @@ class EmulatedChip:
             layers.append(d)
         try:
             if self._net_template is None:
-                self._net_template = core.Network(layers, threads=self._threads)
+                self._net_template = CoreNetwork(layers, threads=self._threads)
                 return self._net_template
             # a copy shares the template's executor: no new thread pool per configuration
             net = self._net_template.copy()

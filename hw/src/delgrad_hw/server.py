@@ -707,54 +707,67 @@ class ExperimentServer:
         chip = self._chip
         assert chip is not None and self._info is not None
         if unit.kind == "configure":
-            assert unit.config is not None
-            cfg: ChipConfig = unit.config
+            await self._execute_configure(sess, unit, chip)
+        else:
+            await self._execute_run(sess, unit, chip)
 
-            def do_configure() -> tuple[str, int]:
-                h = chip.configure(cfg)
-                return h, int(getattr(chip, "last_written_entries", -1))
+    async def _execute_configure(self, sess: _Session, unit: _WorkUnit, chip: Chip) -> None:
+        """Write a session's configuration to the chip and answer CONFIGURED (or an error)."""
+        assert unit.config is not None
+        cfg: ChipConfig = unit.config
 
-            def configure_timed_out() -> None:
-                msg = f"configure exceeded the deadline of {self.deadline_s} s"
-                self._send_error(sess, unit.msg_id, "TIMEOUT", msg)
+        def do_configure() -> tuple[str, int]:
+            h = chip.configure(cfg)
+            return h, int(getattr(chip, "last_written_entries", -1))
 
-            try:
-                timed_out, value = await self._on_chip(do_configure, self.deadline_s, configure_timed_out)
-            except Exception as exc:
-                self._chip_hash = None
-                self._send_error(sess, unit.msg_id, *_status_of(exc))
-                return
-            if timed_out:
-                return
-            h, written = value
-            self.stats["configures"] += 1
-            self._chip_hash = h
-            sess.config, sess.config_hash = cfg, h
-            self._send(sess, "CONFIGURED", unit.msg_id, {"config_hash": h, "written_entries": written})
+        def configure_timed_out() -> None:
+            msg = f"configure exceeded the deadline of {self.deadline_s} s"
+            self._send_error(sess, unit.msg_id, "TIMEOUT", msg)
+
+        try:
+            timed_out, value = await self._on_chip(do_configure, self.deadline_s, configure_timed_out)
+        except Exception as exc:
+            self._chip_hash = None
+            self._send_error(sess, unit.msg_id, *_status_of(exc))
             return
+        if timed_out:
+            return
+        h, written = value
+        self.stats["configures"] += 1
+        self._chip_hash = h
+        sess.config, sess.config_hash = cfg, h
+        self._send(sess, "CONFIGURED", unit.msg_id, {"config_hash": h, "written_entries": written})
 
+    def _submit_error(self, sess: _Session, req: SubmitRequest) -> tuple[str, str] | None:
+        """Return the status and message of why a SUBMIT cannot run in this session (None when it can)."""
+        assert self._info is not None
+        if req.chip_id is not None and req.chip_id != self._info.chip_id:
+            return "CHIP_MISMATCH", f"client expects chip {req.chip_id!r}, this server has {self._info.chip_id!r}"
+        cfg = sess.config
+        if cfg is None or sess.config_hash is None:
+            return "BAD_REQUEST", "no configuration: send CONFIGURE first"
+        if req.config_hash != sess.config_hash:
+            return "BAD_REQUEST", f"unknown configuration hash {req.config_hash[:16]!r}; send CONFIGURE first"
+        if req.inputs.shape[1] != cfg.n_inputs:
+            return "BAD_REQUEST", f"inputs: expected {cfg.n_inputs} columns, got {req.inputs.shape[1]}"
+        if req.layers is not None and any(i >= cfg.n_layers for i in req.layers):
+            return "BAD_REQUEST", f"record.layers: the configuration has {cfg.n_layers} layers"
+        return None
+
+    async def _execute_run(self, sess: _Session, unit: _WorkUnit, chip: Chip) -> None:
+        """Run a SUBMIT on the chip (rewriting the session's configuration if another is on it); answer RESULT."""
         req = unit.submit
-        assert req is not None
+        assert req is not None and self._info is not None
 
         def fail(status: str, message: str) -> None:
             self._send(sess, "RESULT", unit.msg_id, encode_result(status, message=message))
 
-        if req.chip_id is not None and req.chip_id != self._info.chip_id:
-            fail("CHIP_MISMATCH", f"client expects chip {req.chip_id!r}, this server has {self._info.chip_id!r}")
-            return
-        if sess.config is None or sess.config_hash is None:
-            fail("BAD_REQUEST", "no configuration: send CONFIGURE first")
-            return
-        if req.config_hash != sess.config_hash:
-            fail("BAD_REQUEST", f"unknown configuration hash {req.config_hash[:16]!r}; send CONFIGURE first")
+        problem = self._submit_error(sess, req)
+        if problem is not None:
+            fail(*problem)
             return
         cfg, want = sess.config, sess.config_hash
-        if req.inputs.shape[1] != cfg.n_inputs:
-            fail("BAD_REQUEST", f"inputs: expected {cfg.n_inputs} columns, got {req.inputs.shape[1]}")
-            return
-        if req.layers is not None and any(i >= cfg.n_layers for i in req.layers):
-            fail("BAD_REQUEST", f"record.layers: the configuration has {cfg.n_layers} layers")
-            return
+        assert cfg is not None and want is not None
         reinit = self._chip_hash != want
         inputs = req.inputs
 
@@ -786,13 +799,25 @@ class ExperimentServer:
             return
         self._chip_hash = want
         self.stats["work_units"] += 1
+        self._send_result(sess, unit.msg_id, req.layers, cfg, result, fail)
+
+    def _send_result(
+        self,
+        sess: _Session,
+        msg_id: int,
+        layers: list[int] | None,
+        cfg: ChipConfig,
+        result: object,
+        fail: Callable[[str, str], None],
+    ) -> None:
+        """Answer RESULT with the run's times, or CHIP_ERROR for a result the backend got wrong."""
         if not isinstance(result, RunResult) or len(result.times) != cfg.n_layers:
             self.stats["internal_errors"] += 1
             fail("CHIP_ERROR", "backend returned a malformed result")
             return
         try:
-            body = encode_result("OK", result, layers=req.layers)
+            body = encode_result("OK", result, layers=layers)
         except (ProtocolError, IndexError, TypeError, ValueError) as exc:
             fail("CHIP_ERROR", f"cannot encode the result: {exc}")
             return
-        self._send(sess, "RESULT", unit.msg_id, body)
+        self._send(sess, "RESULT", msg_id, body)
