@@ -80,7 +80,7 @@ def test_bias_spikes_are_extra_inputs() -> None:
         config_from_dict(d)
     d = c2021.to_dict()
     d["data"]["dataset"] = "mnist"
-    with pytest.raises(ConfigError, match=r"option data\.dataset: expected 'yin_yang' or 'digits'"):
+    with pytest.raises(ConfigError, match=r"option data\.dataset: expected 'yin_yang', 'digits' or 'idx'"):
         config_from_dict(d)
 
 
