@@ -26,6 +26,8 @@ def _train(args: argparse.Namespace) -> int:
     test = df.filter(df["split"] == "test")
     if test.height:
         print(f"{cfg.name}: test accuracy {test['accuracy'][0]:.4f} (run directory {out})")
+    elif args.epochs == 0:
+        print(f"{cfg.name}: 0 epochs: the initial network is in {out / 'checkpoints' / 'last.npz'}")
     else:
         print(f"{cfg.name}: stopped early (run directory {out})")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import threading
@@ -20,7 +21,12 @@ from delgrad_rs import _core
 from delgrad_rs._core import DelgradError
 
 CHECKPOINT_FORMAT = "delgrad_rs.checkpoint"
-CHECKPOINT_VERSION = 1
+#: Version 2: the SHA-256 covers the header (epoch, RNG position, bump, metrics, ...) as well as the
+#: arrays. Version 1 (arrays only) is still read; its header is checked field by field like every other.
+CHECKPOINT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+#: Length of the Mersenne Twister's key (numpy's ``RandomState``).
+_MT_KEY = 624
 
 
 class CheckpointError(DelgradError):
@@ -84,7 +90,7 @@ _METRICS_JSON = RowsJson()
 
 
 def _digest(arrays: dict[str, NDArray[Any]]) -> str:
-    """Return the SHA-256 of the arrays (names and bytes, in name order)."""
+    """Return the SHA-256 of the arrays (names and bytes, in name order; the header is the array ``meta``)."""
     digest = hashlib.sha256()
     for k in sorted(arrays):
         digest.update(k.encode())
@@ -116,13 +122,12 @@ def _arrays_and_header(state: TrainState) -> tuple[dict[str, NDArray[Any]], dict
         "silent_streak": state.silent_streak,
         "threads": state.threads,
         "backend": state.backend,
-        "sha256": _digest(arrays),
     }
     return arrays, meta
 
 
 def save_checkpoint(path: Path, state: TrainState) -> None:
-    """Write a checkpoint atomically (``.npz`` with a JSON header and a SHA-256 of the arrays).
+    """Write a checkpoint atomically (``.npz`` with a JSON header and a SHA-256 of header and arrays).
 
     Parameters
     ----------
@@ -136,6 +141,7 @@ def save_checkpoint(path: Path, state: TrainState) -> None:
     # The metrics rows (all epochs so far) are encoded once each, not again in every checkpoint.
     text = json.dumps(meta)[:-1] + ', "metrics": ' + _METRICS_JSON.encode(state.metrics) + "}"
     arrays["meta"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    arrays["sha256"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -152,18 +158,26 @@ def _read_checked(p: Path) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as e:
+        sha = arrays.pop("sha256").tobytes().decode() if "sha256" in arrays else None
+        meta = json.loads(arrays["meta"].tobytes().decode())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(f"checkpoint {p} is corrupt or not a delgrad_rs checkpoint: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {p}: not a delgrad_rs checkpoint")
-    if meta.get("format_version") != CHECKPOINT_VERSION:
+    version = meta.get("format_version")
+    if version not in _READABLE_VERSIONS:
         raise CheckpointError(
-            f"checkpoint {p}: format version {meta.get('format_version')} is not supported "
-            f"(expected {CHECKPOINT_VERSION})"
+            f"checkpoint {p}: format version {version} is not supported (expected one of {_READABLE_VERSIONS})"
         )
-    if _digest(arrays) != meta.get("sha256"):
-        raise CheckpointError(f"checkpoint {p} is corrupt: checksum mismatch")
+    if version == 1:  # the checksum of the arrays, kept in the header
+        sha, header = meta.get("sha256"), arrays.pop("meta")
+        ok = _digest(arrays) == sha
+        arrays["meta"] = header
+    else:
+        ok = sha is not None and _digest(arrays) == sha
+    if not ok:
+        raise CheckpointError(f"checkpoint {p} is corrupt or was edited: checksum mismatch")
+    arrays.pop("meta")
     return arrays, meta
 
 
@@ -188,6 +202,10 @@ def load_checkpoint(path: str | Path) -> TrainState:
     """
     p = Path(path)
     arrays, meta = _read_checked(p)
+    try:
+        _check_header(meta, arrays)
+    except CheckpointField as e:
+        raise CheckpointError(f"checkpoint {p}: field {e.args[0]}: {e.args[1]}") from None
     try:
         tensors = [
             {
@@ -215,6 +233,64 @@ def load_checkpoint(path: str | Path) -> TrainState:
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {p} is incomplete: missing {e}") from None
+
+
+class CheckpointField(Exception):
+    """A header field of a checkpoint is out of range (its name, what was expected)."""
+
+
+def _int_field(meta: dict[str, Any], key: str, low: int, high: int, name: str | None = None) -> int:
+    v = meta.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+        raise CheckpointField(name or key, f"expected an integer in [{low}, {high}], got {v!r}")
+    return v
+
+
+def _float_field(meta: dict[str, Any], key: str, low: float, high: float, name: str | None = None) -> float:
+    v = meta.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not (low <= v <= high):  # NaN fails too
+        raise CheckpointField(name or key, f"expected a number in [{low}, {high}], got {v!r}")
+    return float(v)
+
+
+def _check_header(meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> None:
+    """Check every header field of a checkpoint; raise :class:`CheckpointField` naming the first bad one.
+
+    The checksum makes edits detectable; these checks keep a consistent but implausible header (and a
+    version-1 file, whose checksum does not cover the header) from reaching the trainer and the
+    random number generator.
+    """
+    for key, kind in (("config", dict), ("metrics", list), ("tensors", list), ("rng", dict), ("backend", dict)):
+        if not isinstance(meta.get(key, {} if key == "backend" else None), kind):
+            raise CheckpointField(key, f"expected a {kind.__name__}, got {type(meta.get(key)).__name__}")
+    epoch = _int_field(meta, "epoch", 0, 2**31)
+    trained = sum(1 for r in meta["metrics"] if isinstance(r, dict) and r.get("split") == "train")
+    if trained != epoch:
+        raise CheckpointField("epoch", f"{epoch} does not match the {trained} epochs of its metrics")
+    _float_field(meta, "bump", 0.0, math.inf)
+    if meta.get("last_bumped") is not None:
+        _int_field(meta, "last_bumped", 0, 2**16)
+    _float_field(meta, "best_accuracy", -1.0, 1.0)
+    _int_field(meta, "silent_streak", 0, 2**31)
+    if "threads" in meta:
+        _int_field(meta, "threads", 0, 1024)
+    rng = meta["rng"]
+    if rng.get("name") != "MT19937":
+        raise CheckpointField("rng.name", f"expected 'MT19937', got {rng.get('name')!r}")
+    _int_field(rng, "pos", 0, _MT_KEY, "rng.pos")
+    _int_field(rng, "has_gauss", 0, 1, "rng.has_gauss")
+    _float_field(rng, "gauss", -math.inf, math.inf, "rng.gauss")
+    rng_key = arrays.get("rng_key")
+    if rng_key is None or rng_key.dtype != np.uint32 or rng_key.shape != (_MT_KEY,):
+        raise CheckpointField("rng_key", f"expected {_MT_KEY} uint32 values")
+    for i, t in enumerate(meta["tensors"]):
+        if not isinstance(t, dict):
+            raise CheckpointField(f"tensors[{i}]", "expected a table")
+        _int_field(t, "layer", 0, 2**16, f"tensors[{i}].layer")
+        _int_field(t, "t", 0, 2**53, f"tensors[{i}].t")
+        shapes = {arrays[f"t{i}_{k}"].shape for k in ("values", "m", "v") if f"t{i}_{k}" in arrays}
+        if len(shapes) != 1:
+            raise CheckpointField(f"tensors[{i}]", "values, m and v must all be present and of one shape")
 
 
 #: Settings a run may change between sessions: how long it runs, on how many threads, how often it saves.

@@ -139,6 +139,8 @@ class _Loop:
         """Create the run directory, continue from its last checkpoint, record backend and configuration."""
         assert self.run is not None and self.ckdir is not None
         self.run.mkdir(parents=True, exist_ok=True)
+        for partial_write in self.ckdir.glob("*.tmp"):  # a write cut short by a crash or kill -9
+            partial_write.unlink()
         last = self.ckdir / "last.npz"
         resumed = self._resume(last) if resume and last.exists() else None
         _record_backend(self.run, self.backend.describe(), resuming=resumed is not None)
@@ -147,6 +149,25 @@ class _Loop:
             set_state(resumed.backend)  # e.g. the emulated chip's run counter: the same noise from here
         (self.run / "config.toml").write_text(self.cfg.to_toml(), encoding="utf-8")
         self.good, self.saved_epoch = self.snapshot(), self.epoch
+        if resumed is not None:
+            self._redo_interrupted_writes()
+
+    def _redo_interrupted_writes(self) -> None:
+        """Write the snapshots of the resumed epoch that a crash may have cut short.
+
+        ``last.npz`` is written first, then ``best.npz`` and ``epoch_NNNN.npz`` of the same epoch: a
+        run killed between them resumes from that epoch, and its state is what they would have held.
+        """
+        assert self.ckdir is not None
+        t = self.cfg.training
+        periodic = self.ckdir / f"epoch_{self.epoch:04d}.npz"
+        if self.epoch > 0 and self.epoch % t.checkpoint_every == 0 and not periodic.exists():
+            save_checkpoint(periodic, self.good)
+        validation = [r for r in self.rows if r["split"] == "validation"]
+        last_was_best = bool(validation) and validation[-1]["accuracy"] == self.best
+        best = self.ckdir / "best.npz"
+        if last_was_best and (not best.exists() or _best_accuracy(best) < self.best):
+            save_checkpoint(best, self.good)
 
     def _resume(self, last: Path) -> TrainState:
         """Restore trainer, shuffling and progress from ``last`` after checking it belongs to this run."""
@@ -224,7 +245,9 @@ class _Loop:
                     self._save_interrupted()
                     raise
             bar.close()
-            if self.saved_epoch != self.good.epoch:
+            # Zero epochs still leave the initial network in last.npz (to inspect, export or resume).
+            unwritten = self.ckdir is not None and not (self.ckdir / "last.npz").exists()
+            if self.saved_epoch != self.good.epoch or unwritten:
                 self.persist(self.good)
         finally:
             self.writer.close()  # every checkpoint is on disk before fit returns or raises
@@ -284,7 +307,7 @@ class _Loop:
     def finish(self) -> pl.DataFrame:
         """Test a finished run and write its summary; return (and write) the metrics."""
         n_epochs = self.cfg.training.epochs
-        if self.epoch >= n_epochs:
+        if self.epoch >= n_epochs > 0:
             te = self.backend.evaluate(self.trainer, *self.data["test"])
             lrs = self.trainer.learning_rates(n_epochs - 1)
             self.rows.append(metric_row(n_epochs - 1, "test", dict(te), lrs, 0, 0.0))
@@ -306,6 +329,14 @@ class _Loop:
             "versions": versions(),
         }
         (self.run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def _best_accuracy(path: Path) -> float:
+    """Return the best validation accuracy recorded in a checkpoint (-1 when it cannot be read)."""
+    try:
+        return load_checkpoint(path).best_accuracy
+    except CheckpointError:
+        return -1.0
 
 
 def _persist_files(run: Path, ckdir: Path, state: TrainState, best: TrainState | None) -> None:
