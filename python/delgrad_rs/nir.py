@@ -30,7 +30,7 @@ from delgrad_rs.network import Network
 
 try:
     import nir
-except ImportError as err:  # pragma: no cover - exercised only without the optional extra
+except ImportError as err:
     raise ImportError('delgrad_rs.nir needs the optional package nir: pip install "delgrad_rs[nir]"') from err
 
 __all__ = ["READING", "NirError", "from_nir", "load_nir", "save_nir", "to_nir"]

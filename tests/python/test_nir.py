@@ -151,6 +151,13 @@ def test_importing_delgrad_rs_does_not_import_nir() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_missing_nir_names_the_extra() -> None:
+    code = "import sys; sys.modules['nir'] = None; import delgrad_rs.nir"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode != 0
+    assert 'ImportError: delgrad_rs.nir needs the optional package nir: pip install "delgrad_rs[nir]"' in run.stderr
+
+
 # -- The exported graph's own equations, stepped in time -------------------------------------------------------------
 
 Events = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # sample, time, channel, amount
