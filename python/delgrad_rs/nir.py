@@ -443,6 +443,9 @@ def from_nir(graph: Any, *, threads: int | None = None) -> Network:
         entry["theta"] = _array(layer.neurons, neurons, "v_threshold", 1)
         params.append(entry)
         n_in = n_out
+    out = np.asarray(nodes[chain[-1]].output_type["output"]).reshape(-1)
+    if out.tolist() != [n_in]:
+        raise _node_error(chain[-1], nodes[chain[-1]], f"shape {out.tolist()} differs from the last layer's [{n_in}]")
     try:
         return Network.from_params(params, threads=threads)
     except DelgradError as err:

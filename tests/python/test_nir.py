@@ -325,7 +325,12 @@ def with_lif(**changes: Any) -> Any:
     return replaced(exported(()), "layer0_neurons", nir.CubaLIF(**lif_params(3, **changes)))
 
 
+def wrong_output() -> Any:
+    return replaced(exported(()), "output", nir.Output(output_type=np.array([5])))
+
+
 REJECTED = {
+    "output_shape": (wrong_output, "output", "differs from the last layer"),
     "recurrent": (recurrent, "layer0_neurons", "recurrent edge"),
     "branch": (skip, "input", "2 outgoing edges"),
     "lif": (
