@@ -7,7 +7,7 @@ export DELGRAD_SHARED := $(SHARED)
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install lint lint-rust lint-python test-rust test-python bench criterion
+.PHONY: run test install lint lint-rust lint-python test-rust test-python docs bench criterion
 
 # Build the wheel into this Python, train H30_W and H30_WS (300 epochs each), print the table.
 run: install
@@ -19,7 +19,7 @@ install:
 	$(PIP) install --quiet --no-build-isolation -e ".[test,plot]"
 	$(PIP) install --quiet -e "./hw[test,dev]"
 
-test: lint-rust test-rust install lint-python test-python
+test: lint-rust test-rust install lint-python test-python docs
 
 lint: lint-rust lint-python
 
@@ -39,6 +39,14 @@ test-rust:
 test-python:
 	$(PYTHON) -m pytest tests/python -q
 	$(PYTHON) -m pytest tests/hw -q -W error
+
+# The documentation site (docs/ and the API reference from the docstrings) into site/; any warning
+# fails the build. The tools are the `docs` extra of pyproject.toml, installed without building the
+# package: the reference is read from the sources, and the build itself needs no network.
+docs:
+	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['docs']))" \
+		| $(PIP) install --quiet -r /dev/stdin
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --site-dir site
 
 # Throughput of forward + loss + backward, the Python overhead of a training step and the time of
 # a chip-in-the-loop training (alone, and two at once); one JSON object per line.
