@@ -29,7 +29,7 @@ lint-rust:
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p delgrad -q
 
 lint-python:
-	$(PYTHON) -m ruff check python tests examples benchmarks
+	$(PYTHON) -m ruff check python tests examples benchmarks docs/hooks
 	$(PYTHON) -m mypy
 	cd hw && $(PYTHON) -m ruff check . && $(PYTHON) -m mypy
 

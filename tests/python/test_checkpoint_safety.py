@@ -124,7 +124,7 @@ def test_version_1_files_are_read_and_checked(trained: Path, tmp_path: Path) -> 
 
 KILLER = """
 import importlib, os, signal, sys
-fit_module = importlib.import_module("delgrad_rs.training.fit")
+fit_module = importlib.import_module("delgrad_rs.training.loop")
 real = fit_module.save_checkpoint
 
 def save(path, state):

@@ -5,7 +5,6 @@ run in a shell with this Python's scripts (``delgrad``) first on PATH. The block
 run after the others, in the same namespace.
 """
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -94,10 +93,6 @@ def test_tutorial_runs(tutorial_run: tuple[dict[str, Any], Path]) -> None:
     assert chip_acc > 0.75
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("delgrad_rs.nir") is None,
-    reason="delgrad_rs.nir (the NIR export the tutorial's last section uses) is not part of this build yet",
-)
 def test_tutorial_nir_section_runs(tutorial_run: tuple[dict[str, Any], Path]) -> None:
     namespace, cwd = tutorial_run
     run_blocks(namespace, cwd, nir=True)

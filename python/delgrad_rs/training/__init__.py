@@ -1,6 +1,6 @@
 """Training runs: the loop, its backends, checkpoints, metrics and run directories.
 
-The loop (:mod:`~delgrad_rs.training.fit`), where its forward passes run
+The loop (:mod:`~delgrad_rs.training.loop`), where its forward passes run
 (:mod:`~delgrad_rs.training.backend`), checkpoints (:mod:`~delgrad_rs.training.checkpoint`), their
 background writer (:mod:`~delgrad_rs.training.writer`), metric rows
 (:mod:`~delgrad_rs.training.metrics`), what a configuration builds (:mod:`~delgrad_rs.training.build`)
@@ -18,7 +18,7 @@ from delgrad_rs.training.backend import (
 )
 from delgrad_rs.training.build import SPLITS, build_network, build_trainer, repeat_inputs, split_inputs
 from delgrad_rs.training.checkpoint import CheckpointError, TrainState, load_checkpoint, save_checkpoint
-from delgrad_rs.training.fit import fit
+from delgrad_rs.training.loop import fit
 from delgrad_rs.training.metrics import metrics_frame
 from delgrad_rs.training.run import evaluate_run, load_run
 
