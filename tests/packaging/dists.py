@@ -11,6 +11,7 @@ Each check prints what it verified and exits non-zero with the reason when a che
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import subprocess
@@ -27,8 +28,15 @@ MAX_GLIBC_MINOR = 17
 LICENSE = "MIT OR Apache-2.0"
 # Directories whose files belong in the delgrad_rs sdist (every source file under them).
 RS_SOURCE_DIRS = ("python/delgrad_rs", "rust/delgrad/src", "rust/delgrad-py/src")
-RS_TOP_FILES = ("pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "rust/delgrad/Cargo.toml",
-                "rust/delgrad-py/Cargo.toml", "PKG-INFO")
+RS_TOP_FILES = (
+    "pyproject.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+    "README.md",
+    "rust/delgrad/Cargo.toml",
+    "rust/delgrad-py/Cargo.toml",
+    "PKG-INFO",
+)
 HW_TOP_FILES = ("pyproject.toml", "README.md", "PKG-INFO", "src/delgrad_hw/py.typed")
 # Path components an sdist must not contain: test suites, build output, caches, benchmarks.
 FORBIDDEN_PARTS = {"tests", "target", "benches", "examples", "proptest-regressions", "__pycache__", "dist"}
@@ -51,7 +59,7 @@ def run_maturin(args: list[str]) -> None:
     """Replace this process by the maturin installed for this Python, the ``ziglang`` zig on PATH."""
     try:
         files = distribution("maturin").files or []
-        import ziglang  # type: ignore[import-untyped]  # noqa: PLC0415  (needed only here)
+        import ziglang  # type: ignore[import-untyped]
     except (PackageNotFoundError, ImportError) as exc:
         raise CheckError(f"maturin and ziglang must be installed for {sys.executable}: {exc}") from None
     scripts = [Path(str(f.locate())).resolve() for f in files if f.name == "maturin" and f.parent.name == "bin"]
@@ -89,7 +97,9 @@ def check_members(name: str, members: set[str], required: set[str]) -> None:
     missing = sorted(required - members)
     if missing:
         raise CheckError(f"{name}: missing {missing}")
-    bad = sorted(m for m in members if FORBIDDEN_PARTS & set(PurePosixPath(m).parts[:-1]) or m.endswith((".so", ".pyc")))
+    bad = sorted(
+        m for m in members if FORBIDDEN_PARTS & set(PurePosixPath(m).parts[:-1]) or m.endswith((".so", ".pyc"))
+    )
     if bad:
         raise CheckError(f"{name}: must not contain {bad}")
 
@@ -132,6 +142,13 @@ def wheel_members(path: Path) -> tuple[set[str], str, str]:
         return names, whl.read(f"{info}/METADATA").decode(), entry_points
 
 
+def console_scripts(entry_points: str) -> dict[str, str]:
+    """The ``[console_scripts]`` of an ``entry_points.txt`` (name -> ``module:function``)."""
+    parser = configparser.ConfigParser()
+    parser.read_string(entry_points)
+    return dict(parser["console_scripts"]) if parser.has_section("console_scripts") else {}
+
+
 def glibc_minor(tag: str) -> int:
     """The glibc minor version a platform tag needs (``manylinux2014_x86_64`` -> 17)."""
     legacy = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
@@ -169,7 +186,7 @@ def check_wheel(dist: Path) -> None:
     required = {*DATA_FILES, "delgrad_rs/_core.abi3.so", "delgrad_rs/cli.py"}
     if required - members:
         raise CheckError(f"{rs.name}: missing {sorted(required - members)}")
-    if "delgrad = delgrad_rs.cli:main" not in entry_points:
+    if console_scripts(entry_points).get("delgrad") != "delgrad_rs.cli:main":
         raise CheckError(f"{rs.name}: no 'delgrad' console script")
     print(f"{rs.name}: abi3, {platforms}, {len(members)} files with the data files and the 'delgrad' script")
 
@@ -179,7 +196,7 @@ def check_wheel(dist: Path) -> None:
     required = {f.removeprefix("hw/src/") for f in repo_files("hw/src/delgrad_hw")}
     if required - members:
         raise CheckError(f"{hw.name}: missing {sorted(required - members)}")
-    if "delgrad-hw = delgrad_hw.cli:main" not in entry_points:
+    if console_scripts(entry_points).get("delgrad-hw") != "delgrad_hw.cli:main":
         raise CheckError(f"{hw.name}: no 'delgrad-hw' console script")
     print(f"{hw.name}: {len(members)} files with py.typed and the 'delgrad-hw' script")
 

@@ -19,9 +19,9 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+import delgrad_hw
 import numpy as np
 
-import delgrad_hw
 import delgrad_rs
 
 
