@@ -13,6 +13,7 @@ Everything is imported from the venv: the script is copied next to CONFIG, outsi
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import subprocess
 import sys
@@ -71,16 +72,19 @@ def check_cli(config: Path, out: Path) -> None:
     run_cli("delgrad", "train", str(config), "--epochs", "5", "--out", str(run), "--quiet")
     with (run / "metrics.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    check(len(rows) == 5, f"metrics.csv: expected 5 epochs, found {len(rows)}")
+    trained = sorted({int(r["epoch"]) for r in rows if r["split"] == "train"})
+    check(trained == list(range(5)), f"metrics.csv: expected training epochs 0..4, found {trained}")
+    check(all(math.isfinite(float(r["loss"])) for r in rows), "metrics.csv: a loss is not finite")
     state = delgrad_rs.load_checkpoint(run / "checkpoints" / "last.npz")
-    check(len(state.metrics) == 5, f"last.npz: expected 5 epochs of metrics, found {len(state.metrics)}")
+    in_checkpoint = sorted({int(r["epoch"]) for r in state.metrics if r["split"] == "train"})
+    check(in_checkpoint == trained, f"last.npz: training epochs {in_checkpoint}, metrics.csv {trained}")
     check(0.0 <= state.best_accuracy <= 1.0, f"best accuracy {state.best_accuracy}")
     print(f"delgrad train: 5 epochs, best validation accuracy {state.best_accuracy:.4f}")
 
 
 def forward_pass() -> list[np.ndarray]:
     """First-spike times of a small network with synaptic delays on Yin-Yang inputs."""
-    net = delgrad_rs.Network.create([5, 12, 3], weight_mean=1.5, weight_std=0.8, delays="synaptic", seed=3)
+    net = delgrad_rs.Network.create([4, 12, 3], weight_mean=1.5, weight_std=0.8, delays="synaptic", seed=3)
     x, _ = delgrad_rs.yin_yang("test")
     times = net.forward(delgrad_rs.encode_times(x[:64]))
     check([t.shape for t in times] == [(64, 12), (64, 3)], f"forward shapes {[t.shape for t in times]}")
