@@ -176,7 +176,8 @@ def check_wheel(dist: Path) -> None:
     print(shown.stdout.strip())
     if shown.returncode != 0:
         raise CheckError(f"auditwheel show {rs.name} failed: {shown.stderr.strip()}")
-    m = re.search(r'consistent with the following platform tag:\s*"([^"]+)"', shown.stdout)
+    # auditwheel wraps its text at varying places: any whitespace may separate the words
+    m = re.search(r'consistent\s+with\s+the\s+following\s+platform\s+tag:\s*"([^"]+)"', shown.stdout)
     if m is None:
         raise CheckError(f"auditwheel show {rs.name}: no platform tag in its output")
     if glibc_minor(m.group(1)) > MAX_GLIBC_MINOR:
