@@ -57,6 +57,9 @@ def one(dist: Path, pattern: str) -> Path:
 
 def run_maturin(args: list[str]) -> None:
     """Replace this process by the maturin installed for this Python, the ``ziglang`` zig on PATH."""
+    # The script is located through its package record: `python -m maturin` only searches this
+    # Python's own bin directory, which lacks it when maturin comes from inherited site packages.
+    # `--zig` runs the `zig` it finds on PATH, so the one of this Python's ziglang goes first.
     try:
         files = distribution("maturin").files or []
         import ziglang  # type: ignore[import-untyped]
