@@ -7,7 +7,8 @@ export DELGRAD_SHARED := $(SHARED)
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install lint lint-rust lint-python test-rust test-python docs bench criterion
+.PHONY: run test install lint lint-rust lint-python test-rust test-python docs test-wheels wheel sdist \
+	packaging-tools bench criterion
 
 # Build the wheel into this Python, train H30_W and H30_WS (300 epochs each), print the table.
 run: install
@@ -19,7 +20,7 @@ install:
 	$(PIP) install --quiet --no-build-isolation -e ".[test,plot]"
 	$(PIP) install --quiet -e "./hw[test,dev]"
 
-test: lint-rust test-rust install lint-python test-python docs
+test: lint-rust test-rust install lint-python test-python docs test-wheels
 
 lint: lint-rust lint-python
 
@@ -47,6 +48,29 @@ docs:
 	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['docs']))" \
 		| $(PIP) install --quiet -r /dev/stdin
 	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --site-dir site
+
+# Distributions in dist/ (docs/install.md): delgrad_rs as a release abi3 wheel for manylinux2014
+# (glibc >= 2.17, linked by zig from the ziglang package) and its sdist; delgrad-hw as wheel and sdist.
+PACKAGING := $(PYTHON) tests/packaging/dists.py
+
+packaging-tools:
+	$(PIP) install --quiet "maturin>=1.7,<2" ziglang auditwheel build
+
+sdist: packaging-tools
+	rm -f dist/delgrad_rs-*.tar.gz dist/delgrad_hw-*.tar.gz
+	$(PACKAGING) maturin sdist --out dist
+	$(PYTHON) -m build --quiet --sdist --outdir dist hw
+	$(PACKAGING) check-sdist dist
+
+wheel: sdist
+	rm -f dist/delgrad_rs-*.whl dist/delgrad_hw-*.whl
+	$(PACKAGING) maturin build --release --zig --compatibility manylinux2014 --out dist
+	$(PIP) wheel --quiet --no-deps --wheel-dir dist dist/delgrad_hw-*.tar.gz
+	$(PACKAGING) check-wheel dist
+
+# The wheels alone in a fresh venv without Rust, then the sdists built in another (see the script).
+test-wheels: wheel
+	tests/packaging/test_wheels.sh $(PYTHON) dist
 
 # Throughput of forward + loss + backward, the Python overhead of a training step and the time of
 # a chip-in-the-loop training (alone, and two at once); one JSON object per line.
