@@ -12,6 +12,7 @@ from delgrad_rs import cli, fit
 from delgrad_rs.sweep import (
     SweepError,
     count_trainable,
+    format_table,
     load_results,
     load_sweep,
     median_table,
@@ -263,8 +264,13 @@ def test_median_table() -> None:
     t = median_table(results_frame(rows))
     r = t.row(0, named=True)
     assert (r["runs"], r["failed"], r["n_params"]) == (3, 1, 35)
-    assert (r["test_median"], r["test_min"], r["test_max"]) == (0.9, 0.8, 0.95)
-    assert r["test_last_median"] == pytest.approx(0.89)
+    # test_*: the network after the last epoch (the default); best_*: the best-validation checkpoint
+    assert (r["test_median"], r["test_min"], r["test_max"]) == pytest.approx((0.89, 0.79, 0.94))
+    assert (r["best_median"], r["best_min"], r["best_max"]) == (0.9, 0.8, 0.95)
+    lines = format_table(t).splitlines()
+    assert lines[0].split()[5:] == ["test", "median", "min", "max", "best-val", "val"]
+    assert lines[1].split()[5:] == ["89.00", "79.00", "94.00", "90.00", "90.00"]
+    assert "test: after the last epoch; best-val: at the best-validation checkpoint" in lines[2]
 
 
 def test_cli_sweep_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -287,6 +293,12 @@ def test_cli_sweep_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     med = median_table(load_results(out))
     assert med.height == 4 and np.all(med["runs"].to_numpy() == 1)
+    from delgrad_rs.sweep_plots import plot_sweep
+
+    last = png.read_bytes()
+    assert plot_sweep(out, checkpoint="best") == [png] and png.read_bytes() != last
+    with pytest.raises(SweepError, match="option checkpoint: expected one of last, best, got 'first'"):
+        plot_sweep(out, checkpoint="first")
 
 
 def test_plot_of_a_sweep_without_finished_cells_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
