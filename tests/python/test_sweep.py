@@ -231,7 +231,12 @@ def test_example_sweep_files_are_valid() -> None:
     ws10 = next(c for c in paper.cells if (c.condition, c.hidden) == ("WS", 10))
     assert (ws5.config["optimizer"]["lr_weights"], ws5.config["optimizer"]["lr_delays"]) == (0.015, 0.01)
     assert (ws10.config["optimizer"]["lr_weights"], ws10.config["optimizer"]["lr_delays"]) == (0.01, 0.003)
-    for name in ("quick", "digits"):
+    # claim 1 (delays vs weights only at equal H) and claim 2 (delays at H/2 vs weights only at H)
+    pairs = {(c.b, c.hidden_pairs) for c in paper.comparisons}
+    same, half = tuple((h, h) for h in paper.hidden), ((10, 5), (20, 10), (30, 15))
+    assert pairs == {(b, hp) for b in ("WA", "WD", "WS") for hp in (same, half)} and len(paper.comparisons) == 6
+    assert {(c.a, c.sign, c.metric) for c in paper.comparisons} == {("W", 1, "test_accuracy_last")}
+    for name in ("quick", "digits", "claims_quick"):
         assert load_sweep(REPO / "examples" / "sweeps" / f"{name}.toml").cells
 
 
