@@ -189,7 +189,7 @@ def pairing(root: Path, comp: Comparison, hidden_a: int, hidden_b: int, seed: in
     wa, wb = ([layer["w"] for layer in build_network(c, threads=1).params] for c in (ca, cb))
     same_w = len(wa) == len(wb) and all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
     same_order = ca.data == cb.data and ca.training.batch_size == cb.training.batch_size
-    weights = "same initial weights" if same_w else "different initial weights (other delay kinds or shapes)"
+    weights = "same initial weights" if same_w else "different initial weights (initialisation or delay kinds differ)"
     order = "same batch order" if same_order else "different batch order (other data or batch size)"
     return f"{weights}, {order}"
 

@@ -222,6 +222,31 @@ def test_sweep_then_report_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
         d = (b["test_accuracy_last"] - a["test_accuracy_last"]).to_numpy()
         assert r["mean_diff"] == pytest.approx(d.mean()) and r["verdict"] in ("holds", "not shown", "reversed")
         assert r["p_value"] >= 0.25  # 3 seeds: the smallest two-sided exact Wilcoxon p-value is 2 / 2**3
-    # W and WS draw their initial parameters differently (synaptic delays), the batch order is the seed's
-    assert t["pairing"][0] == "different initial weights (other delay kinds or shapes), same batch order"
+    # the reference's W and WS initialise weights with different means; the batch order is the seed's
+    assert t["pairing"][0] == "different initial weights (initialisation or delay kinds differ), same batch order"
     assert (out / "report.md").read_text() == rep.markdown() and (out / "report.png").is_file()
+
+
+def test_pairing_checks_the_initial_networks(tmp_path: Path) -> None:
+    from delgrad_rs import load_config
+
+    rows = cells("A", 4, BASE[:3]) + cells("LR", 4, BASE[:3]) + cells("BS", 4, BASE[:3]) + cells("WS", 4, BASE[:3])
+    comps = [{"a": "A", "b": "LR"}, {"a": "A", "b": "BS"}, {"a": "A", "b": "WS"}]
+    root = write_sweep(tmp_path / "s", rows, comps)
+    for cond, name, change in (
+        ("A", "H30_W", {}),
+        ("LR", "H30_W", {"lr_weights": 0.5}),
+        ("BS", "H30_W", {"batch_size": 7}),
+        ("WS", "H30_WS", {}),
+    ):
+        cfg = load_config(CONFIGS / f"{name}.toml")
+        cfg.network.hidden = [4]
+        cfg.optimizer.lr_weights = change.get("lr_weights", cfg.optimizer.lr_weights)
+        cfg.training.batch_size = change.get("batch_size", cfg.training.batch_size)
+        (root / "cells" / cond / "H4" / "seed0").mkdir(parents=True)
+        (root / "cells" / cond / "H4" / "seed0" / "config.toml").write_text(cfg.to_toml())
+    assert report(root).table["pairing"].to_list() == [
+        "same initial weights, same batch order",
+        "same initial weights, different batch order (other data or batch size)",
+        "different initial weights (initialisation or delay kinds differ), same batch order",
+    ]
