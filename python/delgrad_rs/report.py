@@ -22,7 +22,7 @@ import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import polars as pl
@@ -62,7 +62,9 @@ TABLE_SCHEMA: dict[str, Any] = {
 }
 
 
-def bootstrap_ci(values: NDArray[np.float64], statistic: str = "mean") -> tuple[float, float, str]:
+def bootstrap_ci(
+    values: NDArray[np.float64], statistic: Literal["mean", "median"] = "mean"
+) -> tuple[float, float, str]:
     """Return the 95 % bootstrap confidence interval of a statistic of one sample.
 
     Parameters
