@@ -5,11 +5,12 @@ Usage::
     python examples/results_table.py runs/sweeps/paper                    # print the markdown
     python examples/results_table.py runs/sweeps/paper --readme           # replace it in docs/results.md
     python examples/results_table.py runs/sweeps/paper --readme FILE.md   # replace it in FILE.md
+    python examples/results_table.py runs/sweeps/paper --checkpoint best  # best-validation checkpoints
 
 With ``--readme`` the text between ``<!-- sweep-results:begin -->`` and ``<!-- sweep-results:end -->``
-is replaced. Accuracies are medians over seeds of the test accuracy at each run's best-validation
-checkpoint (min-max in parentheses); the comparison with the reference code's single runs also shows
-the median after the last epoch, which is what those runs report.
+is replaced. Accuracies are medians over seeds of the test accuracy of the network after the last
+epoch, as the reference code reports (min-max in parentheses); ``--checkpoint best`` shows each run's
+best-validation checkpoint instead. The comparison with the reference code's single runs shows both.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from delgrad_rs.sweep import load_results, median_table
+from delgrad_rs.sweep_plots import CHECKPOINTS
 
 # Published single-run test accuracies of the reference code after epoch 300 (docs/results.md),
 # keyed by (condition of examples/sweeps/paper.toml, hidden size).
@@ -51,7 +53,7 @@ def sweep_wall_time(root: Path) -> tuple[float, int, list[str]]:
     return sum(float(e["wall_time"]) for e in entries), len(entries), engines
 
 
-def markdown(root: Path, command: str, baseline: str = "W") -> str:
+def markdown(root: Path, command: str, baseline: str = "W", checkpoint: str = "last") -> str:
     """Return the markdown results section of a sweep directory.
 
     Parameters
@@ -62,6 +64,8 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
         The command that produced it (shown in the text).
     baseline : str
         The weights-only condition for the parameter-efficiency check.
+    checkpoint : {"last", "best"}
+        Whose test accuracy the tables show: after the last epoch or at the best-validation checkpoint.
 
     Returns
     -------
@@ -69,6 +73,7 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
         Markdown text.
 
     """
+    col, which = CHECKPOINTS[checkpoint]
     results = load_results(root)
     table = median_table(results)
     conds = table.select("condition", "label").unique(maintain_order=True).rows()
@@ -95,7 +100,7 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
         )
     out.append("")
     out.append(
-        "Median test accuracy [%] over seeds at each run's best-validation checkpoint (min-max), "
+        f"Median test accuracy [%] over seeds, {which} (min-max), "
         "trainable parameters (weights + delays) in brackets:"
     )
     out.append("")
@@ -110,7 +115,7 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
                 parts.append("-")
             else:
                 parts.append(
-                    f"{_pct(r['test_median'])} ({_pct(r['test_min'])}-{_pct(r['test_max'])}) [{r['n_params']}]"
+                    f"{_pct(r[f'{col}_median'])} ({_pct(r[f'{col}_min'])}-{_pct(r[f'{col}_max'])}) [{r['n_params']}]"
                 )
         out.append(f"| {h} | " + " | ".join(parts) + " |")
     refs = [(k, v) for k, v in REFERENCE.items() if k in cell and cell[k]["runs"]]
@@ -120,14 +125,14 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
         out.append("|---|---:|---:|---:|")
         for (c, h), (name, ref) in refs:
             r = cell[(c, h)]
-            out.append(f"| {name} | {ref:.1f} | {_pct(r['test_last_median'])} | {_pct(r['test_median'])} |")
+            out.append(f"| {name} | {ref:.1f} | {_pct(r['test_median'])} | {_pct(r['best_median'])} |")
     checks = []
     for c, label in conds:
         if c == baseline:
             continue
         for h in hidden:
             if h % 2 == 0 and (c, h // 2) in cell and (baseline, h) in cell:
-                a, b = cell[(c, h // 2)]["test_median"], cell[(baseline, h)]["test_median"]
+                a, b = cell[(c, h // 2)][f"{col}_median"], cell[(baseline, h)][f"{col}_median"]
                 if a is not None and b is not None:
                     verdict = "yes" if a >= b else "no"
                     checks.append(f"| {label} | {h // 2} vs {h} | {_pct(a)} | {_pct(b)} | {verdict} |")
@@ -136,7 +141,8 @@ def markdown(root: Path, command: str, baseline: str = "W") -> str:
         out += [
             "",
             f"Parameter efficiency: delays at half the hidden size vs weights only at full size "
-            f"(medians, best-validation checkpoint); holds in {held} of {len(checks)} comparisons:",
+            f"(medians, {which}); holds in {held} of {len(checks)} comparisons "
+            "(medians only; `delgrad report` tests it over seeds):",
             "",
             "| delays | hidden (delays vs weights only) | with delays | weights only | delays >= weights only |",
             "|---|---|---:|---:|---|",
@@ -180,11 +186,17 @@ def main() -> int:
     )
     parser.add_argument("--command", default=None, help="command shown in the text (default: from sweep.toml)")
     parser.add_argument("--baseline", default="W", help="weights-only condition (default W)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=tuple(CHECKPOINTS),
+        default="last",
+        help="test accuracy after the last epoch (default) or at the best-validation checkpoint",
+    )
     args = parser.parse_args()
     root = Path(args.sweep_dir)
     command = args.command or f"delgrad sweep examples/sweeps/{sweep_name(root)}.toml --workers 2"
     try:
-        text = markdown(root, command, args.baseline)
+        text = markdown(root, command, args.baseline, args.checkpoint)
     except (OSError, ValueError) as e:
         print(f"results_table: error: {e}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""The ``delgrad`` command-line tool: ``train``, ``eval``, ``sweep`` and ``plot``."""
+"""The ``delgrad`` command-line tool: ``train``, ``eval``, ``sweep``, ``plot`` and ``report``."""
 
 from __future__ import annotations
 
@@ -120,6 +120,23 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from delgrad_rs.report import plot_report, report
+
+    root = Path(args.sweep_dir)
+    rep = report(root)
+    text = rep.markdown()
+    out = Path(args.out) if args.out else root / "report.md"
+    out.write_text(text, encoding="utf-8")
+    print(text, end="")
+    print(out)
+    try:
+        print(plot_report(rep, Path(args.figure) if args.figure else root / "report.png"))
+    except ImportError as e:  # matplotlib is the optional extra `plot`; the table does not need it
+        print(f"note: no figure: {e}", file=sys.stderr)
+    return 0
+
+
 def _backend_help(what: str) -> str:
     """Return the help of ``--backend``: what it selects and the backends installed."""
     from delgrad_rs.training import backend_names
@@ -174,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="software", help=_backend_help("where spike times are computed"))
     p.add_argument("--token-file", default=None, help="token of the remote server (default: DELGRAD_HW_TOKEN)")
     p.set_defaults(func=_plot)
+    p = sub.add_parser(
+        "report",
+        help="test the comparisons a sweep file declares over seeds",
+        description="Paired differences over seeds, bootstrap CI, Wilcoxon p-value and a verdict per "
+        "[[comparisons]] table of the sweep file and hidden size; a markdown table and a figure.",
+    )
+    p.add_argument("sweep_dir", help="sweep directory (results.parquet and sweep.toml)")
+    p.add_argument("--out", default=None, help="markdown file (default SWEEP_DIR/report.md)")
+    p.add_argument("--figure", default=None, help="PNG file (default SWEEP_DIR/report.png)")
+    p.set_defaults(func=_report)
     return parser
 
 

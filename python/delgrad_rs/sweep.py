@@ -20,6 +20,15 @@ sizes and seeds to cross them with::
     [conditions.WS.hidden_overrides.5.optimizer]   # optional: overrides for one hidden size
     lr_weights = 0.015
 
+    [[comparisons]]                       # optional: claims that ``delgrad report`` tests over seeds
+    label = "synaptic delays at H/2 vs weights only at H"   # optional (default "b vs a")
+    a = "W"                               # the condition the claim compares against
+    b = "WS"
+    claim = "b > a"                       # optional: "b > a" (default) or "b < a"
+    metric = "test_accuracy_last"         # optional: or "test_accuracy" (best-validation checkpoint)
+    b_hidden = "half"                     # optional: "same" (default), "half" or a table {"10" = 5}
+    hidden = [10, 20, 30]                 # optional: hidden sizes of a (default: all that b has too)
+
 Every cell is one call of :func:`delgrad_rs.training.fit` with one core thread, in its own run
 directory ``<out>/cells/<condition>/H<hidden>/seed<seed>``. A cell is finished when its
 ``cell.json`` exists: a rerun of the sweep skips finished cells and continues unfinished ones from
@@ -49,8 +58,13 @@ from tqdm.auto import tqdm
 from delgrad_rs.config import ConfigError, config_from_dict, load_config, read_toml
 
 ENGINES = ("local", "ray")
-SWEEP_KEYS = ("name", "hidden", "seeds", "epochs", "overrides", "conditions")
+SWEEP_KEYS = ("name", "hidden", "seeds", "epochs", "overrides", "conditions", "comparisons")
 CONDITION_KEYS = ("base", "label", "overrides", "hidden_overrides")
+COMPARISON_KEYS = ("label", "a", "b", "claim", "metric", "hidden", "b_hidden")
+# The test accuracy of a cell: after the last epoch (what the reference code reports; the default
+# everywhere a single number is shown) or at the best-validation checkpoint.
+METRICS = ("test_accuracy_last", "test_accuracy")
+CLAIMS = {"b > a": 1, "b < a": -1}
 # Set per cell by the sweep; overriding them would be silently replaced.
 RESERVED = {("seed",): "seeds", ("network", "hidden"): "hidden", ("training", "epochs"): "epochs",
             ("training", "threads"): "the engine (one thread per cell)", ("name",): "the sweep"}  # fmt: skip
@@ -114,9 +128,30 @@ class Cell:
         return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A claim about two conditions that ``delgrad report`` tests with paired differences over seeds.
+
+    The claim is ``b > a`` (``sign`` = 1) or ``b < a`` (``sign`` = -1) in ``metric``, for condition
+    ``a`` at each hidden size in ``hidden_pairs`` against ``b`` at the paired hidden size.
+    """
+
+    label: str
+    a: str
+    b: str
+    sign: int
+    metric: str
+    hidden_pairs: tuple[tuple[int, int], ...]
+
+    @property
+    def claim(self) -> str:
+        """The claim as written in the sweep file (``"b > a"`` or ``"b < a"``)."""
+        return "b > a" if self.sign > 0 else "b < a"
+
+
 @dataclass
 class Sweep:
-    """A validated sweep: the grid and every cell's configuration."""
+    """A validated sweep: the grid, every cell's configuration and the declared comparisons."""
 
     name: str
     hidden: list[int]
@@ -125,6 +160,7 @@ class Sweep:
     conditions: list[Condition]
     cells: list[Cell]
     source: str = ""
+    comparisons: list[Comparison] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -225,7 +261,94 @@ def sweep_from_dict(data: dict[str, Any], base_dir: str | Path = ".", where: str
         for h in hidden:
             cfg_h = _merge(merged, cond.hidden_overrides.get(h, {}))
             cells.extend(_cell(name, cond, cfg_h, h, s, epochs, where) for s in seeds)
-    return Sweep(name, hidden, seeds, epochs, conditions, cells)
+    comparisons = comparisons_from_dict(data.get("comparisons", []), list(conds), hidden, where)
+    return Sweep(name, hidden, seeds, epochs, conditions, cells, comparisons=comparisons)
+
+
+def comparisons_from_dict(raw: Any, conditions: list[str], hidden: list[int], where: str) -> list[Comparison]:
+    """Validate the ``[[comparisons]]`` of a sweep file.
+
+    Parameters
+    ----------
+    raw : Any
+        The parsed ``comparisons`` value (an array of tables; see the module docstring).
+    conditions : list of str
+        The sweep's condition names.
+    hidden : list of int
+        The sweep's hidden sizes.
+    where : str
+        Name of the source in error messages.
+
+    Returns
+    -------
+    list of Comparison
+        One per table, in file order.
+
+    Raises
+    ------
+    SweepError
+        Naming the first invalid key (``comparisons[i].KEY``).
+
+    """
+    if not isinstance(raw, list):
+        raise _fail(where, "comparisons", f"expected an array of tables ([[comparisons]]), got {type(raw).__name__}")
+    return [_comparison(c, f"comparisons[{i}]", conditions, hidden, where) for i, c in enumerate(raw)]
+
+
+def _comparison(c: Any, ck: str, conditions: list[str], hidden: list[int], where: str) -> Comparison:
+    """Return the checked comparison table ``ck``."""
+    if not isinstance(c, dict):
+        raise _fail(where, ck, f"expected a table, got {type(c).__name__} {c!r}")
+    for k in c:
+        if k not in COMPARISON_KEYS:
+            raise _fail(where, f"{ck}.{k}", f"unknown key; expected one of {', '.join(COMPARISON_KEYS)}")
+    for k in ("a", "b"):
+        if k not in c:
+            raise _fail(where, f"{ck}.{k}", "missing (required): a condition name")
+        if c[k] not in conditions:
+            raise _fail(where, f"{ck}.{k}", f"expected one of the conditions {', '.join(conditions)}, got {c[k]!r}")
+    if c["a"] == c["b"] and c.get("b_hidden", "same") == "same":
+        raise _fail(where, f"{ck}.b", f"compares {c['a']!r} with itself at the same hidden sizes")
+    label = c.get("label", f"{c['b']} vs {c['a']}")
+    if not isinstance(label, str):
+        raise _fail(where, f"{ck}.label", f"expected a string, got {type(label).__name__}")
+    claim = c.get("claim", "b > a")
+    if claim not in CLAIMS:
+        raise _fail(where, f"{ck}.claim", f"expected one of {', '.join(map(repr, CLAIMS))}, got {claim!r}")
+    metric = c.get("metric", METRICS[0])
+    if metric not in METRICS:
+        raise _fail(where, f"{ck}.metric", f"expected one of {', '.join(METRICS)}, got {metric!r}")
+    to_b = _b_hidden(c.get("b_hidden", "same"), f"{ck}.b_hidden", hidden, where)
+    if "hidden" in c:
+        sizes = _int_list(c["hidden"], f"{ck}.hidden", where, 1)
+        for i, h in enumerate(sizes):
+            if h not in hidden:
+                raise _fail(where, f"{ck}.hidden[{i}]", f"{h} is not a hidden size of the sweep {hidden}")
+            if h not in to_b:
+                raise _fail(where, f"{ck}.hidden[{i}]", f"b_hidden gives no hidden size of the sweep for {h}")
+    else:
+        sizes = [h for h in hidden if h in to_b]
+        if not sizes:
+            raise _fail(where, f"{ck}.b_hidden", f"pairs none of the sweep's hidden sizes {hidden}")
+    return Comparison(label, c["a"], c["b"], CLAIMS[claim], metric, tuple((h, to_b[h]) for h in sizes))
+
+
+def _b_hidden(raw: Any, key: str, hidden: list[int], where: str) -> dict[int, int]:
+    """Return the map from a's hidden sizes to b's that ``b_hidden`` gives (sizes of the sweep only)."""
+    if raw == "same":
+        return {h: h for h in hidden}
+    if raw == "half":
+        return {h: h // 2 for h in hidden if h % 2 == 0 and h // 2 in hidden}
+    if not isinstance(raw, dict):
+        raise _fail(where, key, f'expected "same", "half" or a table {{"A_HIDDEN" = B_HIDDEN}}, got {raw!r}')
+    out: dict[int, int] = {}
+    for hk, hv in raw.items():
+        if not str(hk).isdigit() or int(hk) not in hidden:
+            raise _fail(where, f"{key}.{hk}", f"keys must be hidden sizes of the sweep {hidden}")
+        if isinstance(hv, bool) or not isinstance(hv, int) or hv not in hidden:
+            raise _fail(where, f"{key}.{hk}", f"expected a hidden size of the sweep {hidden}, got {hv!r}")
+        out[int(hk)] = hv
+    return out
 
 
 def _condition(cname: str, c: Any, base_dir: Path, overrides: Any, where: str) -> tuple[Condition, dict[str, Any]]:
@@ -723,23 +846,27 @@ def median_table(results: pl.DataFrame) -> pl.DataFrame:
     Returns
     -------
     polars.DataFrame
-        condition, label, hidden, n_params, runs, failed, and median / min / max test accuracy
-        (``best`` checkpoint), median test accuracy after the last epoch and median best
-        validation accuracy; in the order of the sweep file.
+        condition, label, hidden, n_params, runs, failed; ``test_median`` / ``test_min`` /
+        ``test_max``: test accuracy of the network after the last epoch (``test_accuracy_last``, what
+        the reference code reports); ``best_median`` / ``best_min`` / ``best_max``: test accuracy at
+        the best-validation checkpoint (``test_accuracy``); ``val_median``: median best validation
+        accuracy. In the order of the sweep file.
 
     """
     failed = results.group_by("condition", "hidden", maintain_order=True).agg(
         (pl.col("status") != "ok").sum().cast(pl.Int64).alias("failed")
     )
     ok = results.filter(pl.col("status") == "ok")
+    spread = [
+        agg(pl.col(column)).alias(f"{prefix}_{name}")
+        for prefix, column in (("test", "test_accuracy_last"), ("best", "test_accuracy"))
+        for name, agg in (("median", pl.Expr.median), ("min", pl.Expr.min), ("max", pl.Expr.max))
+    ]
     stats = ok.group_by("condition", "hidden", maintain_order=True).agg(
         pl.col("label").first(),
         pl.col("n_params").first(),
         pl.len().cast(pl.Int64).alias("runs"),
-        pl.col("test_accuracy").median().alias("test_median"),
-        pl.col("test_accuracy").min().alias("test_min"),
-        pl.col("test_accuracy").max().alias("test_max"),
-        pl.col("test_accuracy_last").median().alias("test_last_median"),
+        *spread,
         pl.col("val_accuracy").median().alias("val_median"),
     )
     order = results.select("condition").unique(maintain_order=True).with_row_index("_c")
@@ -748,31 +875,26 @@ def median_table(results: pl.DataFrame) -> pl.DataFrame:
         .join(order, on="condition")
         .sort("_c", "hidden")
         .select(
-            "condition",
-            "label",
-            "hidden",
-            "n_params",
-            "runs",
-            "failed",
-            "test_median",
-            "test_min",
-            "test_max",
-            "test_last_median",
-            "val_median",
+            "condition", "label", "hidden", "n_params", "runs", "failed",
+            *(e.meta.output_name() for e in spread), "val_median",
         )
         .with_columns(pl.col("runs").fill_null(0))
     )
 
 
 def format_table(table: pl.DataFrame) -> str:
-    """Return a median table (:func:`median_table`) as aligned plain text (accuracies in %)."""
+    """Return a median table (:func:`median_table`) as aligned plain text (accuracies in %).
+
+    ``test median``, ``min`` and ``max`` are of the network after the last epoch; ``best-val`` is the
+    median test accuracy at the best-validation checkpoint, ``val`` the median best validation accuracy.
+    """
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.2f}"
 
     head = (
         f"{'condition':<12} {'hidden':>6} {'params':>6} {'runs':>4} {'failed':>6} "
-        f"{'test median':>11} {'min':>6} {'max':>6} {'last ep.':>8} {'val':>6}"
+        f"{'test median':>11} {'min':>6} {'max':>6} {'best-val':>8} {'val':>6}"
     )
     lines = [head]
     for r in table.iter_rows(named=True):
@@ -780,16 +902,19 @@ def format_table(table: pl.DataFrame) -> str:
         lines.append(
             f"{r['condition']:<12} {r['hidden']:>6} {params:>6} {r['runs']:>4} {r['failed']:>6} "
             f"{pct(r['test_median']):>11} {pct(r['test_min']):>6} {pct(r['test_max']):>6} "
-            f"{pct(r['test_last_median']):>8} {pct(r['val_median']):>6}"
+            f"{pct(r['best_median']):>8} {pct(r['val_median']):>6}"
         )
+    lines.append("test: after the last epoch; best-val: at the best-validation checkpoint (medians over seeds)")
     return "\n".join(lines)
 
 
 __all__ = [
     "Cell",
+    "Comparison",
     "Condition",
     "Sweep",
     "SweepError",
+    "comparisons_from_dict",
     "count_trainable",
     "format_table",
     "is_sweep_dir",

@@ -136,8 +136,13 @@ def test_results_table_script(tmp_path: Path) -> None:
     )
     assert "OLD TEXT" not in text and "in 10.0 min of wall time with the local (2 workers) engine" in text
     assert "CPU time adds up to 3.0 min, i.e. 1.5 min on 2 otherwise idle cores" in text
-    assert "| 5 | 90.1 (90.0-90.2) [35] | 95.1 (95.0-95.2) [70] |" in text
+    # by default the network after the last epoch; --checkpoint best: the best-validation checkpoint
+    assert "| 5 | 90.0 (90.0-90.0) [35] | 95.0 (95.0-95.0) [70] |" in text
     assert "| H30_W | 96.7 | 94.0 | 94.1 |" in text and "| H5_WS | 95.4 | 95.0 | 95.1 |" in text
-    assert "| + synaptic delays | 5 vs 10 | 95.1 | 92.1 | yes |" in text
+    assert "| + synaptic delays | 5 vs 10 | 95.0 | 92.0 | yes |" in text
+    best = subprocess.run(
+        [sys.executable, str(script), str(root), "--checkpoint", "best"], capture_output=True, text=True
+    )
+    assert best.returncode == 0 and "| 5 | 90.1 (90.0-90.2) [35] | 95.1 (95.0-95.2) [70] |" in best.stdout
     bad = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 1 and "no results.parquet" in bad.stderr

@@ -12,6 +12,7 @@ from delgrad_rs import cli, fit
 from delgrad_rs.sweep import (
     SweepError,
     count_trainable,
+    format_table,
     load_results,
     load_sweep,
     median_table,
@@ -230,7 +231,12 @@ def test_example_sweep_files_are_valid() -> None:
     ws10 = next(c for c in paper.cells if (c.condition, c.hidden) == ("WS", 10))
     assert (ws5.config["optimizer"]["lr_weights"], ws5.config["optimizer"]["lr_delays"]) == (0.015, 0.01)
     assert (ws10.config["optimizer"]["lr_weights"], ws10.config["optimizer"]["lr_delays"]) == (0.01, 0.003)
-    for name in ("quick", "digits"):
+    # claim 1 (delays vs weights only at equal H) and claim 2 (delays at H/2 vs weights only at H)
+    pairs = {(c.b, c.hidden_pairs) for c in paper.comparisons}
+    same, half = tuple((h, h) for h in paper.hidden), ((10, 5), (20, 10), (30, 15))
+    assert pairs == {(b, hp) for b in ("WA", "WD", "WS") for hp in (same, half)} and len(paper.comparisons) == 6
+    assert {(c.a, c.sign, c.metric) for c in paper.comparisons} == {("W", 1, "test_accuracy_last")}
+    for name in ("quick", "digits", "claims_quick"):
         assert load_sweep(REPO / "examples" / "sweeps" / f"{name}.toml").cells
 
 
@@ -263,8 +269,13 @@ def test_median_table() -> None:
     t = median_table(results_frame(rows))
     r = t.row(0, named=True)
     assert (r["runs"], r["failed"], r["n_params"]) == (3, 1, 35)
-    assert (r["test_median"], r["test_min"], r["test_max"]) == (0.9, 0.8, 0.95)
-    assert r["test_last_median"] == pytest.approx(0.89)
+    # test_*: the network after the last epoch (the default); best_*: the best-validation checkpoint
+    assert (r["test_median"], r["test_min"], r["test_max"]) == pytest.approx((0.89, 0.79, 0.94))
+    assert (r["best_median"], r["best_min"], r["best_max"]) == (0.9, 0.8, 0.95)
+    lines = format_table(t).splitlines()
+    assert lines[0].split()[5:] == ["test", "median", "min", "max", "best-val", "val"]
+    assert lines[1].split()[5:] == ["89.00", "79.00", "94.00", "90.00", "90.00"]
+    assert "test: after the last epoch; best-val: at the best-validation checkpoint" in lines[2]
 
 
 def test_cli_sweep_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -287,6 +298,12 @@ def test_cli_sweep_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     med = median_table(load_results(out))
     assert med.height == 4 and np.all(med["runs"].to_numpy() == 1)
+    from delgrad_rs.sweep_plots import plot_sweep
+
+    last = png.read_bytes()
+    assert plot_sweep(out, checkpoint="best") == [png] and png.read_bytes() != last
+    with pytest.raises(SweepError, match="option checkpoint: expected one of last, best, got 'first'"):
+        plot_sweep(out, checkpoint="first")
 
 
 def test_plot_of_a_sweep_without_finished_cells_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
