@@ -34,9 +34,11 @@ the loss computed by the forward pass at the same precision.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
-from collections.abc import Callable, Iterator
+import operator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,22 +321,19 @@ def _loss_only(case: dict[str, Any]) -> mpf | None:
     return loss_and_grad(case["loss"], times[-1], int(case["label"]))[0]
 
 
-Getter = Callable[[dict[str, Any]], list[Any]]
-
-
-def _parameters(case: dict[str, Any], sol: Solution) -> Iterator[tuple[str, Getter, int, mpf]]:
-    """(name, container getter, index, IFT gradient) of every parameter and finite input."""
+def _parameters(case: dict[str, Any], sol: Solution) -> Iterator[tuple[str, tuple[Any, ...], mpf]]:
+    """(name, path of keys into the case, IFT gradient) of every parameter and finite input."""
     for n, g in enumerate(sol.grad):
         for key in ("w", "d_syn"):
             for k, row in enumerate(g[key]):
                 for i, v in enumerate(row):
-                    yield f"grad[{n}].{key}[{k}][{i}]", (lambda c, n=n, key=key, k=k: c["layers"][n][key][k]), i, v
+                    yield f"grad[{n}].{key}[{k}][{i}]", ("layers", n, key, k, i), v
         for key in ("d_axo", "d_den"):
             for j, v in enumerate(g[key]):
-                yield f"grad[{n}].{key}[{j}]", (lambda c, n=n, key=key: c["layers"][n][key]), j, v
+                yield f"grad[{n}].{key}[{j}]", ("layers", n, key, j), v
     for i, v in enumerate(sol.grad_input):
         if case["input"][i] is not None:
-            yield f"grad_input[{i}]", (lambda c: c["input"]), i, v
+            yield f"grad_input[{i}]", ("input", i), v
 
 
 def finite_difference_check(case: dict[str, Any], sol: Solution, rel: float = 1e-9) -> float:
@@ -344,13 +343,13 @@ def finite_difference_check(case: dict[str, Any], sol: Solution, rel: float = 1e
         return 0.0
     worst = 0.0
     with mp.workdps(DPS):
-        scale = max([abs(v) for _, _, _, v in _parameters(case, sol)] + [mpf("1e-30")])
-        for name, get, idx, ift in _parameters(case, sol):
+        scale = max([abs(v) for _, _, v in _parameters(case, sol)] + [mpf("1e-30")])
+        for name, path, ift in _parameters(case, sol):
             values = []
             for sign in (1, -1):
                 moved = copy.deepcopy(case)
-                moved_vals = get(moved)
-                moved_vals[idx] = mpf(moved_vals[idx]) + sign * FD_STEP
+                values_of = functools.reduce(operator.getitem, path[:-1], moved)
+                values_of[path[-1]] = mpf(values_of[path[-1]]) + sign * FD_STEP
                 lv = _loss_only(moved)
                 if lv is None:
                     raise AssertionError(f"{name}: a step of {FD_STEP} silences an output")

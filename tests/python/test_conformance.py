@@ -99,7 +99,7 @@ REGENERATED = [
     "silent/equal/output-ce",
     "arrivals/general/equal",
     "tangent/general/miss-then-cross",
-    "delays/equal/huge",
+    "delays/general/huge",
     "tau/synapse-slower-1-1.7",
 ]
 
