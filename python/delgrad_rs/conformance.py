@@ -1,4 +1,4 @@
-"""Run one conformance case (schema of ``shared/conformance/vectors.json``) through the core."""
+"""Run one conformance case (the schema of ``tests/conformance/cases.json``) through the core."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-//! The shared conformance vectors (`../shared/conformance/vectors.json`): spike times to 1e-9
-//! absolute, loss and every gradient to 1e-6 relative, in both solver methods.
+//! Conformance: the repository's own cases (`tests/conformance/cases.json`, from an independent
+//! high-precision reference) and, where present, the external vectors (`DELGRAD_SHARED`); spike
+//! times to 1e-9 absolute, loss and every gradient to 1e-6 relative, in both solver methods.
 
 mod common;
 
@@ -11,7 +12,11 @@ use delgrad::loss::evaluate;
 use delgrad::parallel::Executor;
 use delgrad::solver::Method;
 
-fn check_case(idx: usize, case: &serde_json::Value, method: Method) -> Vec<String> {
+fn check_case(i: usize, case: &serde_json::Value, method: Method) -> Vec<String> {
+    let idx = match case["name"].as_str() {
+        Some(name) => format!("{i} ({name})"),
+        None => i.to_string(),
+    };
     let mut fails = Vec::new();
     let net = network_of(case);
     let input = Matrix::from_rows("input", &[vec_of(&case["input"])]).unwrap();
@@ -69,10 +74,7 @@ fn check_case(idx: usize, case: &serde_json::Value, method: Method) -> Vec<Strin
     fails
 }
 
-#[test]
-fn all_conformance_cases_match() {
-    let cases = load_cases();
-    assert_eq!(cases.len(), 240, "expected the 240 shared cases");
+fn check_all(cases: &[serde_json::Value]) {
     let mut fails = Vec::new();
     for method in [Method::Auto, Method::Bracket] {
         for (i, case) in cases.iter().enumerate() {
@@ -85,4 +87,23 @@ fn all_conformance_cases_match() {
         fails.len(),
         fails[..fails.len().min(40)].join("\n")
     );
+}
+
+#[test]
+fn own_cases_match() {
+    let cases = own_cases();
+    assert!(
+        cases.len() >= 40,
+        "expected the repository's cases, found {}",
+        cases.len()
+    );
+    check_all(&cases);
+}
+
+#[test]
+fn external_vectors_match() {
+    if let Some(cases) = external_cases() {
+        assert_eq!(cases.len(), 240, "expected the 240 external cases");
+        check_all(&cases);
+    }
 }
