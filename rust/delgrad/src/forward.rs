@@ -4,12 +4,13 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::factored::{Arrival, MAX_SPAN, first_spike_factored, weight_bound, within_bound};
 use crate::kernel::Regime;
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::{Executor, lock_briefly};
-use crate::solver::{Method, first_spike};
+use crate::solver::{
+    Arrival, MAX_SPAN, Method, first_spike, first_spike_factored, weight_bound, within_bound,
+};
 
 /// Delays beyond this many time constants get no factored decays e^{d/tau_m}.
 const DECAY_RANGE: f64 = 300.0;
@@ -26,14 +27,14 @@ pub(crate) struct LayerPlan<'a> {
     /// e^{d_ki/tau_m} `[n_out, n_in]` in the closed-form regimes with delays within
     /// `DECAY_RANGE` time constants: then e^{-(t_k - t_i - d_ki)/tau_m} is a product of per-neuron,
     /// per-input and per-synapse factors. The backward pass always uses them; the forward scans of
-    /// synaptic layers with `Method::Auto` (where `factored::weight_bound` bounds the products).
+    /// synaptic layers with `Method::Auto` (where `solver::weight_bound` bounds the products).
     pub(crate) decays: Option<Matrix>,
     /// Whether the forward pass uses the factored scans (closed-form regime and `Method::Auto`).
     factored: bool,
     /// Largest e^{d_ki/tau_m} (1 without `decays`).
     max_decay: f64,
     /// sum_i |w_ki| per neuron (bounds the factored sums), +inf where the neuron's parameters
-    /// rule the factored scan out (`factored::weight_bound`).
+    /// rule the factored scan out (`solver::weight_bound`).
     w_bound: Vec<f64>,
 }
 
