@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::forward::{Factors, LayerPlan, Prepared, RiseFactor, Scratch as ForwardScratch, neuron_spike, prepare};
-use crate::kernel::Regime;
+use crate::kernel::{Regime, double_from_decay, equal_from_decay};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
@@ -222,25 +222,22 @@ fn layer_backward(
                 };
                 // Equal-length slices and index loops: no bounds checks, so the loops vectorise.
                 let (t_in, d, rise, dec) = (&t_in[..n_in], &d[..n_in], &rise[..n_in], &dec.row(k)[..n_in]);
+                // x = e^{-s/tau_m} = X_k E_i e^{d_ki/tau_m}, 0 before the arrival (kappa = kappa' = 0).
                 match neuron.regime() {
-                    // x = e^{-s/tau_m}: kappa = tau_m x (1 - x), kappa' = x (2x - 1)
                     Regime::Double => {
                         for i in 0..n_in {
                             let live = tk - (t_in[i] + d[i]) > 0.0;
                             let x = if live { fall * rise[i] * dec[i] } else { 0.0 };
-                            kappa[i] = tm * x * (1.0 - x);
-                            slope[i] = x * (2.0 * x - 1.0);
+                            (kappa[i], slope[i]) = double_from_decay(tm, x);
                         }
                     }
-                    // kappa = s x, kappa' = x (1 - s/tau)
                     _ => {
                         for i in 0..n_in {
                             let sd = tk - (t_in[i] + d[i]);
                             let live = sd > 0.0;
                             let x = if live { fall * rise[i] * dec[i] } else { 0.0 };
                             let sd = if live { sd } else { 0.0 };
-                            kappa[i] = sd * x;
-                            slope[i] = x * (1.0 - sd / tm);
+                            (kappa[i], slope[i]) = equal_from_decay(tm, sd, x);
                         }
                     }
                 }
