@@ -5,13 +5,13 @@
 //! reaches theta holds the spike; every scan walks the intervals in time order and solves only
 //! that one. One scan per regime of tau_m / tau_s (see `docs/model.md`, "Regimes"):
 //!
-//! - [`equal`]: tau_m = tau_s, Lambert W0 closed form;
-//! - [`double`]: tau_m = 2 tau_s, a quadratic in e^{-t/tau_m};
-//! - [`general`]: any other ratio, current and potential state with a safeguarded Halley solve.
+//! - `equal`: tau_m = tau_s, Lambert W0 closed form;
+//! - `double`: tau_m = 2 tau_s, a quadratic in e^{-t/tau_m};
+//! - `general`: any other ratio, current and potential state with a safeguarded Halley solve.
 //!
-//! The closed-form scans run on factored decays (see [`factored`]); where those could overflow
+//! The closed-form scans run on factored decays (module `factored`); where those could overflow
 //! (huge spans or parameters) the general scan, which holds for every ratio, takes over.
-//! [`Method::Bracket`] selects the bracketing reference of [`bracket`] in every regime instead.
+//! [`Method::Bracket`] selects the bracketing reference (module `bracket`) in every regime instead.
 //! Times are in the units of the time constants, potentials per unit weight (C_m = 1).
 
 use crate::kernel::{Neuron, Regime};
