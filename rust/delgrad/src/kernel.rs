@@ -72,7 +72,7 @@ impl Neuron {
     }
 
     /// delta = 1/tau_s - 1/tau_m (0 in the equal regime).
-    pub fn delta(&self) -> f64 {
+    pub(crate) fn delta(&self) -> f64 {
         self.delta
     }
 

@@ -9,6 +9,8 @@ use crate::matrix::Matrix;
 use crate::network::Layer;
 use crate::solver::Method;
 
+/// One neuron's kernel values and slopes per input, and the inputs' rise factors (reused for
+/// every neuron and sample a thread takes).
 #[derive(Default)]
 pub(super) struct KernelScratch {
     kappa: Vec<f64>,
