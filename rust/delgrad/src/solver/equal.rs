@@ -46,7 +46,7 @@ pub(super) fn scan(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64, exists_o
         if exists_only {
             return (start, f64::NAN);
         }
-        if let Some(w0) = lambert_w0_checked(-(theta / u_peak) * (-1.0f64).exp()) {
+        if let Some(w0) = w0_out_of_line(-(theta / u_peak) * (-1.0f64).exp()) {
             let y = y_peak - tau * (1.0 + w0);
             if y <= y_end && y >= y_start - START_TOLERANCE * tau {
                 return clamped(r0 + y, -theta / (s * tau * w0), start, end, r0, tau);
@@ -54,4 +54,10 @@ pub(super) fn scan(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64, exists_o
         }
     }
     (f64::INFINITY, 0.0)
+}
+
+/// W0(z) out of line: it runs once per spike, and inlined it would crowd the scan's loop.
+#[inline(never)]
+fn w0_out_of_line(z: f64) -> Option<f64> {
+    lambert_w0_checked(z)
 }
