@@ -72,7 +72,7 @@ impl Neuron {
     }
 
     /// delta = 1/tau_s - 1/tau_m (0 in the equal regime).
-    pub fn delta(&self) -> f64 {
+    pub(crate) fn delta(&self) -> f64 {
         self.delta
     }
 
@@ -101,10 +101,7 @@ impl Neuron {
             return (0.0, 0.0);
         }
         match self.regime {
-            Regime::Equal => {
-                let x = (-s / self.tau_m).exp();
-                (s * x, x * (1.0 - s / self.tau_m))
-            }
+            Regime::Equal => equal_from_decay(self.tau_m, s, (-s / self.tau_m).exp()),
             Regime::Double => {
                 let x = (-s / self.tau_m).exp();
                 let k = self.tau_m * x * (-(-s / self.tau_m).exp_m1());
@@ -116,18 +113,20 @@ impl Neuron {
             }
         }
     }
+}
 
-    /// (kappa(s), kappa'(s)) for s > 0 from its membrane decay x = e^{-s/tau_m}, without another
-    /// exp in the closed-form regimes: equal kappa = s x, kappa' = x (1 - s/tau); double
-    /// kappa = tau_m x (1 - x), kappa' = x (2x - 1). The general regime evaluates directly.
-    #[inline]
-    pub fn kappa_and_slope_from_decay(&self, s: f64, x: f64) -> (f64, f64) {
-        match self.regime {
-            Regime::Equal => (s * x, x * (1.0 - s / self.tau_m)),
-            Regime::Double => (self.tau_m * x * (1.0 - x), x * (2.0 * x - 1.0)),
-            Regime::General => self.kappa_and_slope(s),
-        }
-    }
+/// tau_m = tau_s = tau: (kappa(s), kappa'(s)) for s >= 0 from the decay x = e^{-s/tau}, with no
+/// further exp: kappa = s x, kappa' = x (1 - s/tau) (potential per unit weight, and per unit time).
+#[inline(always)]
+pub(crate) fn equal_from_decay(tau: f64, s: f64, x: f64) -> (f64, f64) {
+    (s * x, x * (1.0 - s / tau))
+}
+
+/// tau_m = 2 tau_s: (kappa(s), kappa'(s)) for s >= 0 from the decay x = e^{-s/tau_m}, with no
+/// further exp: kappa = tau_m x (1 - x), kappa' = x (2x - 1).
+#[inline(always)]
+pub(crate) fn double_from_decay(tau_m: f64, x: f64) -> (f64, f64) {
+    (tau_m * x * (1.0 - x), x * (2.0 * x - 1.0))
 }
 
 #[cfg(test)]
@@ -183,6 +182,24 @@ mod tests {
                 let h = 1e-6;
                 let fd = (n.kappa(s + h) - n.kappa(s - h)) / (2.0 * h);
                 assert!((n.kappa_and_slope(s).1 - fd).abs() < 1e-8);
+            }
+        }
+    }
+
+    #[test]
+    fn decay_forms_match_the_kernel() {
+        let (equal, double) = (Neuron::new(1.3, 1.3).unwrap(), Neuron::new(2.6, 1.3).unwrap());
+        // (1 - x in the double form cancels for tiny s: the backward pass's s are not tiny.)
+        for s in [1e-3, 0.3, 1.0, 4.0, 30.0] {
+            let pairs = [
+                (equal.kappa_and_slope(s), equal_from_decay(1.3, s, (-s / 1.3f64).exp())),
+                (double.kappa_and_slope(s), double_from_decay(2.6, (-s / 2.6f64).exp())),
+            ];
+            for ((k, d), (kx, dx)) in pairs {
+                assert!(
+                    (k - kx).abs() <= 1e-12 * k && (d - dx).abs() <= 1e-12 * d.abs().max(1e-9),
+                    "{s}"
+                );
             }
         }
     }

@@ -10,7 +10,6 @@
 #![warn(missing_docs)]
 
 pub mod error;
-mod factored;
 pub mod matrix;
 
 pub use error::{Error, Result};

@@ -238,7 +238,8 @@ pub(crate) fn first_spike_general(kn: &Kernel, theta: f64, arrivals: &[(f64, f64
                 let (d0, d1) = (st.i - st.v * kn.inv_tau_m, i_end - v_end * kn.inv_tau_m);
                 let x0 = hermite_root(len, st.v - theta, d0, v_end - theta, d1);
                 Some(r + st.solve(kn, theta, 0.0, len, x0))
-            } else if st.i * tm > st.v && i_end * tm < v_end {
+            } else if st.i * tm > st.v && i_end * tm <= v_end {
+                // (<=: after a long interval both ends underflow to 0 with the peak inside.)
                 peak_crossing(kn, &st, theta, len).map(|s| r + s)
             } else {
                 None

@@ -1,0 +1,161 @@
+//! The backward pass over a batch: per-layer plans shared with the forward pass, per-thread
+//! scratch space and per-chunk accumulators merged in sample order.
+
+use super::layer::{IdealCheck, KernelScratch, layer_backward};
+use super::{BackwardOptions, Gradients, LayerGrad};
+use crate::error::Result;
+use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch};
+use crate::matrix::Matrix;
+use crate::network::Network;
+
+/// Most spent chunk accumulators a thread keeps for reuse (the thread that folds a chunk keeps
+/// it, so without a bound one thread could gather them over the calls an executor keeps its
+/// state for).
+pub(crate) const KEEP_SPENT: usize = 4;
+
+/// Per-thread scratch space of the backward pass (reused for every sample a thread takes).
+pub(crate) struct Scratch {
+    kernel: KernelScratch,
+    deltas: Vec<Vec<f64>>,
+    forward: ForwardScratch,
+}
+
+/// What the backward pass prepares once per layer for a batch: the layer plans it shares with
+/// the forward pass (effective delays, factored decays), and whether it checks given times
+/// against the ideal model (with those plans' forward scans).
+pub(crate) struct BackwardPlan<'a> {
+    pub(crate) layers: Vec<LayerPlan<'a>>,
+    check: bool,
+}
+
+impl<'a> BackwardPlan<'a> {
+    pub(crate) fn new(net: &'a Network, opts: &BackwardOptions) -> Self {
+        BackwardPlan {
+            layers: net.layers.iter().map(|l| LayerPlan::new(l, opts.method)).collect(),
+            check: opts.check_given_times,
+        }
+    }
+}
+
+impl Scratch {
+    pub(crate) fn new(net: &Network) -> Self {
+        Scratch {
+            kernel: KernelScratch::default(),
+            deltas: net.sizes().into_iter().map(|n| vec![0.0; n]).collect(),
+            forward: ForwardScratch::default(),
+        }
+    }
+
+    /// Whether this was made for a network of the shape of `net`.
+    pub(crate) fn fits(&self, net: &Network) -> bool {
+        let sizes = net.sizes();
+        self.deltas.len() == sizes.len() && self.deltas.iter().zip(&sizes).all(|(d, &n)| d.len() == n)
+    }
+}
+
+/// Per-chunk accumulators of the backward pass: gradients summed over the chunk's samples,
+/// (invalid, clipped) counts per layer and dL/dt of the inputs per sample.
+pub(crate) struct Accumulator {
+    grads: Vec<LayerGrad>,
+    counts: Vec<(usize, usize)>,
+    input_rows: Vec<f64>,
+}
+
+impl Accumulator {
+    pub(crate) fn new(net: &Network, samples: usize) -> Self {
+        Accumulator {
+            grads: net.layers.iter().map(LayerGrad::zeros).collect(),
+            counts: vec![(0, 0); net.layers.len()],
+            input_rows: Vec::with_capacity(samples * net.n_in()),
+        }
+    }
+
+    /// Adds the backward pass of one sample: its `input` times, `times(l)` its spike times of
+    /// layer l and `dl_dout` dL/dt of its outputs. `factors` may hold the forward pass's factors
+    /// of each layer for these times (`forward::Scratch::factors`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_sample<'t>(
+        &mut self,
+        s: &mut Scratch,
+        net: &Network,
+        plan: &BackwardPlan,
+        input: &'t [f64],
+        times: impl Fn(usize) -> &'t [f64],
+        dl_dout: &[f64],
+        factors: &[Factors],
+        opts: &BackwardOptions,
+    ) {
+        let n_layers = net.layers.len();
+        // deltas[l] holds dL/dt of the inputs of layer l; deltas[L] the output errors.
+        s.deltas[n_layers].copy_from_slice(dl_dout);
+        for l in (0..n_layers).rev() {
+            let t_in = if l == 0 { input } else { times(l - 1) };
+            let (below, above) = s.deltas.split_at_mut(l + 1);
+            let delta_in = &mut below[l];
+            delta_in.fill(0.0);
+            let lp = &plan.layers[l];
+            let mut ideal = plan.check.then_some(IdealCheck {
+                plan: lp,
+                t_in,
+                s: &mut s.forward,
+                method: opts.method,
+                prepared: None,
+            });
+            let (inv, clip) = layer_backward(
+                &net.layers[l],
+                &lp.delays,
+                lp.decays.as_ref(),
+                t_in,
+                times(l),
+                &above[0],
+                delta_in,
+                &mut self.grads[l],
+                opts,
+                ideal.as_mut(),
+                factors.get(l),
+                &mut s.kernel,
+            );
+            self.counts[l].0 += inv;
+            self.counts[l].1 += clip;
+        }
+        self.input_rows.extend_from_slice(&s.deltas[0]);
+    }
+
+    /// Whether this was made for a network of the shape of `net`.
+    pub(crate) fn fits(&self, net: &Network) -> bool {
+        self.counts.len() == net.layers.len()
+            && self.grads.len() == net.layers.len()
+            && self.grads.iter().zip(&net.layers).all(|(g, l)| g.fits(l))
+    }
+
+    /// Adds the next chunk's accumulator (chunks are merged in sample order).
+    pub(crate) fn merge(&mut self, next: &Accumulator) {
+        for (acc, g) in self.grads.iter_mut().zip(&next.grads) {
+            acc.add(g);
+        }
+        for (acc, c) in self.counts.iter_mut().zip(&next.counts) {
+            acc.0 += c.0;
+            acc.1 += c.1;
+        }
+        self.input_rows.extend_from_slice(&next.input_rows);
+    }
+
+    /// Empties the accumulator for reuse (no samples added).
+    pub(crate) fn clear(&mut self) {
+        self.grads.iter_mut().for_each(LayerGrad::clear);
+        self.counts.fill((0, 0));
+        self.input_rows.clear();
+    }
+
+    /// The batch's gradients, once every sample is added.
+    pub(crate) fn into_gradients(self, net: &Network, batch: usize) -> Result<Gradients> {
+        let input = Matrix::from_vec("input_grad", batch, net.n_in(), self.input_rows)?;
+        let (invalid, clipped) = self.counts.into_iter().unzip();
+        Ok(Gradients {
+            layers: self.grads,
+            input,
+            invalid,
+            clipped,
+        })
+    }
+}

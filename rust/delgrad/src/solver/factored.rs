@@ -1,0 +1,180 @@
+//! Factored decays: the representation the closed-form scans ([`equal`](super::equal),
+//! [`double`](super::double)) run on, which needs no exp per interval.
+//!
+//! With a reference time R no later than any arrival and E_i = e^{(a_i - R)/tau_m} (computed once per
+//! input and delay as a product, see `forward`), the potential after the arrivals a_1..a_n is, with
+//! X = e^{-(t - R)/tau_m},
+//!
+//! - tau_m = 2 tau_s: u = tau_m (P X - Q X^2), P = sum w E, Q = sum w E^2 — a quadratic in X;
+//! - tau_m = tau_s = tau: u = X ((t - R) S - T), S = sum w E, T = sum w E (a - R) — Lambert W0.
+//!
+//! Interval ends are X = 1/E_n, so a scan costs a few multiplications per arrival; exp and log
+//! are taken only for the crossing found. The factors grow with the span of the arrivals, so the
+//! scans are used only where [`weight_bound`] and [`within_bound`] keep every sum finite; beyond
+//! that the general scan takes over (see [`first_spike`](super::first_spike)).
+
+use crate::kernel::{Neuron, Regime};
+
+/// Largest (a - R)/tau_m for which the factors E = e^{(a - R)/tau_m} are used (E <= e^{150}).
+pub(crate) const MAX_SPAN: f64 = 150.0;
+
+/// Bound on |sums| and on theta, tau_m that keeps every product of the scans finite (all stay
+/// below 1e230), so the scans need no overflow checks.
+const SAFE: f64 = 1e100;
+
+/// One input of a neuron: arrival time a (model units), weight w and factor e = e^{(a - R)/tau_m}.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Arrival {
+    pub a: f64,
+    pub w: f64,
+    pub e: f64,
+}
+
+/// The factored scan of `neuron` with threshold `theta` is safe for inputs whose weights have
+/// absolute sum `w_abs` and whose factors are at most `e_max` when it is a closed-form regime and
+/// every sum (<= w_abs e_max^2) and parameter is within [`SAFE`]:
+/// `within_bound(weight_bound(neuron, theta, w_abs), e_max)`.
+///
+/// The per-neuron part (fixed for a batch): `w_abs` where the regime and the parameters allow the
+/// factored scan, +inf where they do not.
+pub(crate) fn weight_bound(neuron: &Neuron, theta: f64, w_abs: f64) -> f64 {
+    let tm = neuron.tau_m();
+    let ok =
+        neuron.regime() != Regime::General && (1.0 / SAFE..=SAFE).contains(&tm) && theta <= SAFE && theta / tm <= SAFE;
+    if ok { w_abs } else { f64::INFINITY }
+}
+
+/// The per-sample part of the test of [`weight_bound`]: every sum (<= bound e_max^2) within
+/// [`SAFE`].
+#[inline]
+pub(crate) fn within_bound(bound: f64, e_max: f64) -> bool {
+    bound * e_max * e_max <= SAFE
+}
+
+/// The interval that arrival `i` opens: (end, E_end) of the next arrival, +inf after the last;
+/// `None` when the next arrival is simultaneous (sorted, so `end <= a` means equal): then no
+/// interval lies between them and the scan adds the next one before testing.
+#[inline(always)]
+pub(super) fn interval_end(arrivals: &[Arrival], i: usize) -> Option<(f64, f64)> {
+    match arrivals.get(i + 1) {
+        Some(next) if next.a <= arrivals[i].a => None,
+        Some(next) => Some((next.a, next.e)),
+        None => Some((f64::INFINITY, f64::INFINITY)),
+    }
+}
+
+/// (t, X) with t clamped to [start, end]; X recomputed from t where the clamp moved it.
+#[inline]
+pub(super) fn clamped(t: f64, x: f64, start: f64, end: f64, r0: f64, tm: f64) -> (f64, f64) {
+    let tc = t.clamp(start, end);
+    if tc == t { (t, x) } else { (tc, (-(tc - r0) / tm).exp()) }
+}
+
+/// The pairs (arrival, weight) of one neuron, sorted by arrival, as factored arrivals relative to
+/// the first arrival R: (R, arrivals) where [`weight_bound`] and [`within_bound`] allow the
+/// factored scan for them, `None` where they do not.
+pub(super) fn from_pairs(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<(f64, Vec<Arrival>)> {
+    let tm = neuron.tau_m();
+    let r0 = pairs.first()?.0;
+    let span = pairs.iter().fold(0.0f64, |m, p| m.max(p.0 - r0)) / tm;
+    let w_abs: f64 = pairs.iter().map(|p| p.1.abs()).sum();
+    if !(span <= MAX_SPAN && within_bound(weight_bound(neuron, theta, w_abs), span.exp())) {
+        return None;
+    }
+    let arrivals = pairs
+        .iter()
+        .map(|&(a, w)| Arrival {
+            a,
+            w,
+            e: ((a - r0) / tm).exp(),
+        })
+        .collect();
+    Some((r0, arrivals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solver::{Method, first_spike, first_spike_factored};
+
+    fn applies(neuron: &Neuron, theta: f64, w_abs: f64, e_max: f64) -> bool {
+        within_bound(weight_bound(neuron, theta, w_abs), e_max)
+    }
+
+    fn factored(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<f64> {
+        let (r0, arr) = from_pairs(neuron, theta, pairs)?;
+        let (t, x) = first_spike_factored(neuron, theta, &arr, r0, false);
+        // The existence test agrees with the solve.
+        let exists = first_spike_factored(neuron, theta, &arr, r0, true).0.is_finite();
+        assert_eq!(exists, t.is_finite(), "existence at theta {theta}: {pairs:?}");
+        // The returned factor belongs to the returned time.
+        let want = if t.is_finite() {
+            (-(t - r0) / neuron.tau_m()).exp()
+        } else {
+            0.0
+        };
+        assert!((x - want).abs() <= 1e-12 * want, "factor {x} vs {want} at t = {t}");
+        Some(t)
+    }
+
+    #[test]
+    fn agrees_with_the_bracketing_reference() {
+        let cases: &[&[(f64, f64)]] = &[
+            &[(0.1, 1.5)],
+            &[(0.1, 0.7), (0.3, 0.7), (0.3, -0.2), (1.2, 2.0)],
+            &[(0.0, -1.0), (0.5, 3.0), (0.6, 0.1)],
+            &[(0.2, 0.4), (0.9, 0.4), (1.7, 0.4), (2.5, 0.4)],
+            &[(0.0, 5.0), (0.01, -4.9), (3.0, 0.1)],
+        ];
+        for (tm, ts) in [(2.0, 1.0), (1.0, 1.0), (1.5, 1.5)] {
+            let n = Neuron::new(tm, ts).unwrap();
+            for pairs in cases {
+                for theta in [0.05, 0.3, 1.0, 2.6] {
+                    let want = first_spike(&n, theta, pairs, Method::Bracket);
+                    let got = factored(&n, theta, pairs).unwrap();
+                    assert!(
+                        got == want || (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                        "{tm} {ts} {theta} {pairs:?}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn existence_agrees_with_the_solve_on_random_rows() {
+        let mut rng = crate::random::RandomState::new(11);
+        for (tm, ts) in [(2.0, 1.0), (1.0, 1.0)] {
+            let n = Neuron::new(tm, ts).unwrap();
+            for case in 0..4000 {
+                let len = 1 + case % 9;
+                let mut pairs: Vec<(f64, f64)> = (0..len)
+                    .map(|_| (3.0 * rng.random_sample(), 2.0 * rng.random_sample() - 0.6))
+                    .collect();
+                if case % 5 == 0 {
+                    pairs[0].0 = pairs[len - 1].0; // equal arrival times
+                }
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for theta in [0.02, 0.3, 1.0] {
+                    // asserts existence == solve inside
+                    factored(&n, theta, &pairs).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn general_regime_is_left_to_the_general_scan() {
+        let n = Neuron::new(1.7, 0.6).unwrap();
+        assert_eq!(factored(&n, 1.0, &[(0.0, 2.0)]), None);
+    }
+
+    #[test]
+    fn extreme_parameters_are_left_to_the_general_scan() {
+        let n = Neuron::new(2.0, 1.0).unwrap();
+        assert!(applies(&n, 1.0, 10.0, 3.0));
+        assert!(!applies(&n, 1.0, 1e99, 4.0));
+        assert!(!applies(&n, 1e300, 1.0, 1.0));
+        assert!(!applies(&Neuron::new(2e200, 1e200).unwrap(), 1.0, 1.0, 1.0));
+    }
+}
