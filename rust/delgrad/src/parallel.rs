@@ -13,8 +13,9 @@
 //! few locks of a call are taken by retrying, not by sleeping (`lock_briefly`).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,8 @@ pub const TAIL: usize = 4;
 /// How far ahead of the fold, in ranges per thread, a thread may start a range: a thread that
 /// lost its core (the machine is loaded) holds up the fold, and the others must not pile up
 /// results behind it. At most `WINDOW * threads` results wait to be folded, whatever the
-/// scheduling, so a call's peak memory does not depend on the machine's load.
+/// scheduling, so a call's peak memory does not depend on the machine's load (nested calls, where a
+/// thread may hold an earlier range further down its own stack, do not wait and are not bounded).
 const WINDOW: usize = 2;
 
 /// The ranges a batch of `n` samples is split into: a quarter of what is left, within
@@ -319,13 +321,24 @@ impl Executor {
             acc,
         });
         // Claims ranges until none is left; folds every result whose predecessors are folded.
+        let failed = AtomicBool::new(false);
         let work = || {
+            let _flag = RaiseOnPanic(&failed);
+            // A pool thread that waits inside another call's work (a nested call) may steal this
+            // call's ranges; it must not wait for the fold of a range it holds further down its own
+            // stack, so only a thread's outermost work waits for the window.
+            let _frame = WorkFrame::enter();
+            let may_wait = WorkFrame::outermost();
             let mut state = None;
-            loop {
+            'claims: loop {
                 let i = claimed.fetch_add(1, Ordering::Relaxed);
                 let Some(range) = ranges.get(i) else { break };
-                // Every range before i is claimed and being worked on, so the fold catches up.
-                while i >= folded.load(Ordering::Acquire) + window {
+                // Every range before i is claimed and being worked on, so the fold catches up,
+                // unless a thread panicked: then its range is never folded and the call is over.
+                while may_wait && i >= folded.load(Ordering::Acquire) + window {
+                    if failed.load(Ordering::Acquire) {
+                        break 'claims;
+                    }
                     std::thread::yield_now();
                 }
                 let state = state.get_or_insert_with(|| make.take());
@@ -445,6 +458,43 @@ pub(crate) fn lock_briefly<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
             Ok(guard) => return guard,
             Err(TryLockError::Poisoned(e)) => return e.into_inner(),
             Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+}
+
+thread_local! {
+    /// How many calls' work the current thread is inside (more than one only in nested calls).
+    static WORK_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The current thread is inside a call's work while this lives.
+struct WorkFrame;
+
+impl WorkFrame {
+    fn enter() -> Self {
+        WORK_DEPTH.with(|d| d.set(d.get() + 1));
+        WorkFrame
+    }
+
+    fn outermost() -> bool {
+        WORK_DEPTH.with(|d| d.get() == 1)
+    }
+}
+
+impl Drop for WorkFrame {
+    fn drop(&mut self) {
+        WORK_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Raises its flag when dropped by a panicking thread: the call's other threads stop waiting for
+/// the fold to reach a range that will never be folded, and the panic reaches the caller.
+struct RaiseOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for RaiseOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
         }
     }
 }
