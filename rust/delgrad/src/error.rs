@@ -65,4 +65,19 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// The error with its argument named as a part of `within` (`within.arg`), e.g. the field
+    /// of a config inside the config; errors without an argument are returned unchanged.
+    pub fn within(self, within: &str) -> Self {
+        match self {
+            Error::Shape { arg, expected, actual } => Error::Shape {
+                arg: format!("{within}.{arg}"),
+                expected,
+                actual,
+            },
+            Error::Value { arg, message } => Error::value(format!("{within}.{arg}"), message),
+            Error::Option { arg, message } => Error::option(format!("{within}.{arg}"), message),
+            e @ Error::Diverged(_) => e,
+        }
+    }
 }

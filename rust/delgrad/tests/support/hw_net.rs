@@ -1,4 +1,4 @@
-//! The hardware-aware 20(=4x5)-30-3 network of HARDWARE.md, shared by the hardware tests and the
+//! The hardware-aware 20(=4x5)-30-3 network of docs/hardware.md, shared by the hardware tests and the
 //! benches (`#[path]`-included: Cargo does not build files in `tests/support` on their own).
 
 use delgrad::delay::{DelayKind, DelayParam};
