@@ -65,9 +65,9 @@ impl EmulatedEpoch {
 
 impl Trainer {
     /// Chip-in-the-loop step on an emulated chip in one call: one run of
-    /// [`noisy_forward`](crate::hardware::noisy_forward) of `chip` (the network the chip holds: quantised weights and
-    /// delays, nominal neurons) on the input groups `groups` (`[batch, n_groups]`, fed `repeat`
-    /// times), then, unless the run stalled, [`Trainer::step_from_times_at`] at `at` with the
+    /// [`noisy_forward`](super::noisy_forward) of `chip` (the network the chip holds: quantised
+    /// weights and delays, nominal neurons) on the input groups `groups` (`[batch, n_groups]`, fed
+    /// `repeat` times), then, unless the run stalled, [`Trainer::step_from_times_at`] at `at` with the
     /// recorded times, the trainer's inputs `x` (`[batch, n_in]`) and `labels`: the same results,
     /// computed in one sweep over the samples on `exec` (each sample's backward pass follows its
     /// run); `chip_exec` records a stalled run. Returns the run without its times (a stalled run
