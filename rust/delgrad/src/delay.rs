@@ -233,6 +233,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parametrisations_by_name() {
+        assert_eq!(
+            DelayParam::from_name("sigmoid", 2.0, 1.5).unwrap(),
+            DelayParam::Sigmoid { shift: 2.0, scale: 1.5 }
+        );
+        assert_eq!(DelayParam::from_name("clip", 2.0, 1.5).unwrap(), DelayParam::Clip);
+        let e = DelayParam::from_name("tanh", 0.0, 1.0).unwrap_err().to_string();
+        assert!(
+            e.starts_with("option delay_param: unknown delay parametrisation"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn effective_delay_sums_kinds_with_sharing() {
         let d = Delays {
             group: 2,

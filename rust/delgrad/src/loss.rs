@@ -258,6 +258,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn losses_by_name() {
+        assert_eq!(
+            Loss::from_name("mse", 0.3, 0.0, 0.0, 0.0).unwrap(),
+            Loss::Mse { delta: 0.3 }
+        );
+        let ce = Loss::from_name("ce", 0.0, Loss::CE_XI, Loss::CE_ALPHA, Loss::CE_BETA).unwrap();
+        assert_eq!(ce, Loss::cross_entropy());
+        assert_eq!(Loss::from_name("cross_entropy", 0.0, 0.2, 0.005, 1.0).unwrap(), ce);
+        let e = Loss::from_name("l1", 0.2, 0.2, 0.005, 1.0).unwrap_err().to_string();
+        assert!(e.starts_with("option loss: unknown loss"), "{e}");
+    }
+
+    #[test]
     fn prediction_rejects_ties_and_silence() {
         assert_eq!(predict(&[1.0, 0.5, 2.0]), Some(1));
         assert_eq!(predict(&[0.5, 0.5, 2.0]), None);

@@ -413,3 +413,23 @@ impl Trainer {
         Ok(acc)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_kind_names_round_trip() {
+        let kinds = [
+            TensorKind::Weights,
+            TensorKind::Delay(DelayKind::Synaptic),
+            TensorKind::Delay(DelayKind::Axonal),
+            TensorKind::Delay(DelayKind::Dendritic),
+        ];
+        for k in kinds {
+            assert_eq!(TensorKind::from_name(k.name()).unwrap(), k);
+        }
+        let e = TensorKind::from_name("bias").unwrap_err().to_string();
+        assert!(e.starts_with("option kind: unknown tensor kind"), "{e}");
+    }
+}
