@@ -304,7 +304,13 @@ def init_network(
     seed: int = 0,
     threads: int | None = None,
 ) -> Network:
-    """A randomly initialised network (numpy ``RandomState(seed)`` draws)."""
+    """A randomly initialised network (numpy ``RandomState(seed)`` draws).
+
+    ``layers`` holds one dict per layer with ``size``, ``weight_mean`` and ``weight_std``
+    (required) and ``tau_m``, ``tau_s``, ``theta``, ``delay_kinds``, ``delay_group``,
+    ``delay_init_mean``, ``delay_init_std`` (absent: the reference neuron, no delays, delay
+    parameters N(0, 0.25), groups of 1).
+    """
 
 def yin_yang(split: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """The published Yin-Yang split (``train``, ``validation`` or ``test``), bit-exact."""

@@ -20,7 +20,7 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{
     as_dict, as_list, check_keys, get_f64, get_usize, indices, int64_array, matrices_to_py, matrix, matrix_to_py, opt,
-    required, scalar_or_vector, threads_arg, times_list, vec_to_py, vector,
+    required, scalar, scalar_or_vector, threads_arg, times_list, usize_arg, vec_to_py, vector,
 };
 use crate::errors::{CoreError, compute, option_err, value_err, within};
 
@@ -248,18 +248,22 @@ const SPEC_KEYS: [&str; 10] = [
     "delay_init_std",
 ];
 
-/// One layer spec from its dict (the keys of [`SPEC_KEYS`]; absent keys take the core's values).
+/// One layer spec from its dict (the keys of [`SPEC_KEYS`]; `size`, `weight_mean` and
+/// `weight_std` are required, absent others take the core's values).
 fn spec_from_dict(obj: &Bound<'_, PyAny>, l: usize) -> PyResult<LayerSpec> {
     let prefix = format!("layers[{l}]");
     let d = as_dict(obj, &prefix)?;
     check_keys(d, &SPEC_KEYS, &prefix)?;
-    let mut s = LayerSpec::new(get_usize(d, "size", &prefix)?.unwrap_or(0), 1.0, 1.0);
+    let arg = |key: &str| format!("{prefix}.{key}");
+    let mut s = LayerSpec::new(
+        usize_arg(&required(d, "size", &prefix)?, &arg("size"))?,
+        scalar(&required(d, "weight_mean", &prefix)?, &arg("weight_mean"))?,
+        scalar(&required(d, "weight_std", &prefix)?, &arg("weight_std"))?,
+    );
     for (key, field) in [
         ("tau_m", &mut s.tau_m),
         ("tau_s", &mut s.tau_s),
         ("theta", &mut s.theta),
-        ("weight_mean", &mut s.weight_mean),
-        ("weight_std", &mut s.weight_std),
         ("delay_init_mean", &mut s.delay_init_mean),
         ("delay_init_std", &mut s.delay_init_std),
     ] {
