@@ -1,10 +1,12 @@
-"""Python overhead of a training step: wall time of the call minus the core's own time.
+"""Python overhead of a training step: wall time of each road minus that of the bare binding call.
 
-Runs ``Network.train_step`` (and the raw ``Trainer.step``) at batch 150 on the H30_WS
-configuration with one core thread and prints one JSON object per line with the medians:
-``{"name", "batch", "threads", "wall_us", "core_us", "overhead_us", "overhead_ratio"}``.
-The core's time is measured inside the bindings around the core call (``core_seconds`` of the
-step report), so the difference is argument conversion, result conversion and the wrapper.
+Runs the raw ``Trainer.step`` (one binding call), ``Network.train_step`` (the Python wrapper
+around it) and ``Trainer.step`` on float32 inputs (plus their conversion) at batch 150 on the
+H30_WS configuration with one core thread. Each road trains its own trainer through the same
+batches, the roads timed in turn step by step so that drift of the machine hits all alike. Prints
+one JSON object per line with the medians:
+``{"name", "batch", "threads", "wall_us", "overhead_us", "overhead_ratio"}``, the overhead being
+the road's median wall time minus that of ``Trainer.step`` (0 for ``Trainer.step`` itself).
 
 Usage: ``python benchmarks/python_overhead.py [--steps N] [--threads T]``.
 """
@@ -17,7 +19,6 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,17 +29,18 @@ from delgrad_rs.training import build_network, build_trainer
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "configs" / "H30_WS.toml"
 
 
-def measure(step: Callable[[int], dict[str, Any]], steps: int) -> tuple[float, float]:
-    """Median wall and core time (seconds) per call of ``step(k)`` over ``steps`` calls."""
+def measure(roads: dict[str, Callable[[int], object]], steps: int) -> dict[str, float]:
+    """Median wall time (seconds) per call of each road ``road(k)`` over ``steps`` calls, in turn."""
     for k in range(20):  # warm-up
-        step(k)
-    wall, core = [], []
+        for road in roads.values():
+            road(k)
+    wall: dict[str, list[float]] = {name: [] for name in roads}
     for k in range(steps):
-        start = time.perf_counter()
-        report = step(k)
-        wall.append(time.perf_counter() - start)
-        core.append(report["core_seconds"])
-    return statistics.median(wall), statistics.median(core)
+        for name, road in roads.items():
+            start = time.perf_counter()
+            road(k)
+            wall[name].append(time.perf_counter() - start)
+    return {name: statistics.median(w) for name, w in wall.items()}
 
 
 def main() -> None:
@@ -52,33 +54,34 @@ def main() -> None:
     batch = cfg.training.batch_size
     batches = [(x[i : i + batch].copy(), y[i : i + batch].copy()) for i in range(0, len(x) - batch + 1, batch)]
 
-    net = build_network(cfg, threads=args.threads)
-    trainer = build_trainer(cfg, net, threads=args.threads)
+    nets = [build_network(cfg, threads=args.threads) for _ in range(3)]
+    raw_trainer, wrapped_trainer, float32_trainer = (build_trainer(cfg, n, threads=args.threads) for n in nets)
+    net = nets[1]
 
-    def raw(k: int) -> dict[str, Any]:
+    def raw(k: int) -> object:
         xb, yb = batches[k % len(batches)]
-        return dict(trainer.step(xb, yb, 0))
+        return raw_trainer.step(xb, yb, 0)
 
-    def wrapped(k: int) -> dict[str, Any]:
+    def wrapped(k: int) -> object:
         xb, yb = batches[k % len(batches)]
-        return net.train_step(xb, yb, trainer)
+        return net.train_step(xb, yb, wrapped_trainer)
 
-    def float32(k: int) -> dict[str, Any]:
+    def float32(k: int) -> object:
         xb, yb = batches[k % len(batches)]
-        return dict(trainer.step(xb.astype(np.float32), yb, 0))
+        return float32_trainer.step(xb.astype(np.float32), yb, 0)
 
-    for name, fn in [("Trainer.step", raw), ("Network.train_step", wrapped), ("Trainer.step_float32", float32)]:
-        wall, core = measure(fn, args.steps)
+    wall = measure({"Trainer.step": raw, "Network.train_step": wrapped, "Trainer.step_float32": float32}, args.steps)
+    base = wall["Trainer.step"]
+    for name, w in wall.items():
         print(
             json.dumps(
                 {
                     "name": name,
                     "batch": batch,
                     "threads": args.threads,
-                    "wall_us": round(wall * 1e6, 1),
-                    "core_us": round(core * 1e6, 1),
-                    "overhead_us": round((wall - core) * 1e6, 1),
-                    "overhead_ratio": round((wall - core) / core, 4),
+                    "wall_us": round(w * 1e6, 1),
+                    "overhead_us": round((w - base) * 1e6, 1),
+                    "overhead_ratio": round((w - base) / base, 4),
                 }
             )
         )

@@ -32,7 +32,7 @@ __all__ = [
     "hardware_forward",
     "chip_pattern",
     "hardware_noise_defaults",
-    "_busy_wait",
+    "default_bump_limits",
 ]
 
 __version__: Final[str]
@@ -81,7 +81,6 @@ class _StepResult(TypedDict):
     bumped: int | None
     invalid: list[int]
     clipped: list[int]
-    core_seconds: float
 
 class _EpochResult(TypedDict):
     loss: float
@@ -177,31 +176,38 @@ class Grid:
 
 @final
 class Trainer:
-    """Adam training with StepLR, max_dw_norm and weight bumping (the reference recipe)."""
+    """Adam training with StepLR, max_dw_norm and weight bumping (the reference recipe).
+
+    Omitted options take the core's reference values: MSE with ``delta`` 0.2 (cross-entropy
+    ``xi`` 0.2, ``alpha`` 0.005, ``beta`` 1), ``silent_loss`` 100, ``lr_weights`` 0.01,
+    ``lr_delays`` 0.003, ``step_size`` 20, ``gamma`` 0.95, Adam (0.9, 0.999, 1e-8),
+    ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`,
+    the sigmoid delay parametrisation with ``delay_shift`` 0 and ``delay_scale`` 1.
+    """
 
     def __new__(
         cls,
         network: Network,
         *,
         loss: _LossKind = "mse",
-        delta: float = 0.2,
-        xi: float = 0.2,
-        alpha: float = 0.005,
-        beta: float = 1.0,
-        silent_loss: float = 100.0,
-        lr_weights: float = 0.01,
-        lr_delays: float = 0.003,
-        step_size: int = 20,
-        gamma: float = 0.95,
-        adam_beta1: float = 0.9,
-        adam_beta2: float = 0.999,
-        adam_eps: float = 1e-8,
+        delta: float = ...,
+        xi: float = ...,
+        alpha: float = ...,
+        beta: float = ...,
+        silent_loss: float = ...,
+        lr_weights: float = ...,
+        lr_delays: float = ...,
+        step_size: int = ...,
+        gamma: float = ...,
+        adam_beta1: float = ...,
+        adam_beta2: float = ...,
+        adam_eps: float = ...,
         max_dw_norm: float | None = ...,
-        bump: float = 0.0005,
+        bump: float = ...,
         bump_limits: list[float] | None = None,
         delay_param: _DelayParamKind = "sigmoid",
-        delay_shift: float = 0.0,
-        delay_scale: float = 1.0,
+        delay_shift: float = ...,
+        delay_scale: float = ...,
         method: _Method = "auto",
         threads: int | None = None,
     ) -> Trainer: ...
@@ -271,13 +277,13 @@ class Trainer:
 
         For each mini-batch of ``batch`` consecutive rows of ``groups`` / ``x`` / ``y`` (the epoch's
         samples in training order): ``quantised_network(chip, grid)`` becomes the network on the
-        chip, then ``emulated_step`` of it (``at`` None) with the next
-        run ``counter`` (from ``counter``), a stalled run repeated up to ``max_retries`` times. The
-        same results as those calls one by one. Returns every step's result (``steps``; their
-        ``core_seconds`` are 0), the configurations written (``writes``), the run counter's advance
-        (``runs``), ``retries``, ``dropped_events``, the last configuration's changed entries
-        (``written``), the network on the chip at the end (``chip``) and whether the last batch
-        stalled on every attempt (``stalled``; the epoch stopped there, without its step).
+        chip, then ``emulated_step`` of it (``at`` None) with the next run ``counter`` (from
+        ``counter``), a stalled run repeated up to ``max_retries`` times. The same results as those
+        calls one by one. Returns every step's result (``steps``), the configurations written
+        (``writes``), the run counter's advance (``runs``), ``retries``, ``dropped_events``, the last
+        configuration's changed entries (``written``), the network on the chip at the end (``chip``)
+        and whether the last batch stalled on every attempt (``stalled``; the epoch stopped there,
+        without its step).
         """
     def train_epoch(self, x: ArrayLike, y: ArrayLike, order: ArrayLike, batch: int, epoch: int) -> _EpochResult:
         """One epoch in mini-batches of ``batch`` in the sample order ``order``."""
@@ -293,17 +299,23 @@ def init_network(
     layers: list[dict[str, Any]],
     *,
     delay_param: _DelayParamKind = "sigmoid",
-    delay_shift: float = 0.0,
-    delay_scale: float = 1.0,
+    delay_shift: float = ...,
+    delay_scale: float = ...,
     seed: int = 0,
     threads: int | None = None,
 ) -> Network:
-    """A randomly initialised network (numpy ``RandomState(seed)`` draws)."""
+    """A randomly initialised network (numpy ``RandomState(seed)`` draws).
+
+    ``layers`` holds one dict per layer with ``size``, ``weight_mean`` and ``weight_std``
+    (required) and ``tau_m``, ``tau_s``, ``theta``, ``delay_kinds``, ``delay_group``,
+    ``delay_init_mean``, ``delay_init_std`` (absent: the reference neuron, no delays, delay
+    parameters N(0, 0.25), groups of 1).
+    """
 
 def yin_yang(split: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """The published Yin-Yang split (``train``, ``validation`` or ``test``), bit-exact."""
 
-def encode_times(x: ArrayLike, t_early: float = 0.15, t_late: float = 2.0) -> NDArray[np.float64]:
+def encode_times(x: ArrayLike, t_early: float = ..., t_late: float = ...) -> NDArray[np.float64]:
     """Spike times ``t_early + x (t_late - t_early)``."""
 
 def loss_and_grad(
@@ -311,11 +323,11 @@ def loss_and_grad(
     labels: ArrayLike,
     loss: _LossKind = "mse",
     *,
-    delta: float = 0.2,
-    xi: float = 0.2,
-    alpha: float = 0.005,
-    beta: float = 1.0,
-    silent_loss: float = 100.0,
+    delta: float = ...,
+    xi: float = ...,
+    alpha: float = ...,
+    beta: float = ...,
+    silent_loss: float = ...,
     strict: bool = False,
 ) -> _LossResult:
     """Per-sample losses and dL/dt of output spike times (silent samples: constant, zero gradient)."""
@@ -323,8 +335,9 @@ def loss_and_grad(
 def default_threads() -> int:
     """Number of threads ``threads=None`` selects."""
 
-def _busy_wait(seconds: float) -> float:
-    """Spins in Rust with the GIL released (for tests)."""
+def default_bump_limits(n_layers: int) -> list[float]:
+    """The reference bump limits of ``n_layers`` layers (0.3 per hidden layer, 0 for the output), the
+    ``Trainer``'s ``bump_limits=None``."""
 
 class _HardwareRun(TypedDict):
     times: list[NDArray[np.float64]]
@@ -376,11 +389,11 @@ def chip_pattern(
     rows: int,
     *,
     seed: int,
-    theta_offset_mean: float = 0.13,
-    theta_offset_std: float = 0.08,
-    tau_m_mismatch: float = 0.0,
-    tau_s_mismatch: float = 0.0,
-    gain_mismatch: float = 0.0,
+    theta_offset_mean: float = ...,
+    theta_offset_std: float = ...,
+    tau_m_mismatch: float = ...,
+    tau_s_mismatch: float = ...,
+    gain_mismatch: float = ...,
 ) -> _ChipPattern:
     """The fixed pattern of a chip (per circuit: threshold offset, tau factors; per row: gain)."""
 

@@ -90,9 +90,7 @@ def test_trainer_state_round_trip() -> None:
     state = tr.state()
     tr2 = net.trainer(lr_weights=0.01, lr_delays=0.01, threads=1)
     tr2.set_state(state)
-    r1, r2 = dict(tr.step(t, y[:300], 1)), dict(tr2.step(t, y[:300], 1))
-    assert r1.pop("core_seconds") > 0 and r2.pop("core_seconds") > 0  # timing, not a result
-    assert r1 == r2
+    assert tr.step(t, y[:300], 1) == tr2.step(t, y[:300], 1)
     for a, b in zip(tr.network().params(), tr2.network().params(), strict=True):
         np.testing.assert_array_equal(a["w"], b["w"])
     bad = dict(state)

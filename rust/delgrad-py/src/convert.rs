@@ -1,16 +1,17 @@
-//! numpy <-> core conversions. Inputs: anything `numpy.asarray` accepts with a float or integer
+//! Python <-> core conversions. Arrays: anything `numpy.asarray` accepts with a float or integer
 //! dtype, any memory layout (converted to contiguous float64); other dtypes are a `TypeError`,
 //! a wrong number of dimensions a `ShapeError`, both naming the argument. Outputs: owned arrays
-//! built from the core's buffers without a copy.
+//! built from the core's buffers without a copy. Dicts and lists of options: unknown keys are an
+//! `OptionError`, wrong types a `TypeError`, both naming `prefix.key`.
 
 use delgrad::Matrix;
 use numpy::ndarray::{Array1, Array2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyFloat;
+use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
 
-use crate::errors::{shape_err, value_err};
+use crate::errors::{CoreError, option_err, shape_err, value_err};
 
 /// A contiguous float64 copy of `obj` and its shape.
 pub fn f64_array(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<usize>, Vec<f64>)> {
@@ -60,7 +61,7 @@ pub fn matrix(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Matrix> {
     if shape.len() != 2 {
         return Err(shape_err(arg, "[rows, cols] (2-d)", shape_str(&shape)));
     }
-    Matrix::from_vec(arg, shape[0], shape[1], data).map_err(|e| crate::errors::CoreError(e).into())
+    Ok(Matrix::from_vec(arg, shape[0], shape[1], data).map_err(CoreError)?)
 }
 
 /// A 1-d array as a vector.
@@ -129,7 +130,7 @@ pub fn indices(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Vec<usize>> {
 pub fn matrix_to_py<'py>(py: Python<'py>, m: Matrix) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (r, c) = (m.rows(), m.cols());
     let a = Array2::from_shape_vec((r, c), m.into_vec())
-        .map_err(|e| crate::errors::value_err("matrix", format!("internal shape error: {e}")))?;
+        .map_err(|e| value_err("matrix", format!("internal shape error: {e}")))?;
     Ok(a.into_pyarray(py))
 }
 
@@ -141,4 +142,110 @@ pub fn vec_to_py<'py>(py: Python<'py>, v: Vec<f64>) -> Bound<'py, PyArray1<f64>>
 /// Optional argument: `None` means absent.
 pub fn opt<'a, 'py>(obj: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
     obj.filter(|o| !o.is_none())
+}
+
+/// The type name of `obj`, for messages.
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// `obj` as a dict.
+pub fn as_dict<'a, 'py>(obj: &'a Bound<'py, PyAny>, arg: &str) -> PyResult<&'a Bound<'py, PyDict>> {
+    obj.cast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg}: expected a dict, got {}", type_name(obj))))
+}
+
+/// The items of a list or tuple.
+pub fn as_list<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if let Ok(l) = obj.cast::<PyList>() {
+        return Ok(l.iter().collect());
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return Ok(t.iter().collect());
+    }
+    Err(PyTypeError::new_err(format!(
+        "{arg}: expected a list, got {}",
+        type_name(obj)
+    )))
+}
+
+/// Checks that `d` only has keys from `allowed`; the error names `prefix.key`.
+pub fn check_keys(d: &Bound<'_, PyDict>, allowed: &[&str], prefix: &str) -> PyResult<()> {
+    for key in d.keys() {
+        let k: String = key
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("{prefix}: keys must be strings, got {key}")))?;
+        if !allowed.contains(&k.as_str()) {
+            return Err(option_err(
+                &format!("{prefix}.{k}"),
+                format!("unknown key; expected one of {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The value of `key` in `d`, or an error naming `prefix.key` when it is missing.
+pub fn required<'py>(d: &Bound<'py, PyDict>, key: &str, prefix: &str) -> PyResult<Bound<'py, PyAny>> {
+    d.get_item(key)?
+        .ok_or_else(|| option_err(&format!("{prefix}.{key}"), "missing (required)"))
+}
+
+/// The number under `key` of `d`, if present (and not None).
+pub fn get_f64(d: &Bound<'_, PyDict>, key: &str, prefix: &str) -> PyResult<Option<f64>> {
+    opt(d.get_item(key)?.as_ref())
+        .map(|v| scalar(v, &format!("{prefix}.{key}")))
+        .transpose()
+}
+
+/// A non-negative integer.
+pub fn usize_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<usize> {
+    let i: i64 = v
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{arg}: expected an integer, got {}", type_name(v))))?;
+    usize::try_from(i).map_err(|_| value_err(arg, format!("expected an integer >= 0, got {i}")))
+}
+
+/// The non-negative integer under `key` of `d`, if present (and not None).
+pub fn get_usize(d: &Bound<'_, PyDict>, key: &str, prefix: &str) -> PyResult<Option<usize>> {
+    opt(d.get_item(key)?.as_ref())
+        .map(|v| usize_arg(v, &format!("{prefix}.{key}")))
+        .transpose()
+}
+
+/// A seed or run counter: an integer in [0, 2**64).
+pub fn u64_arg(v: i128, arg: &str) -> PyResult<u64> {
+    u64::try_from(v).map_err(|_| value_err(arg, format!("expected an integer in [0, 2**64), got {v}")))
+}
+
+/// A thread count: None or an integer >= 0 (0: one per core).
+pub fn threads_arg(threads: Option<i64>) -> PyResult<usize> {
+    match threads {
+        None => Ok(0),
+        Some(t) => {
+            usize::try_from(t).map_err(|_| value_err("threads", format!("expected an integer >= 0 or None, got {t}")))
+        }
+    }
+}
+
+/// One matrix per layer.
+pub fn times_list(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Vec<Matrix>> {
+    as_list(obj, arg)?
+        .iter()
+        .enumerate()
+        .map(|(l, t)| matrix(t, &format!("{arg}[{l}]")))
+        .collect()
+}
+
+/// Matrices as a list of owned arrays.
+pub fn matrices_to_py<'py>(py: Python<'py>, m: Vec<Matrix>) -> PyResult<Vec<Bound<'py, PyArray2<f64>>>> {
+    m.into_iter().map(|m| matrix_to_py(py, m)).collect()
+}
+
+/// Integers as an owned int64 array.
+pub fn int64_array<'py>(py: Python<'py>, v: impl IntoIterator<Item = i64>) -> Bound<'py, PyArray1<i64>> {
+    Array1::from_iter(v).into_pyarray(py)
 }

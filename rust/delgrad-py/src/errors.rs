@@ -106,6 +106,12 @@ impl From<CoreError> for PyErr {
     }
 }
 
+/// The result of a core call whose arguments are fields of `within` (e.g. `layers[0]`): errors
+/// name `within.field` (the one place that prefixes errors with an argument name).
+pub fn within<T>(r: delgrad::Result<T>, within: &str) -> PyResult<T> {
+    r.map_err(|e| CoreError(e.within(within)).into())
+}
+
 /// Shorthand: a `ShapeError` for `arg`.
 pub fn shape_err(arg: &str, expected: impl std::fmt::Display, actual: impl std::fmt::Display) -> PyErr {
     CoreError(delgrad::Error::shape(arg, expected, actual)).into()

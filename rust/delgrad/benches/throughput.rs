@@ -12,13 +12,13 @@ use delgrad::Matrix;
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::{DelayKind, DelayParam};
 use delgrad::gradient::BackwardOptions;
-use delgrad::hardware::{ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
+use delgrad::hardware::{ChipPattern, Emulation, LayerPattern, NoiseParams, PatternParams, noisy_forward};
 use delgrad::loss::Loss;
 use delgrad::network::Network;
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
 use delgrad::step::forward_backward;
-use delgrad::train::{Emulation, LayerSpec, TrainConfig, Trainer, init_network};
+use delgrad::train::{LayerSpec, TrainConfig, Trainer, init_network};
 
 struct Case {
     name: &'static str,

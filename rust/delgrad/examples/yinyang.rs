@@ -1,4 +1,4 @@
-//! Trains the H30_WS configuration of DESIGN section 3 on Yin-Yang natively:
+//! Trains the H30_WS configuration (docs/results.md) on Yin-Yang natively:
 //! 4 -> 30 -> 3, tau_m = 2, tau_s = 1, theta = 1, synaptic delays on both projections,
 //! weights N(1, 1), Adam (weights 0.01, delays 0.003), StepLR(20, 0.95), batch 150, 300 epochs.
 //!

@@ -141,11 +141,33 @@ pub enum DelayParam {
 
 impl Default for DelayParam {
     fn default() -> Self {
-        DelayParam::Sigmoid { shift: 0.0, scale: 1.0 }
+        DelayParam::Sigmoid {
+            shift: Self::SIGMOID_SHIFT,
+            scale: Self::SIGMOID_SCALE,
+        }
     }
 }
 
 impl DelayParam {
+    /// The default smallest delay of the sigmoid parametrisation.
+    pub const SIGMOID_SHIFT: f64 = 0.0;
+    /// The default range of the sigmoid parametrisation.
+    pub const SIGMOID_SCALE: f64 = 1.0;
+
+    /// The parametrisation called `name` (`"sigmoid"` with `shift` and `scale`, or `"clip"`); an
+    /// unknown name is an error naming `delay_param`. The values are checked by
+    /// [`DelayParam::validate`].
+    pub fn from_name(name: &str, shift: f64, scale: f64) -> Result<Self> {
+        match name {
+            "sigmoid" => Ok(DelayParam::Sigmoid { shift, scale }),
+            "clip" => Ok(DelayParam::Clip),
+            _ => Err(Error::option(
+                "delay_param",
+                format!("unknown delay parametrisation {name:?}; expected \"sigmoid\" or \"clip\""),
+            )),
+        }
+    }
+
     /// Validates shift >= 0 and scale > 0 (finite).
     pub fn validate(&self) -> Result<()> {
         if let DelayParam::Sigmoid { shift, scale } = *self {
@@ -209,6 +231,20 @@ pub fn sigmoid(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parametrisations_by_name() {
+        assert_eq!(
+            DelayParam::from_name("sigmoid", 2.0, 1.5).unwrap(),
+            DelayParam::Sigmoid { shift: 2.0, scale: 1.5 }
+        );
+        assert_eq!(DelayParam::from_name("clip", 2.0, 1.5).unwrap(), DelayParam::Clip);
+        let e = DelayParam::from_name("tanh", 0.0, 1.0).unwrap_err().to_string();
+        assert!(
+            e.starts_with("option delay_param: unknown delay parametrisation"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn effective_delay_sums_kinds_with_sharing() {

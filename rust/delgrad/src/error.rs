@@ -65,4 +65,36 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// The error with its argument named as a part of `within` (`within.arg`), e.g. the field
+    /// of a config inside the config; errors without an argument are returned unchanged.
+    pub fn within(self, within: &str) -> Self {
+        match self {
+            Error::Shape { arg, expected, actual } => Error::Shape {
+                arg: format!("{within}.{arg}"),
+                expected,
+                actual,
+            },
+            Error::Value { arg, message } => Error::value(format!("{within}.{arg}"), message),
+            Error::Option { arg, message } => Error::option(format!("{within}.{arg}"), message),
+            e @ Error::Diverged(_) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_names_the_argument_inside_its_parent() {
+        let v = Error::value("tau_m", "bad").within("layers[0]");
+        assert_eq!(v.to_string(), "layers[0].tau_m: bad");
+        let o = Error::option("kind", "unknown").within("state.tensors[1]");
+        assert_eq!(o.to_string(), "option state.tensors[1].kind: unknown");
+        let s = Error::shape("w", "[1]", "[2]").within("layers[2]");
+        assert_eq!(s.to_string(), "layers[2].w: expected shape [1], got [2]");
+        let d = Error::Diverged("loss is NaN".into());
+        assert_eq!(d.clone().within("layers[0]"), d);
+    }
 }

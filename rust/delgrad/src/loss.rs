@@ -22,18 +22,44 @@ pub enum Loss {
     },
 }
 
+/// The loss of a silent sample in the reference recipe (constant, zero gradient).
+pub const SILENT_LOSS: f64 = 100.0;
+
 impl Loss {
+    /// The reference MSE lead delta (model time units).
+    pub const MSE_DELTA: f64 = 0.2;
+    /// The reference cross-entropy temperature xi.
+    pub const CE_XI: f64 = 0.2;
+    /// The reference weight alpha of the cross-entropy regulariser.
+    pub const CE_ALPHA: f64 = 0.005;
+    /// The reference time scale beta of the cross-entropy regulariser.
+    pub const CE_BETA: f64 = 1.0;
+
     /// The reference MSE, delta = 0.2.
     pub fn mse() -> Self {
-        Loss::Mse { delta: 0.2 }
+        Loss::Mse { delta: Self::MSE_DELTA }
     }
 
     /// The reference cross-entropy, xi = 0.2, alpha = 0.005, beta = 1.
     pub fn cross_entropy() -> Self {
         Loss::CrossEntropy {
-            xi: 0.2,
-            alpha: 0.005,
-            beta: 1.0,
+            xi: Self::CE_XI,
+            alpha: Self::CE_ALPHA,
+            beta: Self::CE_BETA,
+        }
+    }
+
+    /// The loss called `name` (`"mse"`, or `"ce"` / `"cross_entropy"`) with its parameters
+    /// (those of the other loss are ignored); an unknown name is an error naming `loss`. The
+    /// parameters are checked by [`Loss::validate`].
+    pub fn from_name(name: &str, delta: f64, xi: f64, alpha: f64, beta: f64) -> Result<Self> {
+        match name {
+            "mse" => Ok(Loss::Mse { delta }),
+            "ce" | "cross_entropy" => Ok(Loss::CrossEntropy { xi, alpha, beta }),
+            _ => Err(Error::option(
+                "loss",
+                format!("unknown loss {name:?}; expected \"mse\" or \"ce\""),
+            )),
         }
     }
 
@@ -203,8 +229,16 @@ pub(crate) fn report(
 /// constant `silent_loss` and zero gradient (never NaN).
 pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, strict: bool) -> Result<LossReport> {
     validate_labels(loss, labels, out.rows(), out.cols())?;
-    if let Some(i) = out.as_slice().iter().position(|t| t.is_nan()) {
-        return Err(Error::value("output times", format!("entry {i} is NaN")));
+    if !silent_loss.is_finite() {
+        return Err(Error::value(
+            "silent_loss",
+            format!("expected a finite number, got {silent_loss}"),
+        ));
+    }
+    // +inf is a silent neuron; NaN and -inf are no spike times.
+    let out_slice = out.as_slice();
+    if let Some(i) = out_slice.iter().position(|t| t.is_nan() || *t == f64::NEG_INFINITY) {
+        return Err(Error::value("out_times", format!("entry {i} is {}", out_slice[i])));
     }
     let mut dl_dt = Matrix::zeros(out.rows(), out.cols());
     let mut per_sample = Vec::with_capacity(out.rows());
@@ -222,6 +256,19 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losses_by_name() {
+        assert_eq!(
+            Loss::from_name("mse", 0.3, 0.0, 0.0, 0.0).unwrap(),
+            Loss::Mse { delta: 0.3 }
+        );
+        let ce = Loss::from_name("ce", 0.0, Loss::CE_XI, Loss::CE_ALPHA, Loss::CE_BETA).unwrap();
+        assert_eq!(ce, Loss::cross_entropy());
+        assert_eq!(Loss::from_name("cross_entropy", 0.0, 0.2, 0.005, 1.0).unwrap(), ce);
+        let e = Loss::from_name("l1", 0.2, 0.2, 0.005, 1.0).unwrap_err().to_string();
+        assert!(e.starts_with("option loss: unknown loss"), "{e}");
+    }
 
     #[test]
     fn prediction_rejects_ties_and_silence() {

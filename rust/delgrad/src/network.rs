@@ -1,4 +1,4 @@
-//! Layers and networks: the parameters of the model of DESIGN section 2.
+//! Layers and networks: the parameters of the model (docs/model.md, "Neuron model").
 
 use crate::delay::Delays;
 use crate::error::{Error, Result};
@@ -19,6 +19,13 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// Membrane time constant of the reference neuron (model time units).
+    pub const TAU_M: f64 = 2.0;
+    /// Synaptic time constant of the reference neuron (model time units).
+    pub const TAU_S: f64 = 1.0;
+    /// Threshold of the reference neuron.
+    pub const THETA: f64 = 1.0;
+
     /// A layer with one threshold for every neuron and no delays.
     pub fn new(neuron: Neuron, theta: f64, w: Matrix) -> Self {
         Layer {

@@ -1,5 +1,7 @@
 //! Adam with bias correction (PyTorch semantics) and the StepLR schedule.
 
+use crate::error::{Error, Result};
+
 /// Adam hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
@@ -18,6 +20,25 @@ impl Default for AdamConfig {
             beta2: 0.999,
             eps: 1e-8,
         }
+    }
+}
+
+impl AdamConfig {
+    /// Checks that the betas are in [0, 1) and eps is finite and > 0; errors name the training
+    /// options (`adam_beta1`, `adam_beta2`, `adam_eps`).
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [("adam_beta1", self.beta1), ("adam_beta2", self.beta2)] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                return Err(Error::value(name, format!("expected a number in [0, 1), got {v}")));
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::value(
+                "adam_eps",
+                format!("expected a finite number > 0, got {}", self.eps),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +97,20 @@ impl Default for StepLr {
 }
 
 impl StepLr {
+    /// Checks that `gamma` is finite and > 0 and `step_size` >= 1; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.gamma.is_finite() && self.gamma > 0.0) {
+            return Err(Error::value(
+                "gamma",
+                format!("expected a finite number > 0, got {}", self.gamma),
+            ));
+        }
+        if self.step_size == 0 {
+            return Err(Error::value("step_size", "expected an integer >= 1"));
+        }
+        Ok(())
+    }
+
     /// The learning rate in `epoch` (0-based) for base rate `lr0`.
     pub fn lr(&self, lr0: f64, epoch: usize) -> f64 {
         let k = epoch / self.step_size.max(1);

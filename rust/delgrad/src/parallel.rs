@@ -158,6 +158,11 @@ impl Default for Executor {
     }
 }
 
+/// The number of threads `threads = 0` selects: one per available core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Executor {
     /// An executor with `threads` threads including the caller's; 0 means one per available core.
     /// More than [`MAX_THREADS`] is an error (a typo such as 10**6 would otherwise try to start
@@ -169,11 +174,7 @@ impl Executor {
                 format!("expected an integer from 0 (one per core) to {MAX_THREADS}, got {threads}"),
             ));
         }
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
+        let threads = if threads == 0 { default_threads() } else { threads };
         if threads == 1 {
             return Ok(Self::default());
         }

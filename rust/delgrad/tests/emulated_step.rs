@@ -4,9 +4,9 @@
 
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::DelayParam;
-use delgrad::hardware::{ChipPattern, LayerPattern, NoiseParams, PatternParams, noisy_forward};
+use delgrad::hardware::{ChipPattern, Emulation, LayerPattern, NoiseParams, PatternParams, noisy_forward};
 use delgrad::parallel::Executor;
-use delgrad::train::{Emulation, TrainConfig, Trainer};
+use delgrad::train::{TrainConfig, Trainer};
 use delgrad::{Error, Matrix};
 
 #[path = "support/hw_net.rs"]
@@ -146,7 +146,7 @@ fn a_stalled_run_takes_no_step_and_bad_input_is_an_error() {
 
 #[test]
 fn the_grid_is_the_bss2_rule_and_counts_changed_entries() {
-    use delgrad::train::{Grid, changed_entries};
+    use delgrad::hardware::{Grid, changed_entries};
     let g = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
     // weights: round half to even on the 1/30 grid, clipped to +-63/30
     for (w, want) in [
@@ -192,7 +192,7 @@ fn the_grid_is_the_bss2_rule_and_counts_changed_entries() {
 
 #[test]
 fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
-    use delgrad::train::{Grid, changed_entries};
+    use delgrad::hardware::{Grid, changed_entries};
     let grid = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
     let mut net = hw_net(6);
     net.layers[1]

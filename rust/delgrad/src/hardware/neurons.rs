@@ -6,7 +6,8 @@
 //! the copies of an input that arrive together enter each neuron as one summed arrival. Otherwise
 //! each neuron sorts its own arrivals a_ki = t_i + d_ki (+ its synapse's jitter).
 
-use super::{Jitter, MIN_THETA, NoiseParams, RunLayer, Scratch};
+use super::noise::NoiseParams;
+use super::run::{Jitter, MIN_THETA, RunLayer, Scratch};
 use crate::forward::sorted_arrivals;
 use crate::solver::{Method, first_spike, first_spike_general, never_reaches};
 use crate::streams::Stream;

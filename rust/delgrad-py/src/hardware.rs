@@ -1,0 +1,228 @@
+//! The emulated BrainScaleS-2 chip: `Grid`, `hardware_forward`, `chip_pattern`,
+//! `hardware_noise_defaults`, and the arguments of a run shared with the trainer's emulated steps.
+
+use delgrad::hardware::{ChipPattern, Emulation, Grid, LayerPattern, NoiseParams, PatternParams, noisy_forward};
+use delgrad::network::Network;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::convert::{as_dict, as_list, check_keys, get_f64, matrices_to_py, matrix, opt, u64_arg, vec_to_py, vector};
+use crate::errors::{CoreError, compute, value_err, within};
+use crate::network::PyNetwork;
+
+/// A chip's weight and delay grid (see the stub and `delgrad::hardware::Grid`).
+#[pyclass(module = "delgrad_rs._core", name = "Grid", frozen)]
+pub struct PyGrid {
+    pub(crate) grid: Grid,
+}
+
+#[pymethods]
+impl PyGrid {
+    #[new]
+    #[pyo3(signature = (*, weight_scale, weight_max, delay_offset, delay_step, delay_min, delay_max, time_unit))]
+    fn new(
+        weight_scale: f64,
+        weight_max: f64,
+        delay_offset: f64,
+        delay_step: f64,
+        delay_min: f64,
+        delay_max: f64,
+        time_unit: f64,
+    ) -> PyResult<Self> {
+        let grid = Grid::new(
+            weight_scale,
+            weight_max,
+            delay_offset,
+            delay_step,
+            delay_min,
+            delay_max,
+            time_unit,
+        )
+        .map_err(CoreError)?;
+        Ok(PyGrid { grid })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.grid)
+    }
+}
+
+/// The noise parameters: the BrainScaleS-2 values with the entries of the dict `d` (None: none).
+fn noise_from_dict(d: Option<&Bound<'_, PyAny>>) -> PyResult<NoiseParams> {
+    let mut n = NoiseParams::bss2();
+    let Some(obj) = opt(d) else {
+        return Ok(n);
+    };
+    let d = as_dict(obj, "noise")?;
+    check_keys(d, &NoiseParams::names(), "noise")?;
+    for (key, field) in n.fields_mut() {
+        if let Some(v) = get_f64(d, key, "noise")? {
+            *field = v;
+        }
+    }
+    within(n.validate(), "noise")?;
+    Ok(n)
+}
+
+const PATTERN_KEYS: [&str; 5] = ["theta_offset", "tau_m", "tau_s", "gain_exc", "gain_inh"];
+
+/// The placed fixed pattern of `net` from one dict per layer (absent keys: a perfect chip's).
+fn pattern_from_list(obj: &Bound<'_, PyAny>, net: &Network) -> PyResult<Vec<LayerPattern>> {
+    let items = as_list(obj, "pattern")?;
+    if items.len() != net.layers.len() {
+        return Err(CoreError(delgrad::Error::shape(
+            "pattern",
+            format!("[{}] (one dict per layer)", net.layers.len()),
+            format!("[{}]", items.len()),
+        ))
+        .into());
+    }
+    items
+        .iter()
+        .zip(&net.layers)
+        .enumerate()
+        .map(|(l, (o, layer))| {
+            let prefix = format!("pattern[{l}]");
+            let d = as_dict(o, &prefix)?;
+            check_keys(d, &PATTERN_KEYS, &prefix)?;
+            let mut p = LayerPattern::ideal(layer);
+            let fields: [(&str, &mut Vec<f64>); 5] = [
+                ("theta_offset", &mut p.theta_offset),
+                ("tau_m", &mut p.tau_m),
+                ("tau_s", &mut p.tau_s),
+                ("gain_exc", &mut p.gain_exc),
+                ("gain_inh", &mut p.gain_inh),
+            ];
+            for (key, field) in fields {
+                if let Some(v) = opt(d.get_item(key)?.as_ref()) {
+                    *field = vector(v, &format!("{prefix}.{key}"))?;
+                }
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
+/// The arguments of one emulated run besides the network and the inputs, as the core takes them.
+pub struct RunArgs {
+    repeat: usize,
+    pattern: Option<Vec<LayerPattern>>,
+    noise: NoiseParams,
+    seed: u64,
+    counter: u64,
+}
+
+impl RunArgs {
+    /// Converts the Python arguments of a run of `net` (`pattern` or `noise` None: none given).
+    pub fn new(
+        net: &Network,
+        repeat: i64,
+        pattern: Option<&Bound<'_, PyAny>>,
+        noise: Option<&Bound<'_, PyAny>>,
+        seed: i128,
+        counter: i128,
+    ) -> PyResult<Self> {
+        let repeat = usize::try_from(repeat)
+            .map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
+        let pattern = opt(pattern).map(|p| pattern_from_list(p, net)).transpose()?;
+        Ok(RunArgs {
+            repeat,
+            pattern,
+            noise: noise_from_dict(noise)?,
+            seed: u64_arg(seed, "seed")?,
+            counter: u64_arg(counter, "counter")?,
+        })
+    }
+
+    /// The run as the core's trainer takes it.
+    pub fn emulation(&self) -> Emulation<'_> {
+        Emulation {
+            repeat: self.repeat,
+            pattern: self.pattern.as_deref(),
+            noise: &self.noise,
+            seed: self.seed,
+            counter: self.counter,
+        }
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (network, x, *, repeat=1, pattern=None, noise=None, seed=0, counter=0))]
+#[allow(clippy::too_many_arguments)]
+pub fn hardware_forward<'py>(
+    py: Python<'py>,
+    network: PyRef<'py, PyNetwork>,
+    x: &Bound<'py, PyAny>,
+    repeat: i64,
+    pattern: Option<&Bound<'py, PyAny>>,
+    noise: Option<&Bound<'py, PyAny>>,
+    seed: i128,
+    counter: i128,
+) -> PyResult<Bound<'py, PyDict>> {
+    let net = &network.net;
+    let a = RunArgs::new(net, repeat, pattern, noise, seed, counter)?;
+    let x = matrix(x, "x")?;
+    let exec = &*network.exec;
+    let run = compute(py, || {
+        noisy_forward(
+            net,
+            &x,
+            a.repeat,
+            a.pattern.as_deref(),
+            &a.noise,
+            a.seed,
+            a.counter,
+            exec,
+        )
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("times", matrices_to_py(py, run.times)?)?;
+    d.set_item("dropped_events", run.dropped_events)?;
+    d.set_item("stalled_from", run.stalled_from)?;
+    Ok(d)
+}
+
+#[pyfunction]
+#[pyo3(signature = (
+    circuits, rows, *, seed, theta_offset_mean=PatternParams::bss2().theta_offset_mean,
+    theta_offset_std=PatternParams::bss2().theta_offset_std, tau_m_mismatch=PatternParams::bss2().tau_m_mismatch,
+    tau_s_mismatch=PatternParams::bss2().tau_s_mismatch, gain_mismatch=PatternParams::bss2().gain_mismatch
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn chip_pattern<'py>(
+    py: Python<'py>,
+    circuits: usize,
+    rows: usize,
+    seed: i128,
+    theta_offset_mean: f64,
+    theta_offset_std: f64,
+    tau_m_mismatch: f64,
+    tau_s_mismatch: f64,
+    gain_mismatch: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let seed = u64_arg(seed, "seed")?;
+    let params = PatternParams {
+        theta_offset_mean,
+        theta_offset_std,
+        tau_m_mismatch,
+        tau_s_mismatch,
+        gain_mismatch,
+    };
+    let p = compute(py, move || ChipPattern::draw(circuits, rows, &params, seed))?;
+    let d = PyDict::new(py);
+    d.set_item("theta_offset", vec_to_py(py, p.theta_offset))?;
+    d.set_item("tau_m_factor", vec_to_py(py, p.tau_m_factor))?;
+    d.set_item("tau_s_factor", vec_to_py(py, p.tau_s_factor))?;
+    d.set_item("row_gain", vec_to_py(py, p.row_gain))?;
+    Ok(d)
+}
+
+/// The BrainScaleS-2 temporal-noise parameters (model units) by name.
+#[pyfunction]
+pub fn hardware_noise_defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (name, v) in NoiseParams::bss2().values() {
+        d.set_item(name, v)?;
+    }
+    Ok(d)
+}

@@ -1,0 +1,387 @@
+//! `Trainer`: the core's trainer with its executor; steps, epochs (in software and on an emulated
+//! chip), evaluation and the state of a checkpoint.
+
+use std::sync::Arc;
+
+use delgrad::delay::DelayParam;
+use delgrad::hardware::changed_entries;
+use delgrad::loss::{Loss, SILENT_LOSS};
+use delgrad::optim::{Adam, AdamConfig, StepLr};
+use delgrad::parallel::Executor;
+use delgrad::train::{EpochReport, StepReport, Tensor, TensorKind, TrainConfig, Trainer};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::convert::{
+    as_dict, as_list, check_keys, indices, matrix, matrix_to_py, required, scalar, times_list, usize_arg, vec_to_py,
+    vector,
+};
+use crate::errors::{CoreError, compute, within};
+use crate::hardware::{PyGrid, RunArgs};
+use crate::network::{PyNetwork, parse_method};
+
+/// The step report as a dict.
+fn step_dict<'py>(py: Python<'py>, r: &StepReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("loss", r.loss)?;
+    d.set_item("correct", r.correct)?;
+    d.set_item("batch", r.batch)?;
+    d.set_item("accuracy", r.accuracy())?;
+    d.set_item("silent_samples", r.silent_samples)?;
+    d.set_item("silent_fraction", r.silent_fraction.clone())?;
+    d.set_item("bumped", r.bumped)?;
+    d.set_item("invalid", r.invalid.clone())?;
+    d.set_item("clipped", r.clipped.clone())?;
+    Ok(d)
+}
+
+fn epoch_dict<'py>(py: Python<'py>, r: &EpochReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("loss", r.loss)?;
+    d.set_item("accuracy", r.accuracy)?;
+    d.set_item("samples", r.samples)?;
+    d.set_item("bumps", r.bumps)?;
+    d.set_item("silent_fraction", r.silent_fraction.clone())?;
+    Ok(d)
+}
+
+const STATE_KEYS: [&str; 3] = ["tensors", "bump", "last_bumped"];
+const TENSOR_KEYS: [&str; 6] = ["layer", "kind", "values", "m", "v", "t"];
+
+/// One trained tensor of a `state()` snapshot.
+fn tensor_from_dict(obj: &Bound<'_, PyAny>, i: usize) -> PyResult<Tensor> {
+    let prefix = format!("state.tensors[{i}]");
+    let td = as_dict(obj, &prefix)?;
+    check_keys(td, &TENSOR_KEYS, &prefix)?;
+    let item = |k: &str| required(td, k, &prefix);
+    let arg = |k: &str| format!("{prefix}.{k}");
+    let kind: String = item("kind")?
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{}: expected a string", arg("kind"))))?;
+    let step: u64 = item("t")?
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{}: expected an integer >= 0", arg("t"))))?;
+    Ok(Tensor {
+        layer: usize_arg(&item("layer")?, &arg("layer"))?,
+        kind: within(TensorKind::from_name(&kind), &prefix)?,
+        values: vector(&item("values")?, &arg("values"))?,
+        adam: Adam {
+            m: vector(&item("m")?, &arg("m"))?,
+            v: vector(&item("v")?, &arg("v"))?,
+            t: step,
+        },
+    })
+}
+
+/// Adam training of a network with the reference stabilisers (see the stub).
+#[pyclass(module = "delgrad_rs._core", name = "Trainer")]
+pub struct PyTrainer {
+    trainer: Trainer,
+    exec: Arc<Executor>,
+}
+
+#[pymethods]
+impl PyTrainer {
+    // The defaults are the core's (`TrainConfig::default()`, the reference losses and the sigmoid
+    // delay parametrisation); the core checks every value.
+    #[new]
+    #[pyo3(signature = (
+        network, *, loss="mse", delta=Loss::MSE_DELTA, xi=Loss::CE_XI, alpha=Loss::CE_ALPHA, beta=Loss::CE_BETA,
+        silent_loss=SILENT_LOSS, lr_weights=TrainConfig::default().lr_weights,
+        lr_delays=TrainConfig::default().lr_delays, step_size=StepLr::default().step_size,
+        gamma=StepLr::default().gamma, adam_beta1=AdamConfig::default().beta1,
+        adam_beta2=AdamConfig::default().beta2, adam_eps=AdamConfig::default().eps,
+        max_dw_norm=TrainConfig::default().max_dw_norm, bump=TrainConfig::default().bump, bump_limits=None,
+        delay_param="sigmoid", delay_shift=DelayParam::SIGMOID_SHIFT, delay_scale=DelayParam::SIGMOID_SCALE,
+        method="auto", threads=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        network: PyRef<'_, PyNetwork>,
+        loss: &str,
+        delta: f64,
+        xi: f64,
+        alpha: f64,
+        beta: f64,
+        silent_loss: f64,
+        lr_weights: f64,
+        lr_delays: f64,
+        step_size: usize,
+        gamma: f64,
+        adam_beta1: f64,
+        adam_beta2: f64,
+        adam_eps: f64,
+        max_dw_norm: Option<f64>,
+        bump: f64,
+        bump_limits: Option<Vec<f64>>,
+        delay_param: &str,
+        delay_shift: f64,
+        delay_scale: f64,
+        method: &str,
+        threads: Option<i64>,
+    ) -> PyResult<Self> {
+        let n_layers = network.net.layers.len();
+        let config = TrainConfig {
+            loss: Loss::from_name(loss, delta, xi, alpha, beta).map_err(CoreError)?,
+            silent_loss,
+            lr_weights,
+            lr_delays,
+            schedule: StepLr { step_size, gamma },
+            adam: AdamConfig {
+                beta1: adam_beta1,
+                beta2: adam_beta2,
+                eps: adam_eps,
+            },
+            max_dw_norm,
+            bump,
+            bump_limits: bump_limits.unwrap_or_else(|| TrainConfig::default_bump_limits(n_layers)),
+            delay_param: DelayParam::from_name(delay_param, delay_shift, delay_scale).map_err(CoreError)?,
+            method: parse_method(method)?,
+        };
+        let exec = network.executor(py, threads)?;
+        let net = network.net.clone();
+        let trainer = compute(py, || Trainer::new(net, config))?;
+        Ok(PyTrainer { trainer, exec })
+    }
+
+    #[getter]
+    fn threads(&self) -> usize {
+        self.exec.threads()
+    }
+
+    fn network(&self) -> PyNetwork {
+        PyNetwork {
+            net: self.trainer.network().clone(),
+            exec: Arc::clone(&self.exec),
+        }
+    }
+
+    fn learning_rates(&self, epoch: usize) -> (f64, f64) {
+        self.trainer.learning_rates(epoch)
+    }
+
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        epoch: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let x = matrix(x, "x")?;
+        let y = indices(y, "y")?;
+        let (tr, exec) = (&mut self.trainer, &*self.exec);
+        let r = compute(py, || tr.step(&x, &y, epoch, exec))?;
+        step_dict(py, &r)
+    }
+
+    #[pyo3(signature = (x, times, y, epoch, at=None))]
+    fn step_from_times<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        times: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        epoch: usize,
+        at: Option<PyRef<'py, PyNetwork>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let x = matrix(x, "x")?;
+        let times = times_list(times, "times")?;
+        let y = indices(y, "y")?;
+        let at = at.as_ref().map(|n| &n.net);
+        let (tr, exec) = (&mut self.trainer, &*self.exec);
+        let r = compute(py, || match at {
+            Some(at) => tr.step_from_times_at(at, &x, &times, &y, epoch, exec),
+            None => tr.step_from_times(&x, &times, &y, epoch, exec),
+        })?;
+        step_dict(py, &r)
+    }
+
+    fn quantised_network(
+        &self,
+        py: Python<'_>,
+        like: PyRef<'_, PyNetwork>,
+        grid: PyRef<'_, PyGrid>,
+    ) -> PyResult<(PyNetwork, usize)> {
+        let (tr, old, grid) = (&self.trainer, &like.net, &grid.grid);
+        let (net, changed) = compute(py, || {
+            let q = grid.quantise(tr.network());
+            let changed = changed_entries(old, &q)?;
+            Ok((q, changed))
+        })?;
+        let exec = Arc::clone(&like.exec);
+        Ok((PyNetwork { net, exec }, changed))
+    }
+
+    #[pyo3(signature = (chip, groups, x, y, epoch, *, at=None, repeat=1, pattern=None, noise=None, seed=0, counter=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn emulated_step<'py>(
+        &mut self,
+        py: Python<'py>,
+        chip: PyRef<'py, PyNetwork>,
+        groups: &Bound<'py, PyAny>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        epoch: usize,
+        at: Option<PyRef<'py, PyNetwork>>,
+        repeat: i64,
+        pattern: Option<&Bound<'py, PyAny>>,
+        noise: Option<&Bound<'py, PyAny>>,
+        seed: i128,
+        counter: i128,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let run = RunArgs::new(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
+        let (tr, exec) = (&mut self.trainer, &*self.exec);
+        let (chip_net, chip_exec) = (&chip.net, &*chip.exec);
+        let at = at.as_ref().map_or(chip_net, |a| &a.net);
+        let emulation = run.emulation();
+        let (run, step) = compute(py, || {
+            tr.emulated_step(chip_net, &emulation, &groups, at, &x, &y, epoch, chip_exec, exec)
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("dropped_events", run.dropped_events)?;
+        d.set_item("stalled_from", run.stalled_from)?;
+        d.set_item("step", step.map(|r| step_dict(py, &r)).transpose()?)?;
+        Ok(d)
+    }
+
+    #[pyo3(signature = (
+        chip, groups, x, y, batch, epoch, grid, *, repeat=1, pattern=None, noise=None, seed=0, counter=0, max_retries=5
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn emulated_epoch<'py>(
+        &mut self,
+        py: Python<'py>,
+        chip: PyRef<'py, PyNetwork>,
+        groups: &Bound<'py, PyAny>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        batch: usize,
+        epoch: usize,
+        grid: PyRef<'py, PyGrid>,
+        repeat: i64,
+        pattern: Option<&Bound<'py, PyAny>>,
+        noise: Option<&Bound<'py, PyAny>>,
+        seed: i128,
+        counter: i128,
+        max_retries: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let run = RunArgs::new(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
+        let (tr, exec) = (&mut self.trainer, &*self.exec);
+        let (chip_net, chip_exec, grid) = (&chip.net, &*chip.exec, &grid.grid);
+        let emulation = run.emulation();
+        let r = compute(py, || {
+            tr.emulated_epoch(
+                chip_net,
+                grid,
+                &emulation,
+                &groups,
+                &x,
+                &y,
+                batch,
+                epoch,
+                max_retries,
+                chip_exec,
+                exec,
+            )
+        })?;
+        let d = PyDict::new(py);
+        let steps = r
+            .steps
+            .iter()
+            .map(|step| step_dict(py, step))
+            .collect::<PyResult<Vec<_>>>()?;
+        d.set_item("steps", steps)?;
+        d.set_item("writes", r.writes())?;
+        d.set_item("runs", r.runs())?;
+        d.set_item("retries", r.retries)?;
+        d.set_item("dropped_events", r.dropped_events)?;
+        d.set_item("written", r.written)?;
+        d.set_item("stalled", r.stalled)?;
+        let exec = Arc::clone(&chip.exec);
+        d.set_item("chip", PyNetwork { net: r.chip, exec })?;
+        Ok(d)
+    }
+
+    fn train_epoch<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        order: &Bound<'py, PyAny>,
+        batch: usize,
+        epoch: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let x = matrix(x, "x")?;
+        let y = indices(y, "y")?;
+        let order = indices(order, "order")?;
+        let (tr, exec) = (&mut self.trainer, &*self.exec);
+        let r = compute(py, || tr.train_epoch(&x, &y, &order, batch, epoch, exec))?;
+        epoch_dict(py, &r)
+    }
+
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let x = matrix(x, "x")?;
+        let y = indices(y, "y")?;
+        let (tr, exec) = (&self.trainer, &*self.exec);
+        let r = compute(py, || tr.evaluate(&x, &y, exec))?;
+        let d = PyDict::new(py);
+        d.set_item("loss", r.loss)?;
+        d.set_item("accuracy", r.accuracy)?;
+        d.set_item("correct", r.correct)?;
+        d.set_item("samples", r.samples)?;
+        d.set_item("silent_samples", r.silent_samples)?;
+        d.set_item("silent_fraction", r.silent_fraction)?;
+        d.set_item("output_times", matrix_to_py(py, r.output_times)?)?;
+        Ok(d)
+    }
+
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let tensors = PyList::empty(py);
+        for t in &self.trainer.tensors {
+            let td = PyDict::new(py);
+            td.set_item("layer", t.layer)?;
+            td.set_item("kind", t.kind.name())?;
+            td.set_item("values", vec_to_py(py, t.values.clone()))?;
+            td.set_item("m", vec_to_py(py, t.adam.m.clone()))?;
+            td.set_item("v", vec_to_py(py, t.adam.v.clone()))?;
+            td.set_item("t", t.adam.t)?;
+            tensors.append(td)?;
+        }
+        d.set_item("tensors", tensors)?;
+        d.set_item("bump", self.trainer.bump)?;
+        d.set_item("last_bumped", self.trainer.last_bumped)?;
+        Ok(d)
+    }
+
+    fn set_state(&mut self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let d = as_dict(state, "state")?;
+        check_keys(d, &STATE_KEYS, "state")?;
+        let tensors = as_list(&required(d, "tensors", "state")?, "state.tensors")?
+            .iter()
+            .enumerate()
+            .map(|(i, t)| tensor_from_dict(t, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        let bump = scalar(&required(d, "bump", "state")?, "state.bump")?;
+        let last_bumped: Option<usize> = required(d, "last_bumped", "state")?
+            .extract()
+            .map_err(|_| PyTypeError::new_err("state.last_bumped: expected an integer >= 0 or None"))?;
+        let tr = &mut self.trainer;
+        compute(py, || tr.set_tensors(tensors, bump, last_bumped))
+    }
+}
+
+/// The reference bump limits of a network of `n_layers` layers (the trainer's `bump_limits=None`).
+#[pyfunction]
+pub fn default_bump_limits(n_layers: usize) -> Vec<f64> {
+    TrainConfig::default_bump_limits(n_layers)
+}

@@ -1,0 +1,167 @@
+//! The weight and delay grid of a chip ([`Grid`]) and the entries a configuration rewrites
+//! ([`changed_entries`]): the chip-side arithmetic that `delgrad_hw.bss2` calls.
+
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::network::Network;
+
+/// The weight and delay grid of a chip: weights `clip(round_half_even(scale w), -max, max) / scale`;
+/// delays `(n step + offset) / unit` with the setting `n = clip(round_half_even((d unit - offset) /
+/// step), n_min, n_max)` (BrainScaleS-2: scale 30, max 63, offset 2 us, step 0.125 us, n 50..250,
+/// unit 6 us). The operations are those of `delgrad_hw.bss2`, in the same order: the same values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    weight_scale: f64,
+    weight_max: f64,
+    delay_offset: f64,
+    delay_step: f64,
+    delay_min: f64,
+    delay_max: f64,
+    time_unit: f64,
+}
+
+impl Grid {
+    /// A grid; every value must be finite, scales, step and unit > 0, `weight_max` >= 0 and
+    /// `delay_min` <= `delay_max`.
+    pub fn new(
+        weight_scale: f64,
+        weight_max: f64,
+        delay_offset: f64,
+        delay_step: f64,
+        delay_min: f64,
+        delay_max: f64,
+        time_unit: f64,
+    ) -> Result<Self> {
+        // (name, value, lower bound, whether the bound itself is excluded); the offset may be
+        // any finite number.
+        for (name, v, low, strict) in [
+            ("weight_scale", weight_scale, 0.0, true),
+            ("weight_max", weight_max, 0.0, false),
+            ("delay_offset", delay_offset, f64::NEG_INFINITY, true),
+            ("delay_step", delay_step, 0.0, true),
+            ("delay_min", delay_min, 0.0, false),
+            ("delay_max", delay_max, 0.0, false),
+            ("time_unit", time_unit, 0.0, true),
+        ] {
+            let ok = v.is_finite() && if strict { v > low } else { v >= low };
+            if !ok {
+                let want = match (low.is_finite(), strict) {
+                    (false, _) => "a finite number".to_string(),
+                    (true, true) => format!("a finite number > {low}"),
+                    (true, false) => format!("a finite number >= {low}"),
+                };
+                return Err(Error::value(
+                    format!("grid.{name}"),
+                    format!("expected {want}, got {v}"),
+                ));
+            }
+        }
+        if delay_min > delay_max {
+            return Err(Error::value(
+                "grid.delay_min",
+                format!("must be <= delay_max ({delay_max}), got {delay_min}"),
+            ));
+        }
+        Ok(Grid {
+            weight_scale,
+            weight_max,
+            delay_offset,
+            delay_step,
+            delay_min,
+            delay_max,
+            time_unit,
+        })
+    }
+
+    /// The weight on the grid.
+    pub fn weight(&self, w: f64) -> f64 {
+        (w * self.weight_scale)
+            .round_ties_even()
+            .max(-self.weight_max)
+            .min(self.weight_max)
+            / self.weight_scale
+    }
+
+    /// The delay on the grid (model units).
+    pub fn delay(&self, d: f64) -> f64 {
+        let n = ((d * self.time_unit - self.delay_offset) / self.delay_step)
+            .round_ties_even()
+            .max(self.delay_min)
+            .min(self.delay_max);
+        (n * self.delay_step + self.delay_offset) / self.time_unit
+    }
+
+    /// `net` with every weight and delay on the grid (neurons unchanged).
+    pub fn quantise(&self, net: &Network) -> Network {
+        let mut q = net.clone();
+        for layer in &mut q.layers {
+            layer.w.as_mut_slice().iter_mut().for_each(|w| *w = self.weight(*w));
+            let d = &mut layer.delays;
+            let delays = [
+                d.syn.as_mut().map(Matrix::as_mut_slice),
+                d.axo.as_deref_mut(),
+                d.den.as_deref_mut(),
+            ];
+            for v in delays.into_iter().flatten() {
+                v.iter_mut().for_each(|x| *x = self.delay(*x));
+            }
+        }
+        q
+    }
+}
+
+/// The number of weights and delays in which two networks of the same layout and neuron
+/// parameters differ (the entries a chip holding `old` rewrites for `new`); an error when the
+/// layouts (sizes, delay kinds and groups) or the neuron parameters differ.
+pub fn changed_entries(old: &Network, new: &Network) -> Result<usize> {
+    let layout = |n: &Network| -> Vec<(usize, usize, usize, bool, bool, bool)> {
+        n.layers
+            .iter()
+            .map(|l| {
+                let d = &l.delays;
+                (
+                    l.n_out(),
+                    l.n_in(),
+                    d.group,
+                    d.syn.is_some(),
+                    d.axo.is_some(),
+                    d.den.is_some(),
+                )
+            })
+            .collect()
+    };
+    if layout(old) != layout(new) {
+        return Err(Error::value(
+            "network",
+            "has another layout (sizes, delay kinds or groups) than the one on the chip",
+        ));
+    }
+    if old
+        .layers
+        .iter()
+        .zip(&new.layers)
+        .any(|(a, b)| a.theta != b.theta || a.neuron != b.neuron)
+    {
+        return Err(Error::value(
+            "network",
+            "has other neuron parameters (thresholds, time constants) than the one on the chip",
+        ));
+    }
+    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+    let opt = |a: Option<&[f64]>, b: Option<&[f64]>| a.zip(b).map_or(0, |(a, b)| diff(a, b));
+    Ok(old
+        .layers
+        .iter()
+        .zip(&new.layers)
+        .map(|(a, b)| {
+            let (da, db) = (&a.delays, &b.delays);
+            diff(a.w.as_slice(), b.w.as_slice())
+                + opt(
+                    da.syn.as_ref().map(Matrix::as_slice),
+                    db.syn.as_ref().map(Matrix::as_slice),
+                )
+                + opt(da.axo.as_deref(), db.axo.as_deref())
+                + opt(da.den.as_deref(), db.den.as_deref())
+        })
+        .sum())
+}
