@@ -30,7 +30,8 @@ lint: lint-rust lint-python
 lint-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p delgrad -q
+	cargo clippy -p delgrad --all-targets -- -D warnings   # the pure model, without the hardware feature
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p delgrad -q --features hardware
 
 lint-python:
 	$(PYTHON) -m ruff check python tests examples benchmarks docs/hooks

@@ -16,9 +16,6 @@ pub use error::{Error, Result};
 pub use matrix::Matrix;
 pub mod dataset;
 pub mod delay;
-// Some crate-internal helpers of the ideal forward pass and the solver serve only the emulated
-// chip; without the `hardware` feature they have no caller.
-#[cfg_attr(not(feature = "hardware"), allow(dead_code))]
 pub mod forward;
 pub mod gradient;
 #[cfg(feature = "hardware")]
@@ -30,7 +27,6 @@ pub mod network;
 pub mod optim;
 pub mod parallel;
 pub mod random;
-#[cfg_attr(not(feature = "hardware"), allow(dead_code))]
 pub mod solver;
 pub mod step;
 pub mod streams;

@@ -52,6 +52,7 @@ fn spike(
 /// The inputs are sorted once per sample, by a_i = t_i + d_axo_i for shared-order layers (then
 /// every neuron scans them in that order) and by t_i for synaptic ones (then each neuron's
 /// arrivals t_i + d_ki are nearly sorted and an insertion sort finishes the job).
+#[cfg(feature = "hardware")] // the emulated chip's scans
 pub(crate) fn plan_times(plan: &LayerPlan, t_in: &[f64], t_out: &mut [f64], s: &mut Scratch, method: Method) {
     plan_times_after(plan, t_in, None, t_out, s, method);
 }

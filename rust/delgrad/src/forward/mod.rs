@@ -13,9 +13,11 @@ mod sort;
 
 pub(crate) use batch::{chunked_times, layer_matrices, write_rows};
 pub(crate) use factors::{Factors, RiseFactor};
-pub(crate) use layer::{Prepared, Scratch, neuron_spike, plan_times, prepare, sample_times};
+pub(crate) use layer::{Prepared, Scratch, neuron_spike, prepare, sample_times};
 pub(crate) use plan::LayerPlan;
-pub(crate) use sort::sorted_arrivals;
+// The emulated chip's noisy pass reuses the plans' scans and the arrival sort.
+#[cfg(feature = "hardware")]
+pub(crate) use {layer::plan_times, sort::sorted_arrivals};
 
 use crate::error::Result;
 use crate::matrix::Matrix;

@@ -81,6 +81,7 @@ struct Decays {
 impl Kernel {
     /// The constants of `neuron` with the exact kernel peak (three transcendentals; for kernels
     /// used for many scans).
+    #[cfg(any(feature = "hardware", test))] // the emulated chip's scans
     pub(crate) fn new(neuron: &Neuron) -> Self {
         Kernel {
             kappa_max: super::kappa_max(neuron),

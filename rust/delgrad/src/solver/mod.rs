@@ -42,6 +42,7 @@ const BOUND_MARGIN: f64 = 1e-9;
 
 /// The peak of the kernel, kappa_max = kappa(s*) at s* = ln(1 + delta tau_m)/delta (s* = tau_m
 /// when delta = 0; tau_m ln 2 at tau_m = 2 tau_s), in potential per unit weight.
+#[cfg(any(feature = "hardware", test))] // the emulated chip's scans
 pub(crate) fn kappa_max(neuron: &Neuron) -> f64 {
     let (tm, d) = (neuron.tau_m(), neuron.delta());
     let s = if d == 0.0 { tm } else { (d * tm).ln_1p() / d };
