@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from delgrad_rs import _core
 from delgrad_rs._core import OptionError
 
 
@@ -89,7 +90,7 @@ class TrainingConfig:
     batch_size: int = 150
     max_dw_norm: float = 0.2
     bump: float = 5e-4
-    bump_limits: list[float] = field(default_factory=lambda: [0.3, 0.0])
+    bump_limits: list[float] = field(default_factory=list)  # empty: the core's default for the depth
     checkpoint_every: int = 10
     save_every: int = 1
     silent_patience: int = 20
@@ -299,6 +300,8 @@ def _check_loss_and_optimizer(lo: LossConfig, o: OptimizerConfig) -> None:
 
 
 def _check_training(t: TrainingConfig, n_layers: int) -> None:
+    if not t.bump_limits:  # the one default, the core's: 0.3 for hidden layers, 0 for the output
+        t.bump_limits = _core.default_bump_limits(n_layers)
     _require(t.epochs >= 0, "training.epochs", f"must be >= 0, got {t.epochs}")
     _require(t.batch_size >= 1, "training.batch_size", f"must be >= 1, got {t.batch_size}")
     _require(t.max_dw_norm >= 0, "training.max_dw_norm", f"must be >= 0 (0 disables), got {t.max_dw_norm}")
