@@ -52,6 +52,11 @@ pub const TAIL: usize = 4;
 /// thread may hold an earlier range further down its own stack, do not wait and are not bounded).
 const WINDOW: usize = 2;
 
+/// Longest a thread waits for the fold to come within [`WINDOW`] before it goes ahead anyway: a
+/// preempted thread is back within milliseconds, so the bound holds in practice, and no unforeseen
+/// dependency between threads can turn the wait into a hang.
+const MAX_WINDOW_WAIT: Duration = Duration::from_secs(1);
+
 /// The ranges a batch of `n` samples is split into: a quarter of what is left, within
 /// [`TAIL`]..=[`CHUNK`] samples.
 pub fn split(n: usize) -> Vec<Range<usize>> {
@@ -336,11 +341,19 @@ impl Executor {
                 let Some(range) = ranges.get(i) else { break };
                 // Every range before i is claimed and being worked on, so the fold catches up,
                 // unless a thread panicked: then its range is never folded and the call is over.
+                let since = Instant::now();
                 while may_wait && i >= folded.load(Ordering::Acquire) + window {
                     if failed.load(Ordering::Acquire) {
                         break 'claims;
                     }
-                    std::thread::yield_now();
+                    if since.elapsed() > MAX_WINDOW_WAIT {
+                        break; // a safety valve, not the rule: never wait for the fold forever
+                    }
+                    // A pool thread runs other queued work meanwhile: the thread holding the fold
+                    // back may be waiting for it (a nested call made from the calling thread).
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::thread::yield_now();
+                    }
                 }
                 let state = state.get_or_insert_with(|| make.take());
                 let t = f(state, range.clone());
