@@ -24,6 +24,7 @@ __all__ = [
     "Network",
     "Trainer",
     "Grid",
+    "changed_entries",
     "init_network",
     "yin_yang",
     "encode_times",
@@ -173,6 +174,24 @@ class Grid:
         delay_max: float,
         time_unit: float,
     ) -> Grid: ...
+    def weights(self, w: ArrayLike) -> NDArray[np.float64]:
+        """The weights ``w`` (any shape) on the grid; InvalidValueError naming ``w`` if one is not finite."""
+
+    def delays(self, d: ArrayLike) -> NDArray[np.float64]:
+        """The delays ``d`` (model units, any shape) on the grid; InvalidValueError naming ``d`` if not finite."""
+
+    def delay_settings(self, d: ArrayLike) -> NDArray[np.float64]:
+        """The settings ``n`` (integral floats) of the delays ``d``; InvalidValueError naming ``d`` if not finite."""
+
+    @property
+    def delay_range(self) -> tuple[float, float]:
+        """The smallest and the largest delay on the grid (model units)."""
+
+def changed_entries(old: ArrayLike, new: ArrayLike) -> int:
+    """The number of entries in which ``old`` and ``new`` differ (what a chip holding ``old`` rewrites for ``new``).
+
+    ShapeError naming ``new`` if the shapes differ.
+    """
 
 @final
 class Trainer:
