@@ -154,7 +154,7 @@ class Network:
 
 @final
 class Grid:
-    """A chip's weight and delay grid (``delgrad_hw.bss2``'s rules; BrainScaleS-2: 30, 63, 2.0, 0.125, 50, 250, 6.0).
+    """A chip's weight and delay grid (``delgrad_hw.bss2`` calls it; BSS-2: 30, 63, 2.0, 0.125, 50, 250, 6.0).
 
     Weights ``clip(round_half_even(weight_scale w), -weight_max, weight_max) / weight_scale``;
     delays ``(n delay_step + delay_offset) / time_unit`` with ``n = clip(round_half_even((d

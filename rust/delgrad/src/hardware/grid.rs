@@ -8,7 +8,7 @@ use crate::network::Network;
 /// The weight and delay grid of a chip: weights `clip(round_half_even(scale w), -max, max) / scale`;
 /// delays `(n step + offset) / unit` with the setting `n = clip(round_half_even((d unit - offset) /
 /// step), n_min, n_max)` (BrainScaleS-2: scale 30, max 63, offset 2 us, step 0.125 us, n 50..250,
-/// unit 6 us). The operations are those of `delgrad_hw.bss2`, in the same order: the same values.
+/// unit 6 us). `delgrad_hw.bss2` quantises through it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grid {
     weight_scale: f64,
