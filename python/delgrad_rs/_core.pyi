@@ -24,6 +24,7 @@ __all__ = [
     "Network",
     "Trainer",
     "Grid",
+    "changed_entries",
     "init_network",
     "yin_yang",
     "encode_times",
@@ -153,7 +154,7 @@ class Network:
 
 @final
 class Grid:
-    """A chip's weight and delay grid (``delgrad_hw.bss2``'s rules; BrainScaleS-2: 30, 63, 2.0, 0.125, 50, 250, 6.0).
+    """A chip's weight and delay grid (``delgrad_hw.bss2`` calls it; BSS-2: 30, 63, 2.0, 0.125, 50, 250, 6.0).
 
     Weights ``clip(round_half_even(weight_scale w), -weight_max, weight_max) / weight_scale``;
     delays ``(n delay_step + delay_offset) / time_unit`` with ``n = clip(round_half_even((d
@@ -173,6 +174,24 @@ class Grid:
         delay_max: float,
         time_unit: float,
     ) -> Grid: ...
+    def weights(self, w: ArrayLike) -> NDArray[np.float64]:
+        """The weights ``w`` (any shape) on the grid; InvalidValueError naming ``w`` if one is not finite."""
+
+    def delays(self, d: ArrayLike) -> NDArray[np.float64]:
+        """The delays ``d`` (model units, any shape) on the grid; InvalidValueError naming ``d`` if not finite."""
+
+    def delay_settings(self, d: ArrayLike) -> NDArray[np.float64]:
+        """The settings ``n`` (integral floats) of the delays ``d``; InvalidValueError naming ``d`` if not finite."""
+
+    @property
+    def delay_range(self) -> tuple[float, float]:
+        """The smallest and the largest delay on the grid (model units)."""
+
+def changed_entries(old: ArrayLike, new: ArrayLike) -> int:
+    """The number of entries in which ``old`` and ``new`` differ (what a chip holding ``old`` rewrites for ``new``).
+
+    ShapeError naming ``new`` if the shapes differ.
+    """
 
 @final
 class Trainer:

@@ -2,7 +2,8 @@
 
 The model is described in ``docs/hardware.md``. What the core offers:
 
-* :class:`Grid`, a chip's weight and delay grid, and :meth:`Trainer.quantised_network`, which
+* :class:`Grid`, a chip's weight and delay grid, :func:`changed_entries`, the number of entries a
+  chip rewrites from one array to another, and :meth:`Trainer.quantised_network`, which
   puts a trainer's network on it and counts the entries that differ from the network on the chip;
 * :func:`hardware_forward` (one noisy run of an emulated BrainScaleS-2 chip), :func:`chip_pattern`
   (a chip's fixed pattern) and :func:`hardware_noise_defaults` (the temporal-noise parameters, by
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from delgrad_rs._core import Grid, Trainer, chip_pattern, hardware_forward, hardware_noise_defaults
+from delgrad_rs._core import Grid, Trainer, changed_entries, chip_pattern, hardware_forward, hardware_noise_defaults
 from delgrad_rs._core import Network as CoreNetwork
 
 if TYPE_CHECKING:  # the result dicts (typed dicts of the stubs) exist for the type checker only
@@ -32,4 +33,12 @@ if TYPE_CHECKING:  # the result dicts (typed dicts of the stubs) exist for the t
     StepResult = _StepResult
 
 
-__all__ = ["CoreNetwork", "Grid", "Trainer", "chip_pattern", "hardware_forward", "hardware_noise_defaults"]
+__all__ = [
+    "CoreNetwork",
+    "Grid",
+    "Trainer",
+    "changed_entries",
+    "chip_pattern",
+    "hardware_forward",
+    "hardware_noise_defaults",
+]

@@ -1,33 +1,57 @@
-"""The chip's weight and delay grid: the reference formula, the core's grid, configurations and their hashes."""
+"""The chip's weight and delay grid on hand-computed cases, the trainer's quantised network, configurations and hashes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from delgrad_hw.bss2 import BSS2, core_grid, quantise_config, quantise_delays, quantise_weights
+from delgrad_hw.bss2 import BSS2, core_grid, delay_settings, quantise_config, quantise_delays, quantise_weights
 from delgrad_hw.chip import ChipConfig, config_hash, count_changed_entries
 from delgrad_hw.emulator import EmulatedChip
 from delgrad_hw.training import ChipBackend, chip_config_from_params
 from hw_support import small_cfg
 
-from delgrad_rs import Trainer, encode_times, yin_yang
-from delgrad_rs.hardware import CoreNetwork, Grid
+from delgrad_rs import InvalidValueError, ShapeError, Trainer, encode_times, yin_yang
+from delgrad_rs.hardware import CoreNetwork, Grid, changed_entries
 from delgrad_rs.training import build_network, build_trainer
 
 
-def test_quantisation_is_the_reference_formula() -> None:
-    rng = np.random.default_rng(5)
-    for _ in range(50):
-        w = rng.normal(0, 1.5, (30, 20))
-        w[0, :6] = (np.arange(6) - 2.5) / 30  # exact halves round to even
-        d = rng.uniform(0, 7, 40)
-        ref_w = np.clip(np.round(w * 30.0), -63, 63) / 30.0
-        n = np.clip(np.round((d * 6.0 - 2.0) / 0.125), 50, 250).astype(np.int64)
-        ref_d = (n * 0.125 + 2.0) / 6.0
-        np.testing.assert_array_equal(quantise_weights(w), ref_w)
-        np.testing.assert_array_equal(np.signbit(quantise_weights(w)), np.signbit(ref_w))
-        np.testing.assert_array_equal(quantise_delays(d), ref_d)
-    assert quantise_weights(0.51) == 0.5 and quantise_delays(np.array([0.0, 99.0])).tolist() == list(BSS2.delay_range)
+def test_weights_round_half_to_even_and_clip() -> None:
+    # 30 w is exact for these w: 7.5 -> 8, 22.5 -> 22, -7.5 -> -8, 1.875 -> 2, 75 -> 63, -90 -> -63
+    w = np.array([[0.25, 0.75, -0.25], [0.0625, 2.5, -3.0]])
+    want = np.array([[8, 22, -8], [2, 63, -63]]) / 30.0
+    np.testing.assert_array_equal(quantise_weights(w), want)
+    assert quantise_weights(w).shape == (2, 3)
+    assert np.signbit(quantise_weights(-0.01)) and quantise_weights(-0.01) == 0.0  # -0.3 rounds to -0
+    assert quantise_weights(0.51) == 0.5 and quantise_weights([4]).tolist() == [2.1]
+
+
+def test_delays_snap_to_the_setting_grid_and_clip() -> None:
+    # 6 d = 135/16 and 141/16 are exact: (6 d - 2) / 0.125 = 51.5 -> 52 and 54.5 -> 54 (half to even);
+    # d = 3 is setting 128 exactly; 0 and 99 clip to the settings 50 and 250
+    d = np.array([45 / 32, 47 / 32, 3.0, 0.0, 99.0])
+    n = [52, 54, 128, 50, 250]
+    np.testing.assert_array_equal(delay_settings(d), n)
+    np.testing.assert_array_equal(quantise_delays(d), [(k * 0.125 + 2.0) / 6.0 for k in n])
+    assert quantise_delays(d.reshape(5, 1)).shape == (5, 1)
+    assert BSS2.delay_range == (8.25 / 6.0, 33.25 / 6.0)
+
+
+def test_non_finite_weights_and_delays_are_errors() -> None:
+    with pytest.raises(InvalidValueError, match="w: expected finite values, got NaN at flat index 1"):
+        quantise_weights([1.0, np.nan])
+    for bad in (np.inf, -np.inf, np.nan):
+        with pytest.raises(InvalidValueError, match="d: .*finite"):
+            quantise_delays(np.array([[1.0], [bad]]))
+    with pytest.raises(TypeError, match="w: expected"):
+        quantise_weights(["a"])
+
+
+def test_changed_entries_count_differing_entries_of_equal_shapes() -> None:
+    old = np.array([[0.0, 1.0], [2.0, np.nan]])
+    assert changed_entries(old, [[-0.0, 1.0], [2.5, np.nan]]) == 2  # -0 equals 0, NaN differs from NaN
+    assert changed_entries(old[0], old[0].copy()) == 0
+    with pytest.raises(ShapeError, match="new"):
+        changed_entries(old, old.reshape(4))
 
 
 def _trained(steps: int) -> tuple[Trainer, ChipConfig]:
@@ -42,7 +66,7 @@ def _trained(steps: int) -> tuple[Trainer, ChipConfig]:
     return trainer, start
 
 
-def test_the_core_grid_quantises_and_counts_as_the_chip_does() -> None:
+def test_the_trainer_quantises_and_counts_as_the_chip_config_does() -> None:
     trainer, start = _trained(3)
     chip = EmulatedChip("grid", 0)
     chip.configure(start)

@@ -81,8 +81,7 @@ class Bss2Resources:
     @property
     def delay_range(self) -> tuple[float, float]:
         """Smallest and largest delay in model units (1.375 .. 5.5417)."""
-        lo, hi = _grid_to_delays(np.array([self.delay_min_setting, self.delay_max_setting], np.float64), self)
-        return float(lo), float(hi)
+        return core_grid(self).delay_range
 
 
 #: The reference chip.
@@ -111,15 +110,15 @@ def core_grid(r: Bss2Resources = BSS2) -> Grid:
 
 
 def quantise_weights(w: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
-    """Hardware weights in model units: ``clip(round(30 w), -63, 63) / 30``.
+    """Hardware weights in model units: ``clip(round(30 w), -63, 63) / 30`` (the core's grid).
 
-    Rounding is numpy's round-half-to-even (``np.round``); the result is exactly representable as
-    ``k / 30`` for an integer ``k`` in ``[-63, 63]``.
+    Rounding is half to even; the result is exactly representable as ``k / 30`` for an integer ``k``
+    in ``[-63, 63]``.
 
     Parameters
     ----------
     w : array_like
-        Float weights.
+        Finite float weights.
     res : Bss2Resources
         Chip constants.
 
@@ -127,14 +126,13 @@ def quantise_weights(w: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
     -------
     numpy.ndarray
         Quantised weights (float64, same shape).
+
+    Raises
+    ------
+    delgrad_rs.InvalidValueError
+        A weight is not finite.
     """
-    k = np.asarray(np.multiply(w, res.weight_scale, dtype=np.float64))
-    # in-place rint / maximum / minimum: np.round and np.clip without their dispatch overhead
-    np.rint(k, out=k)
-    np.maximum(k, -res.weight_max, out=k)
-    np.minimum(k, res.weight_max, out=k)
-    k /= res.weight_scale
-    return k if k.ndim else k[()]
+    return core_grid(res).weights(w)
 
 
 def delay_settings(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> npt.NDArray[np.int64]:
@@ -143,45 +141,30 @@ def delay_settings(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> npt.NDArray[n
     Parameters
     ----------
     d : array_like
-        Delays in model units.
+        Finite delays in model units.
     res : Bss2Resources
         Chip constants.
 
     Returns
     -------
     numpy.ndarray of int64
-        ``clip(round((d tau_us - 2 us) / 0.125 us), 50, 250)``.
+        ``clip(round((d tau_us - 2 us) / 0.125 us), 50, 250)`` (the core's grid).
+
+    Raises
+    ------
+    delgrad_rs.InvalidValueError
+        A delay is not finite.
     """
-    k = _delay_grid(d, res).astype(np.int64)
-    return k if k.ndim else k[()]
-
-
-def _delay_grid(d: npt.ArrayLike, res: Bss2Resources) -> FloatArray:
-    """Return the settings of :func:`delay_settings` as a new float64 array (integral values)."""
-    n = np.asarray(np.multiply(d, res.tau_us, dtype=np.float64))
-    n -= res.delay_offset_us
-    n /= res.delay_step_us
-    np.rint(n, out=n)
-    np.maximum(n, res.delay_min_setting, out=n)
-    np.minimum(n, res.delay_max_setting, out=n)
-    return n
-
-
-def _grid_to_delays(n: FloatArray, res: Bss2Resources) -> FloatArray:
-    """Turn settings (float64, integral) into delays in place: ``(n * 0.125 us + 2 us) / 6 us``."""
-    n *= res.delay_step_us
-    n += res.delay_offset_us
-    n /= res.tau_us
-    return n
+    return core_grid(res).delay_settings(d).astype(np.int64)
 
 
 def quantise_delays(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
-    """Delays on the delay-unit grid in model units: ``(n * 0.125 us + 2 us) / 6 us``.
+    """Delays on the delay-unit grid in model units: ``(n * 0.125 us + 2 us) / 6 us`` (the core's grid).
 
     Parameters
     ----------
     d : array_like
-        Delays in model units.
+        Finite delays in model units.
     res : Bss2Resources
         Chip constants.
 
@@ -189,9 +172,13 @@ def quantise_delays(d: npt.ArrayLike, res: Bss2Resources = BSS2) -> FloatArray:
     -------
     numpy.ndarray
         Quantised delays (float64, same shape), inside :attr:`Bss2Resources.delay_range`.
+
+    Raises
+    ------
+    delgrad_rs.InvalidValueError
+        A delay is not finite.
     """
-    # the same operations as (n * step + offset) / tau on the int64 settings n, without the round trip
-    return _grid_to_delays(_delay_grid(d, res), res)
+    return core_grid(res).delays(d)
 
 
 def quantise_config(config: ChipConfig, res: Bss2Resources = BSS2) -> ChipConfig:

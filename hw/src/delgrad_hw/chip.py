@@ -29,6 +29,7 @@ from typing import Final, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from delgrad_rs.hardware import changed_entries
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -603,7 +604,8 @@ def config_hash(config: ChipConfig) -> str:
 def count_changed_entries(old: ChipConfig | None, new: ChipConfig) -> int:
     """Count the scalar entries of ``new`` that differ from ``old`` (all of them if ``old`` is None).
 
-    An entry whose array changed shape, or that is absent in ``old``, counts in full.
+    An entry whose array changed shape, or that is absent in ``old``, counts in full; arrays of the
+    same shape count the entries that differ (the core's :func:`delgrad_rs.hardware.changed_entries`).
 
     Parameters
     ----------
@@ -634,7 +636,7 @@ def count_changed_entries(old: ChipConfig | None, new: ChipConfig) -> int:
             if a is None or a.shape != b.shape:
                 n += b.size
             else:
-                n += int(np.count_nonzero(a != b))
+                n += changed_entries(a, b)
     old_n = (old.theta, old.tau_m, old.tau_s, float(old.input_repeat))
     new_n = (new.theta, new.tau_m, new.tau_s, float(new.input_repeat))
     return n + sum(a != b for a, b in zip(old_n, new_n, strict=True))

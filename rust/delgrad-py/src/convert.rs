@@ -5,7 +5,7 @@
 //! `OptionError`, wrong types a `TypeError`, both naming `prefix.key`.
 
 use delgrad::Matrix;
-use numpy::ndarray::{Array1, Array2};
+use numpy::ndarray::{Array1, Array2, ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -49,6 +49,13 @@ pub fn f64_array(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<(Vec<usize>, Vec
     let shape = ro.shape().to_vec();
     let data = ro.as_slice()?.to_vec();
     Ok((shape, data))
+}
+
+/// An n-d array of shape `shape` (row-major) built from `data` without a copy.
+pub fn array_to_py<'py>(py: Python<'py>, shape: &[usize], data: Vec<f64>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let a = ArrayD::from_shape_vec(IxDyn(shape), data)
+        .map_err(|e| value_err("array", format!("internal shape error: {e}")))?;
+    Ok(a.into_pyarray(py))
 }
 
 fn shape_str(shape: &[usize]) -> String {

@@ -1,12 +1,18 @@
-//! The emulated BrainScaleS-2 chip: `Grid`, `hardware_forward`, `chip_pattern`,
+//! The emulated BrainScaleS-2 chip: `Grid`, `changed_entries`, `hardware_forward`, `chip_pattern`,
 //! `hardware_noise_defaults`, and the arguments of a run shared with the trainer's emulated steps.
 
-use delgrad::hardware::{ChipPattern, Emulation, Grid, LayerPattern, NoiseParams, PatternParams, noisy_forward};
+use delgrad::hardware::{
+    ChipPattern, Emulation, Grid, LayerPattern, NoiseParams, PatternParams, changed_in, noisy_forward,
+};
 use delgrad::network::Network;
+use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::convert::{as_dict, as_list, check_keys, get_f64, matrices_to_py, matrix, opt, u64_arg, vec_to_py, vector};
+use crate::convert::{
+    array_to_py, as_dict, as_list, check_keys, f64_array, get_f64, matrices_to_py, matrix, opt, u64_arg, vec_to_py,
+    vector,
+};
 use crate::errors::{CoreError, compute, value_err, within};
 use crate::network::PyNetwork;
 
@@ -42,9 +48,49 @@ impl PyGrid {
         Ok(PyGrid { grid })
     }
 
+    fn weights<'py>(&self, py: Python<'py>, w: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+        let (shape, w) = f64_array(w, "w")?;
+        let q = {
+            let g = self.grid;
+            compute(py, move || g.weights(&w))
+        }?;
+        array_to_py(py, &shape, q)
+    }
+
+    fn delays<'py>(&self, py: Python<'py>, d: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+        let (shape, d) = f64_array(d, "d")?;
+        let q = {
+            let g = self.grid;
+            compute(py, move || g.delays(&d))
+        }?;
+        array_to_py(py, &shape, q)
+    }
+
+    fn delay_settings<'py>(&self, py: Python<'py>, d: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+        let (shape, d) = f64_array(d, "d")?;
+        let n = {
+            let g = self.grid;
+            compute(py, move || g.delay_settings(&d))
+        }?;
+        array_to_py(py, &shape, n)
+    }
+
+    #[getter]
+    fn delay_range(&self) -> (f64, f64) {
+        self.grid.delay_range()
+    }
+
     fn __repr__(&self) -> String {
         format!("{:?}", self.grid)
     }
+}
+
+/// The number of entries in which the arrays `old` and `new` differ (see the stub).
+#[pyfunction]
+pub fn changed_entries(py: Python<'_>, old: &Bound<'_, PyAny>, new: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let (old_shape, old) = f64_array(old, "old")?;
+    let (new_shape, new) = f64_array(new, "new")?;
+    compute(py, || changed_in(&old_shape, &old, &new_shape, &new))
 }
 
 /// The noise parameters: the BrainScaleS-2 values with the entries of the dict `d` (None: none).

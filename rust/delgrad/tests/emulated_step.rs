@@ -191,6 +191,31 @@ fn the_grid_is_the_bss2_rule_and_counts_changed_entries() {
 }
 
 #[test]
+fn the_grid_maps_arrays_and_counts_their_differing_entries() {
+    use delgrad::hardware::{Grid, changed_in};
+    let g = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
+    assert_eq!(g.weights(&[0.25, 0.75, 3.0]).unwrap(), [8.0 / 30.0, 22.0 / 30.0, 2.1]);
+    // 6 d = 135/16, 141/16: settings 51.5 -> 52, 54.5 -> 54 (half to even)
+    let d = [45.0 / 32.0, 47.0 / 32.0, 0.0];
+    assert_eq!(g.delay_settings(&d).unwrap(), [52.0, 54.0, 50.0]);
+    assert_eq!(g.delays(&d).unwrap(), [8.5 / 6.0, 8.75 / 6.0, 8.25 / 6.0]);
+    assert_eq!(g.delay_range(), (8.25 / 6.0, 33.25 / 6.0));
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let e = g.weights(&[0.0, bad]).unwrap_err().to_string();
+        assert!(e.starts_with("w: ") && e.contains("index 1"), "{e}");
+        assert!(g.delays(&[bad]).unwrap_err().to_string().starts_with("d: "));
+        assert!(g.delay_settings(&[bad]).unwrap_err().to_string().starts_with("d: "));
+    }
+    let (old, new) = ([0.0, 1.0, 2.0, f64::NAN], [-0.0, 1.5, 2.0, f64::NAN]);
+    assert_eq!(changed_in(&[2, 2], &old, &[2, 2], &new).unwrap(), 2);
+    let e = changed_in(&[2, 2], &old, &[4], &new).unwrap_err();
+    assert!(
+        matches!(e, Error::Shape { .. }) && e.to_string().starts_with("new: "),
+        "{e}"
+    );
+}
+
+#[test]
 fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
     use delgrad::hardware::{Grid, changed_entries};
     let grid = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();

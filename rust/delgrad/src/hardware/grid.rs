@@ -1,5 +1,5 @@
 //! The weight and delay grid of a chip ([`Grid`]) and the entries a configuration rewrites
-//! ([`changed_entries`]): the chip-side arithmetic that `delgrad_hw.bss2` calls.
+//! ([`changed_entries`], [`changed_in`]): the chip-side arithmetic that `delgrad_hw.bss2` calls.
 
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
@@ -8,7 +8,7 @@ use crate::network::Network;
 /// The weight and delay grid of a chip: weights `clip(round_half_even(scale w), -max, max) / scale`;
 /// delays `(n step + offset) / unit` with the setting `n = clip(round_half_even((d unit - offset) /
 /// step), n_min, n_max)` (BrainScaleS-2: scale 30, max 63, offset 2 us, step 0.125 us, n 50..250,
-/// unit 6 us). The operations are those of `delgrad_hw.bss2`, in the same order: the same values.
+/// unit 6 us). `delgrad_hw.bss2` quantises through it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grid {
     weight_scale: f64,
@@ -82,13 +82,49 @@ impl Grid {
             / self.weight_scale
     }
 
-    /// The delay on the grid (model units).
-    pub fn delay(&self, d: f64) -> f64 {
-        let n = ((d * self.time_unit - self.delay_offset) / self.delay_step)
+    /// The delay setting nearest to the delay `d` (model units): `clip(round_half_even((d unit -
+    /// offset) / step), n_min, n_max)`, an integral value.
+    pub fn delay_setting(&self, d: f64) -> f64 {
+        ((d * self.time_unit - self.delay_offset) / self.delay_step)
             .round_ties_even()
             .max(self.delay_min)
-            .min(self.delay_max);
+            .min(self.delay_max)
+    }
+
+    /// The delay on the grid (model units).
+    pub fn delay(&self, d: f64) -> f64 {
+        self.setting_delay(self.delay_setting(d))
+    }
+
+    /// The smallest and the largest delay on the grid (model units).
+    pub fn delay_range(&self) -> (f64, f64) {
+        (self.setting_delay(self.delay_min), self.setting_delay(self.delay_max))
+    }
+
+    /// The delay of setting `n` (model units): `(n step + offset) / unit`.
+    fn setting_delay(&self, n: f64) -> f64 {
         (n * self.delay_step + self.delay_offset) / self.time_unit
+    }
+
+    /// The weights `w` (any shape, flattened) on the grid; an error naming `w` when one is not
+    /// finite.
+    pub fn weights(&self, w: &[f64]) -> Result<Vec<f64>> {
+        finite(w, "w")?;
+        Ok(w.iter().map(|&x| self.weight(x)).collect())
+    }
+
+    /// The delays `d` (model units; any shape, flattened) on the grid; an error naming `d` when
+    /// one is not finite.
+    pub fn delays(&self, d: &[f64]) -> Result<Vec<f64>> {
+        finite(d, "d")?;
+        Ok(d.iter().map(|&x| self.delay(x)).collect())
+    }
+
+    /// The delay settings of the delays `d` (model units; any shape, flattened); an error naming
+    /// `d` when one is not finite.
+    pub fn delay_settings(&self, d: &[f64]) -> Result<Vec<f64>> {
+        finite(d, "d")?;
+        Ok(d.iter().map(|&x| self.delay_setting(x)).collect())
     }
 
     /// `net` with every weight and delay on the grid (neurons unchanged).
@@ -147,7 +183,6 @@ pub fn changed_entries(old: &Network, new: &Network) -> Result<usize> {
             "has other neuron parameters (thresholds, time constants) than the one on the chip",
         ));
     }
-    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| x != y).count();
     let opt = |a: Option<&[f64]>, b: Option<&[f64]>| a.zip(b).map_or(0, |(a, b)| diff(a, b));
     Ok(old
         .layers
@@ -164,4 +199,34 @@ pub fn changed_entries(old: &Network, new: &Network) -> Result<usize> {
                 + opt(da.den.as_deref(), db.den.as_deref())
         })
         .sum())
+}
+
+/// An error naming `arg` when a value of `v` is not finite (the grid clips infinities and would
+/// turn NaN into the lower bound).
+fn finite(v: &[f64], arg: &str) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::value(
+            arg,
+            format!("expected finite values, got {} at flat index {i}", v[i]),
+        )),
+    }
+}
+
+/// The number of entries in which two arrays differ (the entries a chip holding `old` rewrites
+/// for `new`); an error naming `new` when the shapes (row-major) differ.
+pub fn changed_in(old_shape: &[usize], old: &[f64], new_shape: &[usize], new: &[f64]) -> Result<usize> {
+    if old_shape != new_shape || old.len() != new.len() {
+        return Err(Error::shape(
+            "new",
+            format!("{old_shape:?} (the shape of old)"),
+            format!("{new_shape:?}"),
+        ));
+    }
+    Ok(diff(old, new))
+}
+
+/// The number of positions at which `a` and `b` differ (NaN differs from everything).
+fn diff(a: &[f64], b: &[f64]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x != y).count()
 }
