@@ -3,7 +3,8 @@
 Reads the JSON lines of ``cargo bench --bench throughput`` on stdin, keeps the fan-in sweep
 (``latency_{n}x64x10_{kind}_tau2to1``, one line per fan-in ``n`` and kind ``w`` or ``syn``), fits
 ``log(us_per_sample) = a + k log(n)`` by least squares per kind, writes the plot, and prints one
-JSON object per kind: ``{"kind", "fan_in", "us_per_sample", "exponent"}``.
+JSON object per kind: ``{"kind", "fan_in", "us_per_sample", "exponent", "exponent_top3"}`` (the
+last the fit over the three largest fan-ins only, where fixed per-sample costs no longer count).
 
 Usage: ``cargo bench --bench throughput -- latency_ | python benchmarks/fanin_plot.py [--out PNG]``.
 """
@@ -98,6 +99,7 @@ def main() -> None:
                     "fan_in": n.astype(int).tolist(),
                     "us_per_sample": cost.tolist(),
                     "exponent": round(k, 3),
+                    "exponent_top3": round(exponent(points[-3:])[0], 3),
                 }
             )
         )
@@ -108,7 +110,7 @@ def main() -> None:
     ax.set_yscale("log")
     ax.set_xlabel("fan-in n (inputs into 64 hidden neurons)")
     ax.set_ylabel("forward + backward, µs per sample")
-    ax.set_title("Per-sample cost against fan-in (n-64-10, 1 thread, batch 150)")
+    ax.set_title("Cost per sample against fan-in (n-64-10, 1 thread, batch 150)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
