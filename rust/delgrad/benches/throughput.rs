@@ -1,6 +1,9 @@
 //! End-to-end throughput of forward + loss + backward, one JSON object per line:
 //! `{"name", "batch", "threads", "samples_per_s", "us_per_sample", ...}` (median of repeats), and of
 //! the noisy hardware forward pass (`hw_noisy_*`: the emulated BSS-2 chip with every effect on).
+//! The `latency_*` cases are synthetic latency-coded inputs at MNIST-like sizes and the fan-in
+//! sweep `latency_{n}x64x10_*` (n = 16 ... 4096); they print the share of silent neurons per layer
+//! to stderr.
 //!
 //! `cargo bench --bench throughput` (all cases) or `... -- NAME_FILTER`; `DELGRAD_BENCH_BATCH`
 //! (any size) restricts the software cases to one batch size and `DELGRAD_BENCH_THREADS` (1 or 2)
@@ -11,20 +14,39 @@ use std::time::Instant;
 use delgrad::Matrix;
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::{DelayKind, DelayParam};
+use delgrad::forward::forward;
 use delgrad::gradient::BackwardOptions;
 use delgrad::hardware::{ChipPattern, Emulation, LayerPattern, NoiseParams, PatternParams, noisy_forward};
 use delgrad::loss::Loss;
 use delgrad::network::Network;
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
+use delgrad::solver::Method;
 use delgrad::step::forward_backward;
 use delgrad::train::{LayerSpec, TrainConfig, Trainer, init_network};
 
 struct Case {
-    name: &'static str,
+    name: String,
     net: Network,
     x: Matrix,
     labels: Vec<usize>,
+    /// Batch sizes and thread counts measured.
+    batches: &'static [usize],
+    threads: &'static [usize],
+}
+
+impl Case {
+    /// The Yin-Yang cases: batch 1 and 150, 1 and 2 threads.
+    fn yin_yang(name: &str, net: Network, x: Matrix, labels: Vec<usize>) -> Self {
+        Case {
+            name: name.to_string(),
+            net,
+            x,
+            labels,
+            batches: &[1, 150],
+            threads: &[1, 2],
+        }
+    }
 }
 
 fn yin_yang_inputs(repeat: usize) -> (Matrix, Vec<usize>) {
@@ -67,12 +89,7 @@ fn cases() -> Vec<Case> {
         &mut rng,
     )
     .unwrap();
-    out.push(Case {
-        name: "yinyang_h30_syn_tau2to1",
-        net,
-        x: x4.clone(),
-        labels: y4.clone(),
-    });
+    out.push(Case::yin_yang("yinyang_h30_syn_tau2to1", net, x4.clone(), y4.clone()));
     let net = init_network(
         20,
         &[
@@ -83,12 +100,7 @@ fn cases() -> Vec<Case> {
         &mut rng,
     )
     .unwrap();
-    out.push(Case {
-        name: "yinyang_20x30x3_axo_tau1to1",
-        net,
-        x: x20,
-        labels: y20,
-    });
+    out.push(Case::yin_yang("yinyang_20x30x3_axo_tau1to1", net, x20, y20));
     let net = init_network(
         4,
         &[
@@ -99,14 +111,65 @@ fn cases() -> Vec<Case> {
         &mut rng,
     )
     .unwrap();
-    out.push(Case {
-        name: "yinyang_h120_syn_tau2to1",
-        net,
-        x: x4,
-        labels: y4,
-    });
+    out.push(Case::yin_yang("yinyang_h120_syn_tau2to1", net, x4, y4));
+    out.extend(scale_cases());
     out
 }
+
+/// Number of synthetic samples the scale cases cycle through.
+const SYNTHETIC_SAMPLES: usize = 600;
+
+/// Synthetic latency-coded cases at MNIST-like sizes (256-128-10 and 784-350-10, batch 50 and
+/// 150, 1 and 2 threads) and the fan-in sweep (n_in-64-10 for n_in = 16 ... 4096, batch 150,
+/// 1 thread), each weights only (`_w`) and with synaptic delays (`_syn`).
+fn scale_cases() -> Vec<Case> {
+    let mut rng = RandomState::new(1);
+    let mut out = Vec::new();
+    let mut push =
+        |n_in: usize, sizes: &[usize], batches: &'static [usize], threads: &'static [usize], rng: &mut RandomState| {
+            let (x, labels) = latency_inputs(SYNTHETIC_SAMPLES, n_in, n_in as u32);
+            for delays in [false, true] {
+                let dims: Vec<String> = std::iter::once(n_in)
+                    .chain(sizes.iter().copied())
+                    .map(|n| n.to_string())
+                    .collect();
+                let kind = if delays { "syn" } else { "w" };
+                out.push(Case {
+                    name: format!("latency_{}_{kind}_tau2to1", dims.join("x")),
+                    net: scale_network(n_in, sizes, delays, rng),
+                    x: x.clone(),
+                    labels: labels.clone(),
+                    batches,
+                    threads,
+                });
+            }
+        };
+    push(256, &[128, 10], &[50, 150], &[1, 2], &mut rng);
+    push(784, &[350, 10], &[50, 150], &[1, 2], &mut rng);
+    for n_in in [16, 64, 256, 1024, 4096] {
+        push(n_in, &[64, 10], &[150], &[1], &mut rng);
+    }
+    out
+}
+
+/// Prints (to stderr) the share of silent neurons per layer on the case's first batch of 150:
+/// the initialisation must make hidden and output neurons spike.
+fn print_silent(c: &Case, exec: &Executor) {
+    let (x, _) = batch_of(c, 0, 150);
+    let times = forward(&c.net, &x, Method::Auto, exec).unwrap();
+    let shares: Vec<String> = times
+        .iter()
+        .map(|t| {
+            let silent = t.as_slice().iter().filter(|v| v.is_infinite()).count();
+            format!("{:.3}", silent as f64 / t.as_slice().len() as f64)
+        })
+        .collect();
+    eprintln!("{}: silent share per layer [{}]", c.name, shares.join(", "));
+}
+
+#[path = "support/latency.rs"]
+mod latency;
+use latency::{latency_inputs, scale_network};
 
 #[path = "../tests/support/hw_net.rs"]
 mod hw_net;
@@ -274,15 +337,18 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
             continue;
         }
+        if c.name.starts_with("latency_") {
+            print_silent(&c, &execs[0]);
+        }
         // DELGRAD_BENCH_BATCH: that batch size only (any size).
         let only: Option<usize> = std::env::var("DELGRAD_BENCH_BATCH").ok().and_then(|v| v.parse().ok());
-        for batch in only.map_or(vec![1, 150], |b| vec![b]) {
+        for batch in only.map_or(c.batches.to_vec(), |b| vec![b]) {
             for exec in &execs {
-                if !wanted("DELGRAD_BENCH_THREADS", exec.threads()) {
+                if !c.threads.contains(&exec.threads()) || !wanted("DELGRAD_BENCH_THREADS", exec.threads()) {
                     continue;
                 }
                 let rate = measure(&c, batch, exec, secs, 5);
-                print_rate(c.name, batch, exec.threads(), rate);
+                print_rate(&c.name, batch, exec.threads(), rate);
             }
         }
     }
