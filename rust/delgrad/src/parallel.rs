@@ -341,18 +341,21 @@ impl Executor {
                 let Some(range) = ranges.get(i) else { break };
                 // Every range before i is claimed and being worked on, so the fold catches up,
                 // unless a thread panicked: then its range is never folded and the call is over.
-                let since = Instant::now();
-                while may_wait && i >= folded.load(Ordering::Acquire) + window {
-                    if failed.load(Ordering::Acquire) {
-                        break 'claims;
-                    }
-                    if since.elapsed() > MAX_WINDOW_WAIT {
-                        break; // a safety valve, not the rule: never wait for the fold forever
-                    }
-                    // A pool thread runs other queued work meanwhile: the thread holding the fold
-                    // back may be waiting for it (a nested call made from the calling thread).
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::thread::yield_now();
+                if may_wait && i >= folded.load(Ordering::Acquire) + window {
+                    // The clock is read only when a thread has to wait, not for every range.
+                    let since = Instant::now();
+                    while i >= folded.load(Ordering::Acquire) + window {
+                        if failed.load(Ordering::Acquire) {
+                            break 'claims;
+                        }
+                        if since.elapsed() > MAX_WINDOW_WAIT {
+                            break; // a safety valve, not the rule: never wait for the fold forever
+                        }
+                        // A pool thread runs other queued work meanwhile: the thread holding the
+                        // fold back may be waiting for it (a nested call made from the calling thread).
+                        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                            std::thread::yield_now();
+                        }
                     }
                 }
                 let state = state.get_or_insert_with(|| make.take());
