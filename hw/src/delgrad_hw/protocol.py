@@ -62,6 +62,7 @@ __all__ = [
     "ProtocolError",
     "ResultBody",
     "SubmitRequest",
+    "check_int",
     "decode_array",
     "decode_config",
     "decode_health",
@@ -156,9 +157,31 @@ class Limits:
             ("max_layers", 1, 1 << 16),
             ("max_batch", 1, MAX_FRAME_LIMIT),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
+            check_int(name, getattr(self, name), low, high)
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is an int (not a bool) in ``[low, high]``.
+
+    Parameters
+    ----------
+    name : str
+        The option, for the message.
+    value : object
+        The value to check.
+    low : int
+        Smallest value allowed.
+    high : int, optional
+        Largest value allowed (None: no upper bound).
+
+    Raises
+    ------
+    ValueError
+        If the value is not such an integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
 @dataclass

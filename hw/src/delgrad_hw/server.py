@@ -51,6 +51,7 @@ from .protocol import (
     Message,
     ProtocolError,
     SubmitRequest,
+    check_int,
     decode_config,
     decode_message,
     decode_submit,
@@ -108,11 +109,6 @@ class _Session:
 def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}: expected a finite number of seconds > 0, got {value!r}")
-
-
-def _check_count(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 def _status_of(exc: BaseException) -> tuple[str, str]:
@@ -206,10 +202,10 @@ class ExperimentServer:
             ("max_unauthenticated", max_unauthenticated, 1),
             ("preauth_max_frame_bytes", preauth_max_frame_bytes, 256),
         ):
-            _check_count(name, value, low)
+            check_int(name, value, low)
         if max_queued_bytes is None:
             max_queued_bytes = 4 * self.limits.max_frame_bytes
-        _check_count("max_queued_bytes", max_queued_bytes, self.limits.max_frame_bytes)
+        check_int("max_queued_bytes", max_queued_bytes, self.limits.max_frame_bytes)
         self._chip: Chip | None
         self._factory: ChipFactory | None
         if isinstance(chip, type) or not isinstance(chip, Chip):
