@@ -578,7 +578,30 @@ def decode_config(obj: object, limits: Limits = Limits(), msg_id: int = 0) -> Ch
     """
     if not isinstance(obj, dict):
         raise _bad("config must be a map", msg_id)
-    unknown = set(obj) - {
+    unknown = set(obj) - _CONFIG_FIELDS
+    if unknown:
+        raise _bad(f"config has unknown fields {sorted(map(str, unknown))[:5]}", msg_id)
+    try:
+        weights = _config_weights(obj, limits, msg_id)
+        return ChipConfig(
+            weights=weights,
+            axonal_delays=_layer_arrays(obj, "axonal_delays", len(weights), 1, limits, msg_id),
+            synaptic_delays=_layer_arrays(obj, "synaptic_delays", len(weights), 2, limits, msg_id),
+            dendritic_delays=_layer_arrays(obj, "dendritic_delays", len(weights), 1, limits, msg_id),
+            theta=_real(obj, "theta", msg_id),
+            tau_m=_real(obj, "tau_m", msg_id),
+            tau_s=_real(obj, "tau_s", msg_id),
+            input_repeat=_get(obj, "input_repeat", int, msg_id),
+        )
+    except ProtocolError as exc:
+        exc.msg_id = msg_id
+        raise
+    except ValueError as exc:
+        raise _bad(f"invalid config: {exc}", msg_id) from None
+
+
+_CONFIG_FIELDS = frozenset(
+    {
         "weights",
         "axonal_delays",
         "synaptic_delays",
@@ -588,47 +611,31 @@ def decode_config(obj: object, limits: Limits = Limits(), msg_id: int = 0) -> Ch
         "tau_s",
         "input_repeat",
     }
-    if unknown:
-        raise _bad(f"config has unknown fields {sorted(map(str, unknown))[:5]}", msg_id)
-    weights_raw = _get(obj, "weights", list, msg_id)
-    if not 1 <= len(weights_raw) <= limits.max_layers:
+)
+
+
+def _config_weights(obj: dict[str, Any], limits: Limits, msg_id: int) -> list[FloatArray]:
+    """Decode the config's weight matrices, one per layer, within the layer and element limits."""
+    raw = _get(obj, "weights", list, msg_id)
+    if not 1 <= len(raw) <= limits.max_layers:
         raise _bad(f"config.weights must have 1..{limits.max_layers} layers", msg_id)
-    try:
-        weights = [_float_array(w, limits, f"weights[{i}]", 2) for i, w in enumerate(weights_raw)]
-        total = sum(w.size for w in weights)
-        if total > limits.max_array_elements:
-            raise _bad(f"config has {total} weights, more than {limits.max_array_elements}", msg_id)
+    weights = [_float_array(w, limits, f"weights[{i}]", 2) for i, w in enumerate(raw)]
+    total = sum(w.size for w in weights)
+    if total > limits.max_array_elements:
+        raise _bad(f"config has {total} weights, more than {limits.max_array_elements}", msg_id)
+    return weights
 
-        def layers(key: str, ndim: int) -> list[FloatArray | None] | None:
-            raw = _get(obj, key, list, msg_id, optional=True)
-            if raw is None:
-                return None
-            if len(raw) != len(weights):
-                raise _bad(f"config.{key} must have one entry per layer", msg_id)
-            return [None if d is None else _float_array(d, limits, f"{key}[{i}]", ndim) for i, d in enumerate(raw)]
 
-        axo = layers("axonal_delays", 1)
-        syn = layers("synaptic_delays", 2)
-        den = layers("dendritic_delays", 1)
-        theta = _real(obj, "theta", msg_id)
-        tau_m = _real(obj, "tau_m", msg_id)
-        tau_s = _real(obj, "tau_s", msg_id)
-        repeat = _get(obj, "input_repeat", int, msg_id)
-        return ChipConfig(
-            weights=weights,
-            axonal_delays=axo,
-            synaptic_delays=syn,
-            dendritic_delays=den,
-            theta=theta,
-            tau_m=tau_m,
-            tau_s=tau_s,
-            input_repeat=repeat,
-        )
-    except ProtocolError as exc:
-        exc.msg_id = msg_id
-        raise
-    except ValueError as exc:
-        raise _bad(f"invalid config: {exc}", msg_id) from None
+def _layer_arrays(
+    obj: dict[str, Any], key: str, n_layers: int, ndim: int, limits: Limits, msg_id: int
+) -> list[FloatArray | None] | None:
+    """Decode an optional per-layer list of ``ndim``-dimensional arrays (None entries allowed)."""
+    raw = _get(obj, key, list, msg_id, optional=True)
+    if raw is None:
+        return None
+    if len(raw) != n_layers:
+        raise _bad(f"config.{key} must have one entry per layer", msg_id)
+    return [None if d is None else _float_array(d, limits, f"{key}[{i}]", ndim) for i, d in enumerate(raw)]
 
 
 @dataclass

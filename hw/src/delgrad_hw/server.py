@@ -354,6 +354,30 @@ class ExperimentServer:
         self._stopping = False
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delgrad-hw-chip")
         self._executor = executor
+        server = await self._start(loop, executor)
+        if server is None:
+            return
+        if self._handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._stop_event.set)
+        self._started = time.monotonic()
+        assert self._info is not None
+        log.info("serving chip %s on %s", self._info.chip_id, self.address)
+        self._ready.set()
+        scheduler = asyncio.create_task(self._scheduler(), name="delgrad-hw-scheduler")
+        try:
+            await self._stop_event.wait()
+        finally:
+            await self._shut_down(server, scheduler, executor)
+
+    async def _start(
+        self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor
+    ) -> asyncio.base_events.Server | None:
+        """Open the chip (in the chip thread) and the listening socket.
+
+        Returns None after recording the error for ``start()`` to raise.
+        """
         server: asyncio.base_events.Server | None = None
         try:
             if self._chip is None:
@@ -370,38 +394,37 @@ class ExperimentServer:
             executor.shutdown(wait=False)
             if server is not None:
                 server.close()
-            return
-        if self._handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, self._stop_event.set)
-        self._started = time.monotonic()
-        log.info("serving chip %s on %s", self._info.chip_id, self.address)
-        self._ready.set()
-        scheduler = asyncio.create_task(self._scheduler(), name="delgrad-hw-scheduler")
-        try:
-            await self._stop_event.wait()
-        finally:
-            server.close()
-            self._stopping = True
-            self._work_event.set()
-            scheduler.cancel()
-            for sess in list(self._sessions.values()):
-                self._close_session(sess)
-            await asyncio.wait({scheduler}, timeout=5.0)
-            # give the connection handlers a moment to flush and close their transports
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            if tasks:
-                await asyncio.wait(tasks, timeout=2.0)
-                for t in tasks:
-                    t.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(server.wait_closed(), 2.0)
-            executor.shutdown(wait=False, cancel_futures=True)
-            self._sessions.clear()
-            self._rr.clear()
-            self._loop = None
-            log.info("server on %s stopped", self.address)
+            return None
+        return server
+
+    async def _shut_down(
+        self,
+        server: asyncio.base_events.Server,
+        scheduler: asyncio.Task[None],
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        """Stop listening, end every session and the scheduler, then the chip thread."""
+        server.close()
+        self._stopping = True
+        assert self._work_event is not None
+        self._work_event.set()
+        scheduler.cancel()
+        for sess in list(self._sessions.values()):
+            self._close_session(sess)
+        await asyncio.wait({scheduler}, timeout=5.0)
+        # give the connection handlers a moment to flush and close their transports
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+            for t in tasks:
+                t.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(server.wait_closed(), 2.0)
+        executor.shutdown(wait=False, cancel_futures=True)
+        self._sessions.clear()
+        self._rr.clear()
+        self._loop = None
+        log.info("server on %s stopped", self.address)
 
     # ------------------------------------------------------------------------------------------------
     # Connections
