@@ -34,16 +34,7 @@ def run_one(args: tuple[str, float, int, int, dict[str, float]]) -> float:
     name, s, seed, epochs, optional = args
     cfg = load_config(HERE / "configs" / f"{name}.toml")
     cfg.seed, cfg.training.epochs, cfg.training.threads = seed, epochs, 1
-    chip = EmulatedChip(
-        cfg.hardware.chip_id,
-        cfg.hardware.chip_seed + seed,
-        threads=1,
-        theta_offset_mean=0.13 * s,
-        theta_offset_std=0.08 * s,
-        theta_batch_std=0.04 * s,
-        jitter_std=0.01 * s,
-        **{key: value * s for key, value in optional.items()},
-    )
+    chip = EmulatedChip(cfg.hardware.chip_id, cfg.hardware.chip_seed + seed, threads=1, noise_scale=s, **optional)
     backend = ChipBackend(
         chip, input_repeat=cfg.hardware.input_repeat, loss={"loss": cfg.loss.kind, "delta": cfg.loss.delta}
     )

@@ -100,8 +100,7 @@ def markdown(root: Path, command: str, baseline: str = "W", checkpoint: str = "l
         )
     out.append("")
     out.append(
-        f"Median test accuracy [%] over seeds, {which} (min-max), "
-        "trainable parameters (weights + delays) in brackets:"
+        f"Median test accuracy [%] over seeds, {which} (min-max), trainable parameters (weights + delays) in brackets:"
     )
     out.append("")
     out.append("| hidden | " + " | ".join(label for _, label in conds) + " |")

@@ -136,6 +136,8 @@ class HardwareConfig:
     ``4 * input_repeat`` inputs; set ``network.delay_group`` to it to share delays across copies).
     The emulator backend is the chip ``chip_id`` with temporal-noise seed ``chip_seed + seed``;
     a stalled run is repeated up to ``max_retries`` times; evaluation runs batches of ``eval_batch``.
+    The emulator's noise parameters are multiplied by ``noise_scale`` (0: no noise; see
+    ``docs/hardware.md``).
     """
 
     input_repeat: int = 1
@@ -143,6 +145,7 @@ class HardwareConfig:
     chip_seed: int = 0
     max_retries: int = 5
     eval_batch: int = 1000
+    noise_scale: float = 1.0
 
 
 @dataclass
@@ -335,6 +338,7 @@ def _check_hardware(h: HardwareConfig, n: NetworkConfig) -> None:
     _require(0 <= h.chip_seed < 2**63, "hardware.chip_seed", f"expected 0 <= chip_seed < 2**63, got {h.chip_seed}")
     _require(h.max_retries >= 0, "hardware.max_retries", f"must be >= 0, got {h.max_retries}")
     _require(h.eval_batch >= 1, "hardware.eval_batch", f"must be >= 1, got {h.eval_batch}")
+    _require(h.noise_scale >= 0, "hardware.noise_scale", f"must be >= 0, got {h.noise_scale}")
 
 
 def _check_data(a: DataConfig) -> None:

@@ -29,7 +29,7 @@ import polars as pl
 from numpy.typing import NDArray
 from scipy import stats
 
-from delgrad_rs.sweep import Comparison, SweepError, comparisons_from_dict, load_results
+from delgrad_rs.sweep import METRICS, Comparison, SweepError, comparisons_from_dict, load_results
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -37,10 +37,6 @@ N_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 ZERO_METHOD: Final = "zsplit"
 MIN_PAIRS = 2
-METRIC_TEXT = {
-    "test_accuracy_last": "test accuracy after the last epoch",
-    "test_accuracy": "test accuracy at the best-validation checkpoint",
-}
 TABLE_SCHEMA: dict[str, Any] = {
     "comparison": pl.String,
     "a": pl.String,
@@ -217,37 +213,36 @@ class Report:
     medians: pl.DataFrame
 
     def markdown(self) -> str:
-        """Return the report as markdown: the table of comparisons, the pairing of seeds and the rule."""
-
-        def pp(v: float | None, signed: bool = True) -> str:
-            return "-" if v is None else (f"{100 * v:+.2f}" if signed else f"{100 * v:.2f}")
-
+        """Return the report as markdown: the comparisons, the medians per condition, the pairing and the rule."""
         out = [
-            f"Comparisons of sweep `{self.name}`: paired differences b - a over seeds, in percentage points "
-            f"(successful cells with the same seed in both conditions).",
+            f"Comparisons of sweep `{self.name}`: paired differences b - a over seeds (successful cells with "
+            "the same seed in both conditions), in percentage points for accuracies and shares, in steps for "
+            "bumps.",
             "",
             "| comparison | claim | metric | hidden (a vs b) | n | median diff | mean diff | 95 % CI of mean "
             "| Wilcoxon p | verdict |",
             "|---|---|---|---|---:|---:|---:|---|---:|---|",
         ]
         for r in self.table.iter_rows(named=True):
-            ci = "-" if r["ci_low"] is None else f"[{pp(r['ci_low'])}, {pp(r['ci_high'])}]"
+            scale = METRICS[r["metric"]][1]
+            ci = "-" if r["ci_low"] is None else f"[{_shown(r['ci_low'], scale)}, {_shown(r['ci_high'], scale)}]"
             if r["ci_method"] == "percentile":
                 ci += " (percentile)"
             p = "-" if r["p_value"] is None else f"{r['p_value']:.3g}"
             out.append(
                 f"| {r['comparison']} | {r['b']} {r['claim'][2]} {r['a']} | {r['metric']} | "
-                f"{r['hidden_a']} vs {r['hidden_b']} | {r['n']} | {pp(r['median_diff'])} | {pp(r['mean_diff'])} | "
-                f"{ci} | {p} | {r['verdict']} |"
+                f"{r['hidden_a']} vs {r['hidden_b']} | {r['n']} | {_shown(r['median_diff'], scale)} | "
+                f"{_shown(r['mean_diff'], scale)} | {ci} | {p} | {r['verdict']} |"
             )
+        out += ["", *self._medians_markdown()]
         out += ["", "Pairing by seed (the seed sets the initial parameters and the batch order):", ""]
         notes = self.table.group_by("comparison", "pairing", maintain_order=True).agg(pl.col("hidden_a"))
         for r in notes.iter_rows(named=True):
             out.append(f"- {r['comparison']} (hidden {', '.join(map(str, r['hidden_a']))}): {r['pairing']}")
+        used = sorted(set(self.table["metric"].to_list()), key=list(METRICS).index)
         out += [
             "",
-            f"Metrics: `test_accuracy_last` is the {METRIC_TEXT['test_accuracy_last']} (as the reference code "
-            f"reports), `test_accuracy` the {METRIC_TEXT['test_accuracy']}. The confidence interval is "
+            "Metrics: " + "; ".join(f"`{m}` is the {METRICS[m][0]}" for m in used) + ". The confidence interval is "
             f"scipy.stats.bootstrap's ({N_RESAMPLES} resamples of the differences, BCa; percentile where BCa is "
             f"degenerate; seed {BOOTSTRAP_SEED}); p is the two-sided Wilcoxon signed-rank test "
             f'(zero_method="{ZERO_METHOD}": zero differences split their ranks between the signs). Verdict: '
@@ -256,6 +251,37 @@ class Report:
             "else **not shown**.",
         ]
         return "\n".join(out) + "\n"
+
+    def _medians_markdown(self) -> list[str]:
+        """Tabulate per condition and hidden size: median [95 % bootstrap CI] (min-max) per metric."""
+        metrics = [m for m in METRICS if f"{m}_median" in self.medians.columns]
+        out = [
+            "Per condition: median over seeds [95 % bootstrap CI of the median] (min-max).",
+            "",
+            "| condition | hidden | trainable parameters | runs | " + " | ".join(metrics) + " |",
+            "|---|---:|---:|---:|" + "---|" * len(metrics),
+        ]
+        for r in self.medians.iter_rows(named=True):
+            cells = []
+            for m in metrics:
+                scale = METRICS[m][1]
+                ci = (
+                    ""
+                    if r[f"{m}_low"] is None
+                    else f" [{_shown(r[f'{m}_low'], scale, False)}, {_shown(r[f'{m}_high'], scale, False)}]"
+                )
+                span = f" ({_shown(r[f'{m}_min'], scale, False)}-{_shown(r[f'{m}_max'], scale, False)})"
+                cells.append(_shown(r[f"{m}_median"], scale, False) + ci + span)
+            out.append(f"| {r['label']} | {r['hidden']} | {r['n_params']} | {r['runs']} | " + " | ".join(cells) + " |")
+        return out
+
+
+def _shown(v: float | None, scale: float, signed: bool = True) -> str:
+    """Format a value as the report shows it: times ``scale``, two decimals for percentages, one for counts."""
+    if v is None:
+        return "-"
+    digits = 2 if scale != 1 else 1
+    return f"{scale * v:+.{digits}f}" if signed else f"{scale * v:.{digits}f}"
 
 
 def load_comparisons(sweep_dir: str | Path) -> tuple[str, list[Comparison]]:
@@ -299,6 +325,7 @@ def condition_medians(results: pl.DataFrame, metrics: list[str]) -> pl.DataFrame
             v = g[m].drop_nulls().to_numpy().astype(np.float64)
             lo, hi = bootstrap_ci(v, "median")[:2] if v.size >= MIN_PAIRS else (None, None)
             row.update({f"{m}_median": float(np.median(v)) if v.size else None, f"{m}_low": lo, f"{m}_high": hi})
+            row.update({f"{m}_min": float(v.min()) if v.size else None, f"{m}_max": float(v.max()) if v.size else None})
         rows.append(row)
     return pl.DataFrame(rows)  # in the order of the results table (the sweep file's)
 
@@ -385,13 +412,14 @@ def plot_report(rep: Report, path: str | Path) -> Path:
     for row, m in zip(axes, metrics, strict=True):
         for i, cond in enumerate(med["condition"].unique(maintain_order=True).to_list() if med.height else []):
             d = med.filter(pl.col("condition") == cond).sort("hidden")
-            y = 100.0 * d[f"{m}_median"].to_numpy().astype(np.float64)
-            low = 100.0 * d[f"{m}_low"].fill_null(d[f"{m}_median"]).to_numpy().astype(np.float64)
-            high = 100.0 * d[f"{m}_high"].fill_null(d[f"{m}_median"]).to_numpy().astype(np.float64)
+            scale = METRICS[m][1]
+            y = scale * d[f"{m}_median"].to_numpy().astype(np.float64)
+            low = scale * d[f"{m}_low"].fill_null(d[f"{m}_median"]).to_numpy().astype(np.float64)
+            high = scale * d[f"{m}_high"].fill_null(d[f"{m}_median"]).to_numpy().astype(np.float64)
             for ax, x in ((row[0], d["hidden"].to_numpy()), (row[1], d["n_params"].to_numpy())):
                 style: dict[str, Any] = {"color": f"C{i}", "marker": "o", "capsize": 3, "lw": 1.5, "ms": 4}
                 ax.errorbar(x, y, yerr=[y - low, high - y], label=str(d["label"][0]), **style)
-        row[0].set(xlabel="hidden neurons", ylabel=f"{METRIC_TEXT[m]} [%]")
+        row[0].set(xlabel="hidden neurons", ylabel=METRICS[m][0] + (" [%]" if METRICS[m][1] == 100 else ""))
         row[1].set(xlabel="trainable parameters (weights + delays)", xscale="log")
         row[0].set_title("median over seeds, 95 % bootstrap CI")
         for ax in row:

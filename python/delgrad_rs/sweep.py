@@ -20,16 +20,21 @@ sizes and seeds to cross them with::
     [conditions.WS.hidden_overrides.5.optimizer]   # optional: overrides for one hidden size
     lr_weights = 0.015
 
+    [conditions.chip_W]
+    base = "../configs/hwaware_W.toml"
+    backend = "emulator"                  # optional: a registered backend (default "software")
+
     [[comparisons]]                       # optional: claims that ``delgrad report`` tests over seeds
     label = "synaptic delays at H/2 vs weights only at H"   # optional (default "b vs a")
     a = "W"                               # the condition the claim compares against
     b = "WS"
     claim = "b > a"                       # optional: "b > a" (default) or "b < a"
-    metric = "test_accuracy_last"         # optional: or "test_accuracy" (best-validation checkpoint)
+    metric = "test_accuracy_last"         # optional: or another metric of METRICS
     b_hidden = "half"                     # optional: "same" (default), "half" or a table {"10" = 5}
     hidden = [10, 20, 30]                 # optional: hidden sizes of a (default: all that b has too)
 
-Every cell is one call of :func:`delgrad_rs.training.fit` with one core thread, in its own run
+Every cell is one call of :func:`delgrad_rs.training.fit` with one core thread (on its condition's
+backend, see :func:`delgrad_rs.training.make_backend`: an emulated chip per cell), in its own run
 directory ``<out>/cells/<condition>/H<hidden>/seed<seed>``. A cell is finished when its
 ``cell.json`` exists: a rerun of the sweep skips finished cells and continues unfinished ones from
 their last checkpoint. Results go to ``<out>/results.parquet`` (and ``results.csv``).
@@ -56,14 +61,23 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from delgrad_rs.config import ConfigError, config_from_dict, load_config, read_toml
+from delgrad_rs.training.backend import backend_names
 
 ENGINES = ("local", "ray")
 SWEEP_KEYS = ("name", "hidden", "seeds", "epochs", "overrides", "conditions", "comparisons")
-CONDITION_KEYS = ("base", "label", "overrides", "hidden_overrides")
+CONDITION_KEYS = ("base", "label", "backend", "overrides", "hidden_overrides")
 COMPARISON_KEYS = ("label", "a", "b", "claim", "metric", "hidden", "b_hidden")
-# The test accuracy of a cell: after the last epoch (what the reference code reports; the default
-# everywhere a single number is shown) or at the best-validation checkpoint.
-METRICS = ("test_accuracy_last", "test_accuracy")
+# What a comparison can test: the metric's description and the factor that shows it (100: a fraction
+# shown in percent). The test accuracy of a cell is taken after the last epoch (what the reference
+# code reports; the default everywhere a single number is shown) or at the best-validation checkpoint.
+METRICS: dict[str, tuple[str, float]] = {
+    "test_accuracy_last": ("test accuracy after the last epoch", 100.0),
+    "test_accuracy": ("test accuracy at the best-validation checkpoint", 100.0),
+    "val_accuracy_std": ("epoch-to-epoch standard deviation of the validation accuracy over the last 50 epochs", 100.0),
+    "silent_outputs_last": ("share of output spikes missing in the last training epoch", 100.0),
+    "bumps": ("training steps that bumped weights", 1.0),
+}
+STABILITY_EPOCHS = 50
 CLAIMS = {"b > a": 1, "b < a": -1}
 # Set per cell by the sweep; overriding them would be silently replaced.
 RESERVED = {("seed",): "seeds", ("network", "hidden"): "hidden", ("training", "epochs"): "epochs",
@@ -82,6 +96,9 @@ RESULT_SCHEMA: dict[str, Any] = {
     "test_accuracy_last": pl.Float64,
     "val_accuracy_last": pl.Float64,
     "train_accuracy_last": pl.Float64,
+    "val_accuracy_std": pl.Float64,
+    "silent_outputs_last": pl.Float64,
+    "bumps": pl.Int64,
     "wall_time": pl.Float64,
     "cpu_time": pl.Float64,
     "engine": pl.String,
@@ -103,6 +120,7 @@ class Condition:
     name: str
     label: str
     base: Path
+    backend: str = "software"
     overrides: dict[str, Any] = field(default_factory=dict, compare=False)
     hidden_overrides: dict[int, dict[str, Any]] = field(default_factory=dict, compare=False)
 
@@ -116,6 +134,7 @@ class Cell:
     hidden: int
     seed: int
     config: dict[str, Any] = field(compare=False)
+    backend: str = "software"
 
     @property
     def key(self) -> str:
@@ -124,8 +143,9 @@ class Cell:
 
     @property
     def config_hash(self) -> str:
-        """SHA-256 of the cell's configuration (detects a changed sweep file on resumption)."""
-        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
+        """SHA-256 of the cell's configuration and backend (detects a changed sweep file on resumption)."""
+        hashed: dict[str, Any] = self.config if self.backend == "software" else {**self.config, "": self.backend}
+        return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -315,7 +335,7 @@ def _comparison(c: Any, ck: str, conditions: list[str], hidden: list[int], where
     claim = c.get("claim", "b > a")
     if claim not in CLAIMS:
         raise _fail(where, f"{ck}.claim", f"expected one of {', '.join(map(repr, CLAIMS))}, got {claim!r}")
-    metric = c.get("metric", METRICS[0])
+    metric = c.get("metric", next(iter(METRICS)))
     if metric not in METRICS:
         raise _fail(where, f"{ck}.metric", f"expected one of {', '.join(METRICS)}, got {metric!r}")
     to_b = _b_hidden(c.get("b_hidden", "same"), f"{ck}.b_hidden", hidden, where)
@@ -375,11 +395,15 @@ def _condition(cname: str, c: Any, base_dir: Path, overrides: Any, where: str) -
     label = c.get("label", cname)
     if not isinstance(label, str):
         raise _fail(where, f"{ck}.label", f"expected a string, got {type(label).__name__}")
+    backend = c.get("backend", "software")
+    known = backend_names()
+    if backend not in known:
+        raise _fail(where, f"{ck}.backend", f"expected one of {', '.join(known)}, got {backend!r}")
     _check_overrides(overrides, base_cfg, "overrides", where)
     c_over = c.get("overrides", {})
     _check_overrides(c_over, base_cfg, f"{ck}.overrides", where)
     h_over = _hidden_overrides(c.get("hidden_overrides", {}), base_cfg, ck, where)
-    return Condition(cname, label, base_path, c_over, h_over), base_cfg
+    return Condition(cname, label, base_path, backend, c_over, h_over), base_cfg
 
 
 def _hidden_overrides(raw: Any, base_cfg: dict[str, Any], ck: str, where: str) -> dict[int, dict[str, Any]]:
@@ -410,7 +434,7 @@ def _cell(name: str, cond: Condition, cfg_h: dict[str, Any], h: int, s: int, epo
         cfg = config_from_dict(d)
     except ConfigError as e:
         raise SweepError(f"{where}: conditions.{cond.name} at hidden {h}, seed {s}: {e}") from None
-    return Cell(cond.name, cond.label, h, s, cfg.to_dict())
+    return Cell(cond.name, cond.label, h, s, cfg.to_dict(), cond.backend)
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -483,8 +507,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         caught and recorded as ``status = "failed"`` with its message in ``error``.
 
     """
-    from delgrad_rs.datasets import load_encoded
-    from delgrad_rs.training import fit, load_run
+    from delgrad_rs.training import fit, load_run, make_backend, split_inputs
 
     rec: dict[str, Any] = {k: None for k in RESULT_SCHEMA}
     rec.update({k: task[k] for k in ("condition", "label", "hidden", "seed", "run_dir", "engine")})
@@ -492,18 +515,13 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         rec["n_params"] = count_trainable(task["config"])
-        df = fit(task["config"], out=task["run_dir"], threads=1, quiet=True)
+        backend = make_backend(task.get("backend", "software"), config_from_dict(task["config"]))
+        df = fit(task["config"], out=task["run_dir"], threads=1, quiet=True, backend=backend)
         if not df.filter(pl.col("split") == "test").height:
             raise RuntimeError("training stopped before its last epoch")
-        val = df.filter(pl.col("split") == "validation").sort("epoch")
-        best = int(val["accuracy"].arg_max())  # type: ignore[arg-type]
-        rec["best_epoch"] = int(val["epoch"][best]) + 1
-        rec["val_accuracy"] = float(val["accuracy"][best])
-        rec["val_accuracy_last"] = float(val["accuracy"][-1])
-        rec["train_accuracy_last"] = float(df.filter(pl.col("split") == "train").sort("epoch")["accuracy"][-1])
-        rec["test_accuracy_last"] = float(df.filter(pl.col("split") == "test")["accuracy"][0])
+        rec.update(_training_summary(df))
         cfg, _, trainer = load_run(task["run_dir"], "best")
-        rec["test_accuracy"] = float(trainer.evaluate(*load_encoded(cfg.data, "test"))["accuracy"])
+        rec["test_accuracy"] = float(backend.evaluate(trainer, *split_inputs(cfg, "test"))["accuracy"])
         rec["status"] = "ok"
     except Exception as e:  # a failed cell is recorded and does not stop the sweep
         rec["status"] = "failed"
@@ -518,6 +536,25 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
 
 
 Done = Callable[[dict[str, Any]], None]
+
+
+def _training_summary(df: pl.DataFrame) -> dict[str, Any]:
+    """Summarise a finished training's metrics (the columns of ``results.parquet`` that come from them)."""
+    val = df.filter(pl.col("split") == "validation").sort("epoch")
+    train = df.filter(pl.col("split") == "train").sort("epoch")
+    best = int(val["accuracy"].arg_max())  # type: ignore[arg-type]
+    last_layer = max((c for c in train.columns if c.startswith("silent_l")), key=lambda c: int(c[len("silent_l") :]))
+    tail = val["accuracy"].tail(STABILITY_EPOCHS)
+    return {
+        "best_epoch": int(val["epoch"][best]) + 1,
+        "val_accuracy": float(val["accuracy"][best]),
+        "val_accuracy_last": float(val["accuracy"][-1]),
+        "train_accuracy_last": float(train["accuracy"][-1]),
+        "test_accuracy_last": float(df.filter(pl.col("split") == "test")["accuracy"][0]),
+        "val_accuracy_std": float(tail.std()) if tail.len() > 1 else None,  # type: ignore[arg-type]
+        "silent_outputs_last": float(train[last_layer][-1]),
+        "bumps": int(train["bumps"].sum()),
+    }
 
 
 def _failed(task: dict[str, Any], error: str) -> dict[str, Any]:
@@ -673,6 +710,7 @@ def _tasks(sw: Sweep, root: Path, engine: str, records: dict[str, dict[str, Any]
             "hidden": c.hidden,
             "seed": c.seed,
             "config": c.config,
+            "backend": c.backend,
             "run_dir": str((root / "cells" / c.key).resolve()),
             "engine": engine,
             "key": c.key,
@@ -875,8 +913,14 @@ def median_table(results: pl.DataFrame) -> pl.DataFrame:
         .join(order, on="condition")
         .sort("_c", "hidden")
         .select(
-            "condition", "label", "hidden", "n_params", "runs", "failed",
-            *(e.meta.output_name() for e in spread), "val_median",
+            "condition",
+            "label",
+            "hidden",
+            "n_params",
+            "runs",
+            "failed",
+            *(e.meta.output_name() for e in spread),
+            "val_median",
         )
         .with_columns(pl.col("runs").fill_null(0))
     )

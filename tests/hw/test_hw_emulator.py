@@ -227,6 +227,40 @@ def test_same_chip_id_and_seed_give_the_same_results() -> None:
     assert not np.array_equal(off[0], off[2])
 
 
+def test_noise_scale_multiplies_every_noise_parameter() -> None:
+    cfg, x = hw_config(9), yy_inputs(40)
+    given = {"tau_m_mismatch": 0.02, "event_loss": 0.01}
+
+    def times(chip: EmulatedChip) -> list[np.ndarray]:
+        chip.configure(cfg)
+        return [t for _ in range(2) for t in chip.run(x).times]
+
+    scaled = EmulatedChip("s", 1, noise_scale=2.5, **given)
+    explicit = EmulatedChip(
+        "s",
+        1,
+        theta_offset_mean=0.13 * 2.5,
+        theta_offset_std=0.08 * 2.5,
+        theta_batch_std=0.04 * 2.5,
+        jitter_std=0.01 * 2.5,
+        **{k: v * 2.5 for k, v in given.items()},
+    )
+    assert scaled.pattern_params == explicit.pattern_params and scaled.noise_params == explicit.noise_params
+    for a, b in zip(times(scaled), times(explicit), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # 0 is the noiseless chip (quantisation and the 8 ns clock stay)
+    silent = EmulatedChip("s", 1, noise_scale=0.0, **given)
+    assert silent.noise_params["time_step"] == EmulatedChip("s", 1).noise_params["time_step"]
+    for a, b in zip(times(silent), times(EmulatedChip("s", 1, **{**IDEAL, "timestamp_ns": 8.0, "slot": 30.0})), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("scale", [-1.0, math.nan, math.inf, "2", True])
+def test_bad_noise_scale_is_named(scale: object) -> None:
+    with pytest.raises(ValueError, match="noise_scale"):
+        EmulatedChip("n", 0, noise_scale=scale)  # type: ignore[arg-type]
+
+
 def _measured_thetas(chip: EmulatedChip, runs: int, batch: int = 4) -> np.ndarray:
     """Per run and neuron, the threshold seen by a neuron driven by one input at 0 with weight 2
     (exactly representable; the chip clips at 2.1): u(t) = w t e^{-t} = theta at the spike time t (tau = 1, no delay)."""

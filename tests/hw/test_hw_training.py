@@ -286,3 +286,44 @@ def test_plot_on_the_chip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert not np.array_equal(chip, ideal)
     finite = np.isfinite(chip)
     assert np.allclose(chip[finite] * 6000 / 8, np.round(chip[finite] * 6000 / 8), atol=1e-6)  # 8 ns timestamps
+
+
+def test_a_sweep_on_the_emulator_equals_fit_on_the_chip(tmp_path: Path) -> None:
+    from delgrad_rs.report import report
+    from delgrad_rs.sweep import load_sweep, run_sweep
+
+    base = (CONFIGS / "hwaware_W.toml").as_posix()
+    path = tmp_path / "chip.toml"
+    path.write_text(
+        f"""name = "chip"
+hidden = [30]
+seeds = [0, 1]
+epochs = 2
+[conditions.W]
+base = "{base}"
+backend = "emulator"
+[conditions.W_quiet]
+base = "{base}"
+backend = "emulator"
+overrides = {{hardware = {{noise_scale = 0.0}}}}
+[[comparisons]]
+a = "W"
+b = "W_quiet"
+metric = "bumps"
+claim = "b < a"
+"""
+    )
+    df = run_sweep(load_sweep(path), out=tmp_path / "sweep", workers=1, quiet=True)
+    assert df["status"].to_list() == ["ok"] * 4, df["error"].to_list()
+    # a cell is `fit` on the emulated chip the configuration names, noise scaled as configured
+    cfg = load_config(CONFIGS / "hwaware_W.toml")
+    cfg.seed, cfg.training.epochs, cfg.training.threads, cfg.hardware.noise_scale = 1, 2, 1, 0.0
+    ref = fit(cfg, quiet=True, backend=make_backend("emulator", cfg))
+    cell = df.filter((pl.col("condition") == "W_quiet") & (pl.col("seed") == 1)).row(0, named=True)
+    assert cell["test_accuracy_last"] == ref.filter(pl.col("split") == "test")["accuracy"][0]
+    assert cell["bumps"] == ref.filter(pl.col("split") == "train")["bumps"].sum()
+    noisy = df.filter(pl.col("condition") == "W")["test_accuracy_last"].to_list()
+    assert noisy != df.filter(pl.col("condition") == "W_quiet")["test_accuracy_last"].to_list()
+    assert '"backend": "emulator"' in (tmp_path / "sweep" / cell["run_dir"] / "backend.json").read_text()
+    text = report(tmp_path / "sweep").markdown()
+    assert "| W_quiet < W | bumps |" in text and "training steps that bumped weights" in text

@@ -76,6 +76,11 @@ def test_local_sweep_results_table(local_results: tuple[Path, pl.DataFrame]) -> 
     assert cfg["optimizer"]["lr_weights"] == 0.015  # the hidden-size override reached the cell
     metrics = pl.read_parquet(out / cell["run_dir"] / "metrics.parquet")
     assert metrics.drop("wall_time").equals(ref.drop("wall_time"))
+    # the stability columns, from the same metrics
+    train = ref.filter(pl.col("split") == "train").sort("epoch")
+    assert cell["val_accuracy_std"] == pytest.approx(float(np.std(val.sort("epoch")["accuracy"].to_numpy(), ddof=1)))
+    assert cell["silent_outputs_last"] == train["silent_l1"][-1]
+    assert cell["bumps"] == train["bumps"].sum()
 
 
 def load_sweep_cell_config(condition: str, hidden: int, seed: int) -> dict[str, Any]:
@@ -165,6 +170,7 @@ def with_condition(**cond: Any) -> dict[str, Any]:
         (with_condition(base=3), "option conditions.W.base: expected a path"),
         (with_condition(base="nope.toml"), "option conditions.W.base: no such configuration file"),
         (with_condition(label=["x"]), "option conditions.W.label: expected a string"),
+        (with_condition(backend="chip9"), "option conditions.W.backend: expected one of software"),
         (
             with_condition(overrides={"optimizer": {"lr_wieghts": 0.1}}),
             "option conditions.W.overrides.optimizer.lr_wieghts: unknown configuration key",

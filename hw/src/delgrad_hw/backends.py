@@ -42,7 +42,8 @@ def emulator(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | Non
         ``emulator``.
     cfg : delgrad_rs.config.Config
         The run configuration: chip ``cfg.hardware.chip_id``, temporal-noise seed
-        ``cfg.hardware.chip_seed + cfg.seed``, ``cfg.training.threads`` worker threads.
+        ``cfg.hardware.chip_seed + cfg.seed``, noise scaled by ``cfg.hardware.noise_scale``,
+        ``cfg.training.threads`` worker threads.
     token_file : path-like, optional
         Not used (the chip is in this process).
 
@@ -54,7 +55,9 @@ def emulator(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | Non
     if spec != "emulator":
         raise ValueError(f"--backend: expected 'emulator', got {spec!r}")
     h = cfg.hardware
-    chip = EmulatedChip(h.chip_id, h.chip_seed + cfg.seed, threads=cfg.training.threads or None)
+    chip = EmulatedChip(
+        h.chip_id, h.chip_seed + cfg.seed, threads=cfg.training.threads or None, noise_scale=h.noise_scale
+    )
     return ChipBackend(chip, name="emulator", **_backend_options(cfg))
 
 

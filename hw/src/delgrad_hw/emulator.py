@@ -23,6 +23,9 @@ slot                      30           sample slot; spikes at or after it are no
 event_loss                0            probability that an input or recorded event is lost
 stall_prob                0            probability that a run stalls (``Health.stall``)
 future_hardware           False        allow synaptic / dendritic delays (not on BSS-2)
+noise_scale               1            factor on every noise parameter above (threshold offsets and
+                                       noise, mismatches, jitters, event loss); 0 = a noiseless chip
+                                       that still quantises and keeps the 8 ns clock
 ========================  ===========  ==========================================================
 
 The fixed pattern is drawn once from the chip id (two emulators with the same ``chip_id`` are the
@@ -113,13 +116,18 @@ def stable_seed(*parts: object) -> int:
 
 #: The fixed-pattern arguments of the core's chip_pattern.
 _PATTERN_KEYS = ("theta_offset_mean", "theta_offset_std", "tau_m_mismatch", "tau_s_mismatch", "gain_mismatch")
+#: The temporal parameters that are not noise (``noise_scale`` leaves them alone).
+_NOT_NOISE = ("time_step", "slot", "stall_prob")
 
 
-def _noise_parameters(noise: dict[str, float], resources: Bss2Resources) -> tuple[dict[str, float], dict[str, float]]:
+def _noise_parameters(
+    noise: dict[str, float], resources: Bss2Resources, scale: float = 1.0
+) -> tuple[dict[str, float], dict[str, float]]:
     """Split the noise keyword arguments into the fixed pattern's and the temporal noise's, with defaults.
 
     The temporal-noise names and defaults are the core's (:func:`delgrad_rs.hardware.hardware_noise_defaults`);
-    its ``time_step`` comes from ``timestamp_ns``. A ValueError names an unknown or non-numeric parameter.
+    its ``time_step`` comes from ``timestamp_ns``. Every noise parameter is multiplied by ``scale``.
+    A ValueError names an unknown or non-numeric parameter.
     """
     pattern: dict[str, float] = {"theta_offset_mean": 0.13, "theta_offset_std": 0.08}
     temporal: dict[str, float] = dict(hardware_noise_defaults())
@@ -139,6 +147,13 @@ def _noise_parameters(noise: dict[str, float], resources: Bss2Resources) -> tupl
             raise ValueError(f"{key}: unknown noise parameter; expected one of {known}")
     if not (math.isfinite(timestamp_ns) and timestamp_ns >= 0):
         raise ValueError(f"timestamp_ns: expected a finite number >= 0, got {timestamp_ns}")
+    if isinstance(scale, bool) or not isinstance(scale, int | float | np.floating | np.integer):
+        raise ValueError(f"noise_scale: expected a number >= 0, got {type(scale).__name__}")
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"noise_scale: expected a finite number >= 0, got {scale}")
+    if scale != 1:
+        pattern = {k: v * scale for k, v in pattern.items()}
+        temporal = {k: v if k in _NOT_NOISE else v * scale for k, v in temporal.items()}
     temporal["time_step"] = timestamp_ns * 1e-3 / resources.tau_us
     return pattern, temporal
 
@@ -160,6 +175,8 @@ class EmulatedChip:
         Worker threads of the forward pass (None: every core).
     max_batch : int
         Largest batch of one run.
+    noise_scale : float
+        Factor on every noise parameter (defaults and those given); 0 turns the noise off.
     **noise : float
         The noise parameters of the module docstring.
 
@@ -178,6 +195,7 @@ class EmulatedChip:
         resources: Bss2Resources = BSS2,
         threads: int | None = None,
         max_batch: int = 100_000,
+        noise_scale: float = 1.0,
         **noise: float,
     ) -> None:
         if not isinstance(chip_id, str) or not chip_id:
@@ -186,7 +204,7 @@ class EmulatedChip:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int | np.integer)):
             raise ValueError(f"threads: expected None or an integer >= 0, got {threads!r}")
         max_batch = _check_int(max_batch, "max_batch", 1)
-        pattern, temporal = _noise_parameters(noise, resources)
+        pattern, temporal = _noise_parameters(noise, resources, noise_scale)
         self.chip_id = chip_id
         self.seed = seed
         self.future_hardware = bool(future_hardware)
