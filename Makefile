@@ -10,7 +10,7 @@ endif
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install lint lint-rust lint-python test-rust test-python docs test-wheels wheel sdist \
+.PHONY: report run test install lint lint-rust lint-python test-rust test-python docs test-wheels wheel sdist \
 	packaging-tools bench criterion
 
 # Build the wheel into this Python, train H30_W and H30_WS (300 epochs each), print the table.
@@ -22,6 +22,11 @@ install:
 	$(PIP) install --quiet maturin
 	$(PIP) install --quiet --no-build-isolation -e ".[test,plot]"
 	$(PIP) install --quiet -e "./hw[test,dev]"
+
+# The reproduction report of docs/results.md: both 20-seed sweeps (about 50 min on 2 cores; a rerun
+# continues them), the statistics and figures, written into docs/results.md.
+report: install
+	$(PYTHON) examples/reproduction.py --docs
 
 test: lint-rust test-rust install lint-python test-python docs test-wheels
 

@@ -150,6 +150,23 @@ def markdown(root: Path, command: str, baseline: str = "W", checkpoint: str = "l
     return "\n".join(out) + "\n"
 
 
+def splice(path: Path, begin: str, end: str, text: str) -> None:
+    """Replace the text between the markers ``begin`` and ``end`` of the file ``path`` by ``text``.
+
+    Raises
+    ------
+    ValueError
+        When the file lacks either marker.
+
+    """
+    doc = path.read_text(encoding="utf-8")
+    if begin not in doc or end not in doc:
+        raise ValueError(f"{path} has no {begin} ... {end} markers")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{text}{end}{tail}", encoding="utf-8")
+
+
 def sweep_name(root: Path) -> str:
     """Return the sweep's name from its copied ``sweep.toml`` (else the directory's name).
 
@@ -203,13 +220,11 @@ def main() -> int:
         print(text, end="")
         return 0
     readme = Path(args.readme)
-    doc = readme.read_text(encoding="utf-8")
-    if BEGIN not in doc or END not in doc:
-        print(f"results_table: error: {readme} has no {BEGIN} ... {END} markers", file=sys.stderr)
+    try:
+        splice(readme, BEGIN, END, text)
+    except ValueError as e:
+        print(f"results_table: error: {e}", file=sys.stderr)
         return 1
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
     print(f"updated {readme}")
     return 0
 
