@@ -232,7 +232,7 @@ def test_ray_engine_without_ray_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
 def test_example_sweep_files_are_valid() -> None:
     paper = load_sweep(REPO / "examples" / "sweeps" / "paper.toml")
     assert [c.name for c in paper.conditions] == ["W", "WA", "WD", "WS"]
-    assert paper.hidden == [5, 10, 15, 20, 25, 30] and paper.seeds == list(range(10)) and len(paper.cells) == 240
+    assert paper.hidden == [5, 10, 15, 20, 25, 30] and paper.seeds == list(range(20)) and len(paper.cells) == 480
     ws5 = next(c for c in paper.cells if (c.condition, c.hidden) == ("WS", 5))
     ws10 = next(c for c in paper.cells if (c.condition, c.hidden) == ("WS", 10))
     assert (ws5.config["optimizer"]["lr_weights"], ws5.config["optimizer"]["lr_delays"]) == (0.015, 0.01)
