@@ -34,6 +34,7 @@ __all__ = [
     "chip_pattern",
     "hardware_noise_defaults",
     "default_bump_limits",
+    "epoch_totals",
 ]
 
 __version__: Final[str]
@@ -357,6 +358,10 @@ def default_threads() -> int:
 def default_bump_limits(n_layers: int) -> list[float]:
     """The reference bump limits of ``n_layers`` layers (0.3 per hidden layer, 0 for the output), the
     ``Trainer``'s ``bump_limits=None``."""
+
+def epoch_totals(steps: Sequence[_StepResult]) -> _EpochResult:
+    """The totals of an epoch's step results, in order, as ``Trainer.train_epoch`` reports them: the
+    sample-weighted mean loss and silent fractions, the accuracy, the samples and the bumps."""
 
 class _HardwareRun(TypedDict):
     times: list[NDArray[np.float64]]

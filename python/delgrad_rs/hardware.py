@@ -10,7 +10,8 @@ The model is described in ``docs/hardware.md``. What the core offers:
   name, with their reference values);
 * the chip-in-the-loop steps of :class:`Trainer`: :meth:`~Trainer.step_from_times` (at measured
   times, gradients at the network the chip ran; any chip) and :meth:`~Trainer.emulated_epoch` (an
-  epoch's runs on an emulated chip and its steps in one call);
+  epoch's runs on an emulated chip and its steps in one call), and :func:`epoch_totals`, the totals
+  of an epoch's steps as :meth:`Trainer.train_epoch` reports them;
 * :class:`CoreNetwork`, the core's network (what a chip runs; :attr:`delgrad_rs.Network.core`).
 
 The typed dicts of the results (``StepResult``, ``EmulatedEpoch``, ``HardwareRun``, ``ChipPattern``)
@@ -21,7 +22,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from delgrad_rs._core import Grid, Trainer, changed_entries, chip_pattern, hardware_forward, hardware_noise_defaults
+from delgrad_rs._core import (
+    Grid,
+    Trainer,
+    changed_entries,
+    chip_pattern,
+    epoch_totals,
+    hardware_forward,
+    hardware_noise_defaults,
+)
 from delgrad_rs._core import Network as CoreNetwork
 
 if TYPE_CHECKING:  # the result dicts (typed dicts of the stubs) exist for the type checker only
@@ -39,6 +48,7 @@ __all__ = [
     "Trainer",
     "changed_entries",
     "chip_pattern",
+    "epoch_totals",
     "hardware_forward",
     "hardware_noise_defaults",
 ]

@@ -99,6 +99,27 @@ def test_trainer_state_round_trip() -> None:
         tr2.set_state(bad)
 
 
+def test_epoch_totals_are_the_totals_train_epoch_reports() -> None:
+    from delgrad_rs.hardware import epoch_totals
+
+    net = delgrad_rs.Network.create([4, 8, 3], delays="synaptic", seed=5, threads=1)
+    x, y = yin_yang("train")
+    t, y = delgrad_rs.encode_times(x[:230]), y[:230]
+    order = np.random.default_rng(0).permutation(230)
+    epoch = net.trainer(threads=1).train_epoch(t, y, order, 50, 0)
+    tr = net.trainer(threads=1)
+    steps = [tr.step(t[order[s : s + 50]], y[order[s : s + 50]], 0) for s in range(0, 230, 50)]
+    assert epoch_totals(steps) == epoch
+    n = np.array([s["batch"] for s in steps], dtype=float)
+    assert epoch["samples"] == 230 and epoch["accuracy"] == sum(s["correct"] for s in steps) / 230
+    np.testing.assert_allclose(epoch["loss"], np.dot(n, [s["loss"] for s in steps]) / 230, rtol=1e-15)
+    assert epoch_totals([]) == {"loss": 0.0, "accuracy": 0.0, "samples": 0, "bumps": 0, "silent_fraction": []}
+    with pytest.raises(delgrad_rs.InvalidValueError, match=r"steps\[1\]\.batch"):
+        epoch_totals([steps[0], {**steps[1], "batch": -3}])
+    with pytest.raises(delgrad_rs.OptionError, match=r"steps\[0\]\.bumped: missing"):
+        epoch_totals([{"loss": 1.0}])
+
+
 def test_network_train_step_and_grad_from_times() -> None:
     net = delgrad_rs.Network.create([4, 10, 3], delays="synaptic", seed=2, threads=1)
     x, y = yin_yang("train")

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from delgrad_rs import loss_and_grad
 from delgrad_rs.config import Config
-from delgrad_rs.hardware import Trainer
+from delgrad_rs.hardware import Trainer, epoch_totals
 
 from .bss2 import BSS2, Bss2Resources, core_grid
 from .chip import Chip, ChipConfig, ChipError, ChipMismatch, RunResult
@@ -41,7 +41,7 @@ from .emulator import EmulatedChip
 if TYPE_CHECKING:
     from delgrad_rs.hardware import StepResult
 
-__all__ = ["ChipBackend", "StallError", "chip_config_from_params", "epoch_totals", "make_backend"]
+__all__ = ["ChipBackend", "StallError", "chip_config_from_params", "make_backend"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -121,39 +121,6 @@ def _structure(layers: list[dict[str, Any]]) -> tuple[Any, ...]:
         )
         for p in layers
     )
-
-
-def epoch_totals(steps: list[StepResult]) -> dict[str, Any]:
-    """Return the totals of an epoch's steps: sample-weighted mean loss and silent fractions, accuracy, bumps.
-
-    Parameters
-    ----------
-    steps : list of dict
-        The step results (``Trainer.step_from_times``), in order.
-
-    Returns
-    -------
-    dict
-        ``loss``, ``accuracy``, ``samples``, ``bumps``, ``silent_fraction`` (the keys of
-        ``Trainer.train_epoch``).
-    """
-    loss_sum = correct = samples = bumps = 0.0
-    silent: FloatArray | None = None
-    for r in steps:
-        n = r["batch"]
-        loss_sum += r["loss"] * n
-        correct += r["correct"]
-        samples += n
-        bumps += r["bumped"] is not None
-        f = np.asarray(r["silent_fraction"], dtype=float) * n
-        silent = f if silent is None else silent + f
-    return {
-        "loss": loss_sum / max(samples, 1),
-        "accuracy": correct / max(samples, 1),
-        "samples": int(samples),
-        "bumps": int(bumps),
-        "silent_fraction": [] if silent is None else list(silent / max(samples, 1)),
-    }
 
 
 class ChipBackend:

@@ -34,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dataset::yin_yang, m)?)?;
     m.add_function(wrap_pyfunction!(dataset::encode_times, m)?)?;
     m.add_function(wrap_pyfunction!(trainer::default_bump_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(trainer::epoch_totals, m)?)?;
     m.add_function(wrap_pyfunction!(hardware::changed_entries, m)?)?;
     m.add_function(wrap_pyfunction!(hardware::hardware_forward, m)?)?;
     m.add_function(wrap_pyfunction!(hardware::chip_pattern, m)?)?;

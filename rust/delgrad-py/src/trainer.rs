@@ -380,6 +380,40 @@ impl PyTrainer {
     }
 }
 
+/// One step report of a list given back by Python (`epoch_totals`).
+fn step_from_dict(obj: &Bound<'_, PyAny>, i: usize) -> PyResult<StepReport> {
+    let prefix = format!("steps[{i}]");
+    let d = as_dict(obj, &prefix)?;
+    let arg = |k: &str| format!("{prefix}.{k}");
+    let bumped = required(d, "bumped", &prefix)?;
+    Ok(StepReport {
+        loss: scalar(&required(d, "loss", &prefix)?, &arg("loss"))?,
+        correct: usize_arg(&required(d, "correct", &prefix)?, &arg("correct"))?,
+        batch: usize_arg(&required(d, "batch", &prefix)?, &arg("batch"))?,
+        silent_samples: 0,
+        silent_fraction: vector(&required(d, "silent_fraction", &prefix)?, &arg("silent_fraction"))?,
+        bumped: if bumped.is_none() {
+            None
+        } else {
+            Some(usize_arg(&bumped, &arg("bumped"))?)
+        },
+        invalid: Vec::new(),
+        clipped: Vec::new(),
+    })
+}
+
+/// The totals of an epoch's step reports (`Trainer.step`, `Trainer.step_from_times`), as
+/// `Trainer.train_epoch` reports them.
+#[pyfunction]
+pub fn epoch_totals<'py>(py: Python<'py>, steps: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    let steps = as_list(steps, "steps")?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| step_from_dict(s, i))
+        .collect::<PyResult<Vec<_>>>()?;
+    epoch_dict(py, &EpochReport::from_steps(&steps))
+}
+
 /// The reference bump limits of a network of `n_layers` layers (the trainer's `bump_limits=None`).
 #[pyfunction]
 pub fn default_bump_limits(n_layers: usize) -> Vec<f64> {

@@ -66,18 +66,51 @@ pub struct EpochReport {
 }
 
 impl EpochReport {
-    /// Folds one step into the totals.
-    pub fn add(&mut self, r: &StepReport) {
-        let (n0, n) = (self.samples as f64, r.batch as f64);
-        let tot = n0 + n;
-        self.loss = (self.loss * n0 + r.loss * n) / tot;
-        self.accuracy = (self.accuracy * n0 + r.correct as f64) / tot;
-        self.silent_fraction.resize(r.silent_fraction.len(), 0.0);
-        for (a, f) in self.silent_fraction.iter_mut().zip(&r.silent_fraction) {
-            *a = (*a * n0 + f * n) / tot;
-        }
+    /// The totals of an epoch's steps, in order: loss = Σ_b n_b·loss_b / Σ_b n_b, accuracy =
+    /// Σ_b correct_b / Σ_b n_b and each layer's silent fraction weighted like the loss (n_b: the
+    /// batch sizes; an epoch without samples reports zeros).
+    pub fn from_steps<'a>(steps: impl IntoIterator<Item = &'a StepReport>) -> Self {
+        let mut sums = EpochSums::default();
+        steps.into_iter().for_each(|r| sums.add(r));
+        sums.report()
+    }
+}
+
+/// The running sums of [`EpochReport::from_steps`]: a training epoch folds its steps in as they
+/// come, without keeping them.
+#[derive(Debug, Default)]
+pub(crate) struct EpochSums {
+    loss: f64,
+    correct: usize,
+    samples: usize,
+    bumps: usize,
+    silent: Vec<f64>,
+}
+
+impl EpochSums {
+    /// Folds one step into the sums.
+    pub(crate) fn add(&mut self, r: &StepReport) {
+        let n = r.batch as f64;
+        self.loss += r.loss * n;
+        self.correct += r.correct;
         self.samples += r.batch;
         self.bumps += usize::from(r.bumped.is_some());
+        self.silent.resize(self.silent.len().max(r.silent_fraction.len()), 0.0);
+        for (s, f) in self.silent.iter_mut().zip(&r.silent_fraction) {
+            *s += f * n;
+        }
+    }
+
+    /// The sample-weighted means.
+    pub(crate) fn report(self) -> EpochReport {
+        let n = self.samples.max(1) as f64;
+        EpochReport {
+            loss: self.loss / n,
+            accuracy: self.correct as f64 / n,
+            samples: self.samples,
+            bumps: self.bumps,
+            silent_fraction: self.silent.into_iter().map(|s| s / n).collect(),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! given times, e.g. recorded on a chip), epochs and evaluation.
 
 use super::config::TrainConfig;
-use super::report::{EpochReport, EvalReport, StepReport, silent_fraction};
+use super::report::{EpochReport, EpochSums, EvalReport, StepReport, silent_fraction};
 use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::forward::forward;
@@ -377,7 +377,8 @@ impl Trainer {
     }
 
     /// One epoch over `x` in mini-batches of `batch` in the order `order` (a permutation of the
-    /// rows, e.g. `RandomState::permutation`); returns the mean of the step reports.
+    /// rows, e.g. `RandomState::permutation`); returns the totals of its steps
+    /// ([`EpochReport::from_steps`]).
     pub fn train_epoch(
         &mut self,
         x: &Matrix,
@@ -401,16 +402,15 @@ impl Trainer {
         if order.iter().any(|&i| i >= x.rows()) {
             return Err(Error::value("order", "indices must be < the number of samples"));
         }
-        let mut acc = EpochReport::default();
+        let mut sums = EpochSums::default();
         for chunk in order.chunks(batch) {
             let mut xb = Vec::with_capacity(chunk.len() * x.cols());
             chunk.iter().for_each(|&i| xb.extend_from_slice(x.row(i)));
             let xb = Matrix::from_vec("x", chunk.len(), x.cols(), xb)?;
             let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let r = self.step(&xb, &yb, epoch, exec)?;
-            acc.add(&r);
+            sums.add(&self.step(&xb, &yb, epoch, exec)?);
         }
-        Ok(acc)
+        Ok(sums.report())
     }
 }
 
