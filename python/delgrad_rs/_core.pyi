@@ -57,6 +57,7 @@ class DivergedError(DelgradError, RuntimeError):
 
 _Method = Literal["auto", "bracket"]
 _LossKind = Literal["mse", "ce", "cross_entropy"]
+_TieRule = Literal["wrong", "first"]
 _DelayParamKind = Literal["sigmoid", "clip"]
 
 class _LayerGrad(TypedDict):
@@ -202,6 +203,9 @@ class Trainer:
     ``lr_delays`` 0.003, ``step_size`` 20, ``gamma`` 0.95, Adam (0.9, 0.999, 1e-8),
     ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`,
     the sigmoid delay parametrisation with ``delay_shift`` 0 and ``delay_scale`` 1.
+    ``tie_rule`` classifies a tie between the earliest output spikes in every accuracy the trainer
+    reports: ``"wrong"`` (a tie is wrong) or ``"first"`` (the lowest tied class, as the reference
+    code); silent outputs are wrong under both.
     """
 
     def __new__(
@@ -214,6 +218,7 @@ class Trainer:
         alpha: float = ...,
         beta: float = ...,
         silent_loss: float = ...,
+        tie_rule: _TieRule = "wrong",
         lr_weights: float = ...,
         lr_delays: float = ...,
         step_size: int = ...,
@@ -348,8 +353,13 @@ def loss_and_grad(
     beta: float = ...,
     silent_loss: float = ...,
     strict: bool = False,
+    tie_rule: _TieRule = "wrong",
 ) -> _LossResult:
-    """Per-sample losses and dL/dt of output spike times (silent samples: constant, zero gradient)."""
+    """Per-sample losses and dL/dt of output spike times (silent samples: constant, zero gradient).
+
+    ``predicted`` is the earliest output per sample (-1: silent, or a tie between the earliest
+    outputs under ``tie_rule="wrong"``; ``"first"`` takes the lowest tied class).
+    """
 
 def default_threads() -> int:
     """Number of threads ``threads=None`` selects."""

@@ -51,9 +51,18 @@ class DelayConfig:
     init_std: float = 0.25
 
 
+#: The names of ``loss.tie_rule`` (how a tie between the earliest output spikes is classified).
+TIE_RULES: tuple[str, ...] = ("wrong", "first")
+
+
 @dataclass
 class LossConfig:
-    """The loss (``[loss]``)."""
+    """The loss (``[loss]``).
+
+    ``tie_rule`` classifies a tie between the earliest output spikes in every accuracy:
+    ``"wrong"`` (the default) counts it as wrong, ``"first"`` takes the lowest tied class (as the
+    reference code's argmin). Silent outputs are wrong under both.
+    """
 
     kind: str = "mse"
     delta: float = 0.2
@@ -61,6 +70,7 @@ class LossConfig:
     alpha: float = 0.005
     beta: float = 1.0
     silent_loss: float = 100.0
+    tie_rule: str = TIE_RULES[0]
 
 
 @dataclass
@@ -295,6 +305,11 @@ def _check_delays(d: DelayConfig) -> None:
 def _check_loss_and_optimizer(lo: LossConfig, o: OptimizerConfig) -> None:
     _require(lo.kind in ("mse", "ce"), "loss.kind", f"expected 'mse' or 'ce', got {lo.kind!r}")
     _require(lo.xi > 0 and lo.beta > 0, "loss.xi", "xi and beta must be > 0")
+    _require(
+        lo.tie_rule in TIE_RULES,
+        "loss.tie_rule",
+        f"expected one of {', '.join(repr(r) for r in TIE_RULES)}, got {lo.tie_rule!r}",
+    )
     _require(o.kind == "adam", "optimizer.kind", f"only 'adam' is supported, got {o.kind!r}")
     _require(o.lr_weights >= 0, "optimizer.lr_weights", f"must be >= 0, got {o.lr_weights}")
     _require(o.lr_delays >= 0, "optimizer.lr_delays", f"must be >= 0, got {o.lr_delays}")

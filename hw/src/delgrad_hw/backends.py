@@ -29,6 +29,7 @@ def _backend_options(cfg: Config) -> dict[str, Any]:
         "alpha": lo.alpha,
         "beta": lo.beta,
         "silent_loss": lo.silent_loss,
+        "tie_rule": lo.tie_rule,
     }
     return {"input_repeat": h.input_repeat, "loss": loss, "max_retries": h.max_retries, "eval_batch": h.eval_batch}
 

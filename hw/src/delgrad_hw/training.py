@@ -167,7 +167,7 @@ class ChipBackend:
         Input duplication (the trainer's inputs have ``n_groups * input_repeat`` columns).
     loss : dict
         Loss options of ``delgrad_rs.loss_and_grad`` for evaluation (``loss``, ``delta``, ``xi``,
-        ``alpha``, ``beta``, ``silent_loss``).
+        ``alpha``, ``beta``, ``silent_loss``, ``tie_rule``; training takes the trainer's).
     max_retries : int
         Repetitions of a stalled run before :class:`StallError`.
     eval_batch : int

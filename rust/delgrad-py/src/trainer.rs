@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use delgrad::delay::DelayParam;
 use delgrad::hardware::changed_entries;
-use delgrad::loss::{Loss, SILENT_LOSS};
+use delgrad::loss::{Loss, SILENT_LOSS, TieRule};
 use delgrad::optim::{Adam, AdamConfig, StepLr};
 use delgrad::parallel::Executor;
 use delgrad::train::{EpochReport, StepReport, Tensor, TensorKind, TrainConfig, Trainer};
@@ -88,7 +88,7 @@ impl PyTrainer {
     #[new]
     #[pyo3(signature = (
         network, *, loss="mse", delta=Loss::MSE_DELTA, xi=Loss::CE_XI, alpha=Loss::CE_ALPHA, beta=Loss::CE_BETA,
-        silent_loss=SILENT_LOSS, lr_weights=TrainConfig::default().lr_weights,
+        silent_loss=SILENT_LOSS, tie_rule="wrong", lr_weights=TrainConfig::default().lr_weights,
         lr_delays=TrainConfig::default().lr_delays, step_size=StepLr::default().step_size,
         gamma=StepLr::default().gamma, adam_beta1=AdamConfig::default().beta1,
         adam_beta2=AdamConfig::default().beta2, adam_eps=AdamConfig::default().eps,
@@ -106,6 +106,7 @@ impl PyTrainer {
         alpha: f64,
         beta: f64,
         silent_loss: f64,
+        tie_rule: &str,
         lr_weights: f64,
         lr_delays: f64,
         step_size: usize,
@@ -126,6 +127,7 @@ impl PyTrainer {
         let config = TrainConfig {
             loss: Loss::from_name(loss, delta, xi, alpha, beta).map_err(CoreError)?,
             silent_loss,
+            tie_rule: TieRule::from_name(tie_rule).map_err(CoreError)?,
             lr_weights,
             lr_delays,
             schedule: StepLr { step_size, gamma },

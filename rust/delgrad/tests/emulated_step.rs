@@ -323,3 +323,69 @@ fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
         .unwrap_err();
     assert!(err.to_string().contains("labels"), "{err}");
 }
+
+/// The chip's 8 ns timestamps make exact ties between the earliest outputs common: here output
+/// neuron 1 differs from neuron 0 by one weight of 1e-6, so that their ideal times differ by far
+/// less than a clock cycle. A step's correct count follows the trainer's tie rule: a tie is wrong,
+/// or its lowest class is taken.
+#[test]
+fn ties_on_the_emulated_chip_follow_the_tie_rule() {
+    use delgrad::forward::forward;
+    use delgrad::loss::TieRule;
+    use delgrad::solver::Method;
+    let mut net = hw_net(3);
+    net.layers[1]
+        .w
+        .as_mut_slice()
+        .iter_mut()
+        .for_each(|w| *w = 0.6 + 2.0 * *w);
+    let mut chip = quantised(&net);
+    let w = &mut chip.layers[1].w;
+    let row0 = w.row(0).to_vec();
+    w.row_mut(1).copy_from_slice(&row0);
+    w.row_mut(1)[0] += 1e-6;
+    let n = 200;
+    let (groups, x, labels) = inputs(n);
+    // The timestamps on the clock, the threshold noise and jitter off: the ties come from the clock.
+    let noise = NoiseParams {
+        theta_batch_std: 0.0,
+        jitter_std: 0.0,
+        ..NoiseParams::bss2()
+    };
+    let exec = Executor::new(1).unwrap();
+    let run = noisy_forward(&chip, &groups, 5, None, &noise, 4, 0, &exec).unwrap();
+    let out = run.times.last().unwrap();
+    let ideal = forward(&chip, &x, Method::Auto, &exec).unwrap();
+    // By hand: the earliest finite output and how many share it.
+    let (mut ties, mut want_wrong, mut want_first) = (0, 0, 0);
+    for (b, &label) in labels.iter().enumerate() {
+        let t = out.row(b);
+        let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+        if !min.is_finite() {
+            continue;
+        }
+        let first = t.iter().position(|&v| v == min).unwrap();
+        let tied = t.iter().filter(|&&v| v == min).count() > 1;
+        ties += usize::from(tied);
+        want_first += usize::from(first == label);
+        want_wrong += usize::from(first == label && !tied);
+        let it = ideal.last().unwrap().row(b);
+        assert!(it[0] != it[1], "sample {b}: the ideal times are not tied");
+    }
+    assert!(ties >= n / 2, "only {ties} tied samples of {n}");
+    assert!(want_first > want_wrong, "some ties fall on the label");
+    for (tie_rule, want) in [(TieRule::Wrong, want_wrong), (TieRule::First, want_first)] {
+        let mut t = Trainer::new(net.clone(), TrainConfig { tie_rule, ..config() }).unwrap();
+        let e = Emulation {
+            repeat: 5,
+            pattern: None,
+            noise: &noise,
+            seed: 4,
+            counter: 0,
+        };
+        let (_, step) = t
+            .emulated_step(&chip, &e, &groups, &chip, &x, &labels, 0, &exec, &exec)
+            .unwrap();
+        assert_eq!(step.unwrap().correct, want, "{tie_rule:?}");
+    }
+}

@@ -113,7 +113,18 @@ impl Trainer {
             (false, run.record(&plans, b, row, sc))
         };
         let cfg = self.config();
-        let (pass, dropped_events) = pass(at, &bplan, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec, record)?;
+        let (pass, dropped_events) = pass(
+            at,
+            &bplan,
+            x,
+            labels,
+            &cfg.loss,
+            cfg.silent_loss,
+            cfg.tie_rule,
+            &opts,
+            exec,
+            record,
+        )?;
         let step = self.conclude(pass, epoch)?;
         let run = HwRun {
             times: Vec::new(),

@@ -209,7 +209,16 @@ impl Trainer {
         self.check_x(x)?;
         let opts = self.backward_options(false);
         let cfg = &self.config;
-        let pass = forward_backward(&self.net, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec)?;
+        let pass = forward_backward(
+            &self.net,
+            x,
+            labels,
+            &cfg.loss,
+            cfg.silent_loss,
+            cfg.tie_rule,
+            &opts,
+            exec,
+        )?;
         self.conclude(pass, epoch)
     }
 
@@ -292,7 +301,8 @@ impl Trainer {
         let out = times
             .last()
             .ok_or_else(|| Error::shape("times", "one matrix per layer", "none"))?;
-        let report = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        let cfg = &self.config;
+        let report = evaluate(&cfg.loss, out, labels, cfg.silent_loss, false, cfg.tie_rule)?;
         match self.stabilise(times, report, epoch)? {
             (step, Some(dl_dt)) => {
                 let net = at.unwrap_or(&self.net);
@@ -363,7 +373,8 @@ impl Trainer {
         self.net.validate_times("x", x, self.net.n_in())?;
         let times = forward(&self.net, x, self.config.method, exec)?;
         let out = times.last().ok_or_else(|| Error::value("network", "no layers"))?;
-        let r = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        let cfg = &self.config;
+        let r = evaluate(&cfg.loss, out, labels, cfg.silent_loss, false, cfg.tie_rule)?;
         let n = labels.len();
         Ok(EvalReport {
             loss: r.mean,
