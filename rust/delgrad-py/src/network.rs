@@ -194,6 +194,7 @@ impl PyNetwork {
             max_dw_norm,
             check_given_times,
             method,
+            ..BackwardOptions::default()
         };
         let (net, exec) = (&self.net, &*self.exec);
         let g = compute(py, || {

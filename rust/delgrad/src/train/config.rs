@@ -2,6 +2,7 @@
 
 use crate::delay::DelayParam;
 use crate::error::{Error, Result};
+use crate::gradient::GradientSlope;
 use crate::loss::{Loss, SILENT_LOSS, TieRule};
 use crate::optim::{AdamConfig, StepLr};
 use crate::solver::Method;
@@ -35,6 +36,8 @@ pub struct TrainConfig {
     pub delay_param: DelayParam,
     /// Solver method of the forward pass.
     pub method: Method,
+    /// The slope the gradients at given (e.g. measured) times divide by.
+    pub gradient_slope: GradientSlope,
 }
 
 impl Default for TrainConfig {
@@ -52,6 +55,7 @@ impl Default for TrainConfig {
             bump_limits: Self::default_bump_limits(2),
             delay_param: DelayParam::default(),
             method: Method::Auto,
+            gradient_slope: GradientSlope::Measured,
         }
     }
 }
