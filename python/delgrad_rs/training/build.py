@@ -117,6 +117,7 @@ def build_trainer(cfg: Config, net: Network, threads: int | None = None) -> Trai
         delay_param="clip" if cfg.delays.param == "clip" else "sigmoid",
         delay_shift=cfg.delays.shift,
         delay_scale=cfg.delays.scale,
+        gradient_slope="nominal" if cfg.hardware.gradient_slope == "nominal" else "measured",
         threads=threads,
     )
 
