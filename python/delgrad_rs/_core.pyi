@@ -58,6 +58,9 @@ class DivergedError(DelgradError, RuntimeError):
 
 _Method = Literal["auto", "bracket"]
 _LossKind = Literal["mse", "ce", "cross_entropy"]
+_TieRule = Literal["wrong", "first"]
+_GradientSlope = Literal["measured", "nominal"]
+_GradientWeights = Literal["quantised", "float"]
 _DelayParamKind = Literal["sigmoid", "clip"]
 
 class _LayerGrad(TypedDict):
@@ -188,6 +191,10 @@ class Grid:
     def delay_range(self) -> tuple[float, float]:
         """The smallest and the largest delay on the grid (model units)."""
 
+    @property
+    def weight_limit(self) -> float:
+        """The largest weight magnitude on the grid, ``weight_max / weight_scale`` (BSS-2: 63/30 = 2.1)."""
+
 def changed_entries(old: ArrayLike, new: ArrayLike) -> int:
     """The number of entries in which ``old`` and ``new`` differ (what a chip holding ``old`` rewrites for ``new``).
 
@@ -203,6 +210,12 @@ class Trainer:
     ``lr_delays`` 0.003, ``step_size`` 20, ``gamma`` 0.95, Adam (0.9, 0.999, 1e-8),
     ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`,
     the sigmoid delay parametrisation with ``delay_shift`` 0 and ``delay_scale`` 1.
+    ``tie_rule`` classifies a tie between the earliest output spikes in every accuracy the trainer
+    reports: ``"wrong"`` (a tie is wrong) or ``"first"`` (the lowest tied class, as the reference
+    code); silent outputs are wrong under both. ``gradient_slope`` is the slope the gradients at
+    given (measured) times divide by: ``"measured"`` (the ideal potential's, at the given time) or
+    ``"nominal"`` (the slope formula with the nominal threshold in place of the potential,
+    ``rho + (u(t) - theta) / tau_m``; docs/hardware.md).
     """
 
     def __new__(
@@ -215,6 +228,7 @@ class Trainer:
         alpha: float = ...,
         beta: float = ...,
         silent_loss: float = ...,
+        tie_rule: _TieRule = "wrong",
         lr_weights: float = ...,
         lr_delays: float = ...,
         step_size: int = ...,
@@ -229,6 +243,7 @@ class Trainer:
         delay_shift: float = ...,
         delay_scale: float = ...,
         method: _Method = "auto",
+        gradient_slope: _GradientSlope = "measured",
         threads: int | None = None,
     ) -> Trainer: ...
     @property
@@ -292,6 +307,8 @@ class Trainer:
         seed: int = 0,
         counter: int = 0,
         max_retries: int = 5,
+        gradient_weights: _GradientWeights = "quantised",
+        clamp_float_weights: bool = False,
     ) -> _EmulatedEpoch:
         """The chip-in-the-loop steps of one epoch on an emulated chip in one call.
 
@@ -303,8 +320,12 @@ class Trainer:
         (``writes``), the run counter's advance (``runs``), ``retries``, ``dropped_events``, the last
         configuration's changed entries (``written``), the network on the chip at the end (``chip``)
         and whether the last batch stalled on every attempt (``stalled``; the epoch stopped there,
-        without its step).
+        without its step). ``gradient_weights="float"`` takes each step's gradient at the trainer's
+        float parameters instead of the chip's (``at`` = the trainer's network);
+        ``clamp_float_weights`` calls :meth:`clamp_weights` with ``grid`` after every step.
         """
+    def clamp_weights(self, grid: Grid) -> None:
+        """Clamp every trained weight to ``[-grid.weight_limit, grid.weight_limit]`` (delays unchanged)."""
     def train_epoch(self, x: ArrayLike, y: ArrayLike, order: ArrayLike, batch: int, epoch: int) -> _EpochResult:
         """One epoch in mini-batches of ``batch`` in the sample order ``order``."""
     def evaluate(self, x: ArrayLike, y: ArrayLike) -> _EvalResult:
@@ -349,8 +370,13 @@ def loss_and_grad(
     beta: float = ...,
     silent_loss: float = ...,
     strict: bool = False,
+    tie_rule: _TieRule = "wrong",
 ) -> _LossResult:
-    """Per-sample losses and dL/dt of output spike times (silent samples: constant, zero gradient)."""
+    """Per-sample losses and dL/dt of output spike times (silent samples: constant, zero gradient).
+
+    ``predicted`` is the earliest output per sample (-1: silent, or a tie between the earliest
+    outputs under ``tie_rule="wrong"``; ``"first"`` takes the lowest tied class).
+    """
 
 def default_threads() -> int:
     """Number of threads ``threads=None`` selects."""

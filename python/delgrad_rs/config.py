@@ -51,9 +51,18 @@ class DelayConfig:
     init_std: float = 0.25
 
 
+#: The names of ``loss.tie_rule`` (how a tie between the earliest output spikes is classified).
+TIE_RULES: tuple[str, ...] = ("wrong", "first")
+
+
 @dataclass
 class LossConfig:
-    """The loss (``[loss]``)."""
+    """The loss (``[loss]``).
+
+    ``tie_rule`` classifies a tie between the earliest output spikes in every accuracy:
+    ``"wrong"`` (the default) counts it as wrong, ``"first"`` takes the lowest tied class (as the
+    reference code's argmin). Silent outputs are wrong under both.
+    """
 
     kind: str = "mse"
     delta: float = 0.2
@@ -61,6 +70,7 @@ class LossConfig:
     alpha: float = 0.005
     beta: float = 1.0
     silent_loss: float = 100.0
+    tie_rule: str = TIE_RULES[0]
 
 
 @dataclass
@@ -128,16 +138,43 @@ class DataConfig:
     classes: int = 10
 
 
+#: The choices of the chip-in-the-loop host recipe (``[hardware]``), the default first.
+GRADIENT_WEIGHTS: tuple[str, ...] = ("quantised", "float")
+GRADIENT_SLOPES: tuple[str, ...] = ("measured", "nominal")
+CHIP_PER_RUN: tuple[str, ...] = ("shared", "new")
+
+#: The ``[hardware]`` keys of the reference code's chip-in-the-loop procedure (docs/hardware.md,
+#: "Chip-in-the-loop training"); ``examples/configs/hwaware_*_reference.toml`` set them.
+REFERENCE_RECIPE: dict[str, Any] = {
+    "gradient_weights": "float",
+    "gradient_slope": "nominal",
+    "clamp_float_weights": True,
+    "chip_per_run": "new",
+    "eval_batch": 200,
+}
+
+
 @dataclass
 class HardwareConfig:
-    """Input duplication and the chip used by ``delgrad train --backend`` (``[hardware]``).
+    """Input duplication, the chip used by ``delgrad train --backend`` and the host recipe (``[hardware]``).
 
     ``input_repeat`` feeds every network input that many times (the first layer then has
     ``4 * input_repeat`` inputs; set ``network.delay_group`` to it to share delays across copies).
     The emulator backend is the chip ``chip_id`` with temporal-noise seed ``chip_seed + seed``;
-    a stalled run is repeated up to ``max_retries`` times; evaluation runs batches of ``eval_batch``.
+    a stalled run is repeated up to ``max_retries`` times; evaluation runs batches of ``eval_batch``,
+    each with its own draw of the per-batch noise.
     The emulator's noise parameters are multiplied by ``noise_scale`` (0: no noise; see
     ``docs/hardware.md``).
+
+    The host side of chip-in-the-loop training (docs/hardware.md, "Chip-in-the-loop training";
+    the defaults are the project's recipe, :data:`REFERENCE_RECIPE` the reference code's):
+    ``gradient_weights`` takes the gradient at the ``"quantised"`` weights and delays the chip ran
+    or at the ``"float"`` shadow ones; ``gradient_slope`` divides by the ``"measured"`` slope of the
+    ideal potential at the measured time or the ``"nominal"`` one (the nominal threshold in place
+    of the potential); ``clamp_float_weights`` clamps the float shadow weights to the chip's weight
+    range after every batch; ``chip_per_run`` trains every seed on the chip ``chip_id``
+    (``"shared"``) or on a chip of its own, ``"<chip_id>/seed-<seed>"`` (``"new"``: a new fixed
+    pattern per seed; the emulator only).
     """
 
     input_repeat: int = 1
@@ -146,6 +183,26 @@ class HardwareConfig:
     max_retries: int = 5
     eval_batch: int = 1000
     noise_scale: float = 1.0
+    gradient_weights: str = GRADIENT_WEIGHTS[0]
+    gradient_slope: str = GRADIENT_SLOPES[0]
+    clamp_float_weights: bool = False
+    chip_per_run: str = CHIP_PER_RUN[0]
+
+    def run_chip_id(self, seed: int) -> str:
+        """Return the id of the chip a run with ``seed`` trains on (``chip_per_run``).
+
+        Parameters
+        ----------
+        seed : int
+            The run's seed.
+
+        Returns
+        -------
+        str
+            ``chip_id`` (``"shared"``) or ``"<chip_id>/seed-<seed>"`` (``"new"``).
+
+        """
+        return self.chip_id if self.chip_per_run == "shared" else f"{self.chip_id}/seed-{seed}"
 
 
 @dataclass
@@ -205,6 +262,10 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"option {key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"option {key}: expected true or false, got {type(value).__name__} {value!r}")
         return value
     if tp is str:
         if not isinstance(value, str):
@@ -295,6 +356,11 @@ def _check_delays(d: DelayConfig) -> None:
 def _check_loss_and_optimizer(lo: LossConfig, o: OptimizerConfig) -> None:
     _require(lo.kind in ("mse", "ce"), "loss.kind", f"expected 'mse' or 'ce', got {lo.kind!r}")
     _require(lo.xi > 0 and lo.beta > 0, "loss.xi", "xi and beta must be > 0")
+    _require(
+        lo.tie_rule in TIE_RULES,
+        "loss.tie_rule",
+        f"expected one of {', '.join(repr(r) for r in TIE_RULES)}, got {lo.tie_rule!r}",
+    )
     _require(o.kind == "adam", "optimizer.kind", f"only 'adam' is supported, got {o.kind!r}")
     _require(o.lr_weights >= 0, "optimizer.lr_weights", f"must be >= 0, got {o.lr_weights}")
     _require(o.lr_delays >= 0, "optimizer.lr_delays", f"must be >= 0, got {o.lr_delays}")
@@ -339,6 +405,17 @@ def _check_hardware(h: HardwareConfig, n: NetworkConfig) -> None:
     _require(h.max_retries >= 0, "hardware.max_retries", f"must be >= 0, got {h.max_retries}")
     _require(h.eval_batch >= 1, "hardware.eval_batch", f"must be >= 1, got {h.eval_batch}")
     _require(h.noise_scale >= 0, "hardware.noise_scale", f"must be >= 0, got {h.noise_scale}")
+    for key, allowed in (
+        ("gradient_weights", GRADIENT_WEIGHTS),
+        ("gradient_slope", GRADIENT_SLOPES),
+        ("chip_per_run", CHIP_PER_RUN),
+    ):
+        value = getattr(h, key)
+        _require(
+            value in allowed,
+            f"hardware.{key}",
+            f"expected one of {', '.join(repr(a) for a in allowed)}, got {value!r}",
+        )
 
 
 def _check_data(a: DataConfig) -> None:

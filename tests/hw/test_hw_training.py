@@ -29,6 +29,7 @@ from delgrad_rs.training import (
     load_checkpoint,
     make_backend,
     save_checkpoint,
+    split_inputs,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -327,3 +328,28 @@ claim = "b < a"
     assert '"backend": "emulator"' in (tmp_path / "sweep" / cell["run_dir"] / "backend.json").read_text()
     text = report(tmp_path / "sweep").markdown()
     assert "| W_quiet < W | bumps |" in text and "training steps that bumped weights" in text
+
+
+def test_ties_on_the_emulated_chip_follow_the_tie_rule() -> None:
+    # After one epoch on the chip some test samples tie exactly: the chip's timestamps lie on an
+    # 8 ns grid. The same run (same noise) evaluated under each rule: by hand from its output times.
+    cfg = small_cfg("hwaware_W", epochs=1)
+    chip = EmulatedChip("train-chip", 0)
+    trainer = build_trainer(cfg, build_network(cfg, threads=1))
+    x, y = split_inputs(cfg, "train")
+    ChipBackend(chip, input_repeat=5).train_epoch(trainer, x, y, np.arange(len(y)), 40, 0)
+    xt, yt = split_inputs(cfg, "test")
+    runs = chip.runs
+    got = {}
+    for rule in ("wrong", "first"):
+        chip.runs = runs
+        b = ChipBackend(chip, input_repeat=5, loss={"loss": "mse", "delta": 0.3, "tie_rule": rule})
+        got[rule] = b.evaluate(trainer, xt, yt)
+    out = got["wrong"]["output_times"]
+    assert np.array_equal(out, got["first"]["output_times"])
+    earliest = out.min(axis=1)
+    tied = ((out == earliest[:, None]).sum(axis=1) > 1) & np.isfinite(earliest)
+    hit = (np.argmin(out, axis=1) == yt) & np.isfinite(earliest)
+    assert tied.sum() >= 5 and (hit & tied).any()
+    assert got["wrong"]["correct"] == (hit & ~tied).sum()
+    assert got["first"]["correct"] == hit.sum()

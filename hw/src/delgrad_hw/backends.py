@@ -29,8 +29,16 @@ def _backend_options(cfg: Config) -> dict[str, Any]:
         "alpha": lo.alpha,
         "beta": lo.beta,
         "silent_loss": lo.silent_loss,
+        "tie_rule": lo.tie_rule,
     }
-    return {"input_repeat": h.input_repeat, "loss": loss, "max_retries": h.max_retries, "eval_batch": h.eval_batch}
+    return {
+        "input_repeat": h.input_repeat,
+        "loss": loss,
+        "max_retries": h.max_retries,
+        "eval_batch": h.eval_batch,
+        "gradient_weights": h.gradient_weights,
+        "clamp_float_weights": h.clamp_float_weights,
+    }
 
 
 def emulator(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | None = None) -> ChipBackend:
@@ -41,7 +49,8 @@ def emulator(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | Non
     spec : str
         ``emulator``.
     cfg : delgrad_rs.config.Config
-        The run configuration: chip ``cfg.hardware.chip_id``, temporal-noise seed
+        The run configuration: chip ``cfg.hardware.run_chip_id(cfg.seed)`` (``chip_id``, or with
+        ``chip_per_run = "new"`` a chip of the run's own, ``"<chip_id>/seed-<seed>"``), temporal-noise seed
         ``cfg.hardware.chip_seed + cfg.seed``, noise scaled by ``cfg.hardware.noise_scale``,
         ``cfg.training.threads`` worker threads.
     token_file : path-like, optional
@@ -56,7 +65,7 @@ def emulator(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | Non
         raise ValueError(f"--backend: expected 'emulator', got {spec!r}")
     h = cfg.hardware
     chip = EmulatedChip(
-        h.chip_id, h.chip_seed + cfg.seed, threads=cfg.training.threads or None, noise_scale=h.noise_scale
+        h.run_chip_id(cfg.seed), h.chip_seed + cfg.seed, threads=cfg.training.threads or None, noise_scale=h.noise_scale
     )
     return ChipBackend(chip, name="emulator", **_backend_options(cfg))
 
@@ -77,8 +86,16 @@ def remote(spec: str, cfg: Config, *, token_file: str | os.PathLike[str] | None 
     -------
     ChipBackend
         The backend.
+
+    Raises
+    ------
+    ValueError
+        For ``hardware.chip_per_run = "new"``: the chip behind a server is the server's.
     """
     from .client import RemoteChip
 
+    if cfg.hardware.chip_per_run != "shared":
+        got = cfg.hardware.chip_per_run
+        raise ValueError(f"hardware.chip_per_run: a remote chip is the server's; expected 'shared', got {got!r}")
     chip = RemoteChip(spec, token_file=Path(token_file) if token_file is not None else None)
     return ChipBackend(chip, name="remote", **_backend_options(cfg))

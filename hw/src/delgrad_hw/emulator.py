@@ -442,6 +442,9 @@ class EmulatedChip:
         batch: int,
         epoch: int,
         max_retries: int = 5,
+        *,
+        gradient_weights: str = "quantised",
+        clamp_float_weights: bool = False,
     ) -> EpochSteps:
         """Train the steps of an epoch chip-in-the-loop in one core call (``Trainer.emulated_epoch``).
 
@@ -468,6 +471,10 @@ class EmulatedChip:
             Epoch (learning-rate schedule).
         max_retries : int, optional
             Repeats of a stalled run before the epoch stops at that batch.
+        gradient_weights : {"quantised", "float"}, optional
+            The parameters of the gradient: the quantised ones the chip ran, or the trainer's float ones.
+        clamp_float_weights : bool, optional
+            Clamp the trainer's float weights to the grid's weight range after every step.
 
         Returns
         -------
@@ -491,7 +498,8 @@ class EmulatedChip:
                 out = trainer.emulated_epoch(
                     net, x_chip, x, y, batch, epoch, core_grid(self.resources), repeat=cfg.input_repeat,
                     pattern=_arrays(self._layer_pattern), noise=self.noise_params, seed=self._noise_seed,
-                    counter=self.runs, max_retries=max_retries,
+                    counter=self.runs, max_retries=max_retries, gradient_weights=gradient_weights,  # type: ignore[arg-type]
+                    clamp_float_weights=clamp_float_weights,
                 )  # fmt: skip
             except ValueError as exc:
                 raise BadRequest(f"trainer: {exc}") from None

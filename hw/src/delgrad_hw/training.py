@@ -8,11 +8,13 @@ Per batch, :class:`ChipBackend`
 3. repeats a stalled run (``Health.stall``) up to ``max_retries`` times, then fails loudly,
 4. evaluates the exact gradients of the ideal model (nominal threshold, tau_m = tau_s) at the measured
    times and at the quantised weights and delays the chip ran
-   (``Trainer.step_from_times(..., at=quantised)``): straight-through for weights and delays; neurons
-   the ideal model would leave silent get zero gradient,
+   (``Trainer.step_from_times(..., at=quantised)``; ``gradient_weights="float"``: at the float
+   shadow parameters): straight-through for weights and delays; neurons the ideal model would
+   leave silent get zero gradient (the trainer's ``gradient_slope`` sets the slope they divide by),
 5. lets the trainer bump weights when more than ``training.bump_limits`` of a layer's spikes are
    missing, else take the Adam step on the shadow parameters,
-6. checks that every result comes from the chip the run started on (:class:`ChipMismatch`).
+6. with ``clamp_float_weights``, clamps the float shadow weights to the grid's weight range,
+7. checks that every result comes from the chip the run started on (:class:`ChipMismatch`).
 
 Validation and test accuracies are measured on the chip as well.
 
@@ -134,11 +136,16 @@ class ChipBackend:
         Input duplication (the trainer's inputs have ``n_groups * input_repeat`` columns).
     loss : dict
         Loss options of ``delgrad_rs.loss_and_grad`` for evaluation (``loss``, ``delta``, ``xi``,
-        ``alpha``, ``beta``, ``silent_loss``).
+        ``alpha``, ``beta``, ``silent_loss``, ``tie_rule``; training takes the trainer's).
     max_retries : int
         Repetitions of a stalled run before :class:`StallError`.
     eval_batch : int
-        Samples per evaluation run.
+        Samples per evaluation run (each run draws its own per-batch noise).
+    gradient_weights : {"quantised", "float"}
+        Where the host takes each step's gradient: at the quantised weights and delays the chip
+        ran, or at the trainer's float shadow parameters.
+    clamp_float_weights : bool
+        Clamp the float shadow weights to the grid's weight range after every step.
     resources : Bss2Resources
         The quantisation rules of the chip (for the gradients at the quantised parameters).
     name : str
@@ -160,6 +167,8 @@ class ChipBackend:
         loss: dict[str, Any] | None = None,
         max_retries: int = 5,
         eval_batch: int = 1000,
+        gradient_weights: str = "quantised",
+        clamp_float_weights: bool = False,
         resources: Bss2Resources = BSS2,
         name: str = "chip",
     ) -> None:
@@ -169,11 +178,17 @@ class ChipBackend:
             raise ValueError(f"max_retries: must be >= 0, got {max_retries}")
         if eval_batch < 1:
             raise ValueError(f"eval_batch: must be >= 1, got {eval_batch}")
+        if gradient_weights not in ("quantised", "float"):
+            raise ValueError(f"gradient_weights: expected 'quantised' or 'float', got {gradient_weights!r}")
+        if not isinstance(clamp_float_weights, bool):
+            raise ValueError(f"clamp_float_weights: expected True or False, got {clamp_float_weights!r}")
         self.chip = chip
         self.input_repeat = int(input_repeat)
         self.loss = dict(loss or {"loss": "mse", "delta": 0.3})
         self.max_retries = int(max_retries)
         self.eval_batch = int(eval_batch)
+        self.gradient_weights = gradient_weights
+        self.clamp_float_weights = clamp_float_weights
         self.resources = resources
         self.name = name
         self.chip_id = chip.info().chip_id
@@ -298,7 +313,17 @@ class ChipBackend:
     ) -> list[StepResult]:
         """Train the epoch's steps in one core call (:meth:`EmulatedChip.train_epoch`); return their results."""
         self._check_chip(chip.chip_id)
-        out = chip.train_epoch(trainer, groups, x, y, batch, epoch, self.max_retries)
+        out = chip.train_epoch(
+            trainer,
+            groups,
+            x,
+            y,
+            batch,
+            epoch,
+            self.max_retries,
+            gradient_weights=self.gradient_weights,
+            clamp_float_weights=self.clamp_float_weights,
+        )
         self.retries += int(out["retries"])
         self.dropped_events += int(out["dropped_events"])
         if out["stalled"]:
@@ -308,12 +333,17 @@ class ChipBackend:
     def _chip_step(
         self, trainer: Trainer, groups: FloatArray, x: FloatArray, y: npt.NDArray[Any], epoch: int
     ) -> StepResult:
-        """One step on any chip: configure, run (stall retries), step at the measured times and quantised parameters."""
+        """One step on any chip: configure, run (stall retries), step at the measured times (and clamp)."""
         self.chip.configure(self._shadow_config(trainer.network().params()))
         res = self._run(groups)
-        # the ideal model at the weights and delays the chip ran, quantised by the core's grid
-        at, _ = trainer.quantised_network(trainer.network(), core_grid(self.resources))
-        return trainer.step_from_times(x, res.times, y, epoch, at=at)
+        grid = core_grid(self.resources)
+        # the ideal model at the weights and delays the chip ran, quantised by the core's grid, or
+        # (None) at the trainer's float shadow parameters
+        at = trainer.quantised_network(trainer.network(), grid)[0] if self.gradient_weights == "quantised" else None
+        step = trainer.step_from_times(x, res.times, y, epoch, at=at)
+        if self.clamp_float_weights:
+            trainer.clamp_weights(grid)
+        return step
 
     def _shadow_config(self, params: list[dict[str, Any]]) -> ChipConfig:
         """Return the chip configuration of the trainer's parameters (checked when their structure changes)."""

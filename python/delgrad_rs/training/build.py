@@ -103,6 +103,7 @@ def build_trainer(cfg: Config, net: Network, threads: int | None = None) -> Trai
         alpha=lo.alpha,
         beta=lo.beta,
         silent_loss=lo.silent_loss,
+        tie_rule="first" if lo.tie_rule == "first" else "wrong",
         lr_weights=o.lr_weights,
         lr_delays=o.lr_delays,
         step_size=o.step_size,
@@ -116,6 +117,7 @@ def build_trainer(cfg: Config, net: Network, threads: int | None = None) -> Trai
         delay_param="clip" if cfg.delays.param == "clip" else "sigmoid",
         delay_shift=cfg.delays.shift,
         delay_scale=cfg.delays.scale,
+        gradient_slope="nominal" if cfg.hardware.gradient_slope == "nominal" else "measured",
         threads=threads,
     )
 

@@ -80,6 +80,11 @@ impl PyGrid {
         self.grid.delay_range()
     }
 
+    #[getter]
+    fn weight_limit(&self) -> f64 {
+        self.grid.weight_limit()
+    }
+
     fn __repr__(&self) -> String {
         format!("{:?}", self.grid)
     }

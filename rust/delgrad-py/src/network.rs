@@ -7,7 +7,7 @@ use delgrad::delay::{DelayKind, DelayParam, Delays};
 use delgrad::forward::forward;
 use delgrad::gradient::{BackwardOptions, backward};
 use delgrad::kernel::Neuron;
-use delgrad::loss::{Loss, SILENT_LOSS, evaluate};
+use delgrad::loss::{Loss, SILENT_LOSS, TieRule, evaluate};
 use delgrad::network::{Layer, Network};
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
@@ -194,6 +194,7 @@ impl PyNetwork {
             max_dw_norm,
             check_given_times,
             method,
+            ..BackwardOptions::default()
         };
         let (net, exec) = (&self.net, &*self.exec);
         let g = compute(py, || {
@@ -319,7 +320,7 @@ pub fn init_network(
 #[pyfunction]
 #[pyo3(signature = (
     out_times, labels, loss="mse", *, delta=Loss::MSE_DELTA, xi=Loss::CE_XI, alpha=Loss::CE_ALPHA,
-    beta=Loss::CE_BETA, silent_loss=SILENT_LOSS, strict=false
+    beta=Loss::CE_BETA, silent_loss=SILENT_LOSS, strict=false, tie_rule="wrong"
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn loss_and_grad<'py>(
@@ -333,11 +334,13 @@ pub fn loss_and_grad<'py>(
     beta: f64,
     silent_loss: f64,
     strict: bool,
+    tie_rule: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let loss = Loss::from_name(loss, delta, xi, alpha, beta).map_err(CoreError)?;
+    let tie = TieRule::from_name(tie_rule).map_err(CoreError)?;
     let out = matrix(out_times, "out_times")?;
     let labels = indices(labels, "labels")?;
-    let r = compute(py, || evaluate(&loss, &out, &labels, silent_loss, strict))?;
+    let r = compute(py, || evaluate(&loss, &out, &labels, silent_loss, strict, tie))?;
     let d = PyDict::new(py);
     d.set_item("loss", r.mean)?;
     d.set_item("per_sample", vec_to_py(py, r.per_sample))?;

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use delgrad::delay::DelayParam;
-use delgrad::hardware::changed_entries;
-use delgrad::loss::{Loss, SILENT_LOSS};
+use delgrad::gradient::GradientSlope;
+use delgrad::hardware::{GradientWeights, HostRecipe, changed_entries};
+use delgrad::loss::{Loss, SILENT_LOSS, TieRule};
 use delgrad::optim::{Adam, AdamConfig, StepLr};
 use delgrad::parallel::Executor;
 use delgrad::train::{EpochReport, StepReport, Tensor, TensorKind, TrainConfig, Trainer};
@@ -88,13 +89,13 @@ impl PyTrainer {
     #[new]
     #[pyo3(signature = (
         network, *, loss="mse", delta=Loss::MSE_DELTA, xi=Loss::CE_XI, alpha=Loss::CE_ALPHA, beta=Loss::CE_BETA,
-        silent_loss=SILENT_LOSS, lr_weights=TrainConfig::default().lr_weights,
+        silent_loss=SILENT_LOSS, tie_rule="wrong", lr_weights=TrainConfig::default().lr_weights,
         lr_delays=TrainConfig::default().lr_delays, step_size=StepLr::default().step_size,
         gamma=StepLr::default().gamma, adam_beta1=AdamConfig::default().beta1,
         adam_beta2=AdamConfig::default().beta2, adam_eps=AdamConfig::default().eps,
         max_dw_norm=TrainConfig::default().max_dw_norm, bump=TrainConfig::default().bump, bump_limits=None,
         delay_param="sigmoid", delay_shift=DelayParam::SIGMOID_SHIFT, delay_scale=DelayParam::SIGMOID_SCALE,
-        method="auto", threads=None
+        method="auto", gradient_slope="measured", threads=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -106,6 +107,7 @@ impl PyTrainer {
         alpha: f64,
         beta: f64,
         silent_loss: f64,
+        tie_rule: &str,
         lr_weights: f64,
         lr_delays: f64,
         step_size: usize,
@@ -120,12 +122,14 @@ impl PyTrainer {
         delay_shift: f64,
         delay_scale: f64,
         method: &str,
+        gradient_slope: &str,
         threads: Option<i64>,
     ) -> PyResult<Self> {
         let n_layers = network.net.layers.len();
         let config = TrainConfig {
             loss: Loss::from_name(loss, delta, xi, alpha, beta).map_err(CoreError)?,
             silent_loss,
+            tie_rule: TieRule::from_name(tie_rule).map_err(CoreError)?,
             lr_weights,
             lr_delays,
             schedule: StepLr { step_size, gamma },
@@ -139,6 +143,7 @@ impl PyTrainer {
             bump_limits: bump_limits.unwrap_or_else(|| TrainConfig::default_bump_limits(n_layers)),
             delay_param: DelayParam::from_name(delay_param, delay_shift, delay_scale).map_err(CoreError)?,
             method: parse_method(method)?,
+            gradient_slope: GradientSlope::from_name(gradient_slope).map_err(CoreError)?,
         };
         let exec = network.executor(py, threads)?;
         let net = network.net.clone();
@@ -248,7 +253,8 @@ impl PyTrainer {
     }
 
     #[pyo3(signature = (
-        chip, groups, x, y, batch, epoch, grid, *, repeat=1, pattern=None, noise=None, seed=0, counter=0, max_retries=5
+        chip, groups, x, y, batch, epoch, grid, *, repeat=1, pattern=None, noise=None, seed=0, counter=0, max_retries=5,
+        gradient_weights="quantised", clamp_float_weights=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn emulated_epoch<'py>(
@@ -267,8 +273,14 @@ impl PyTrainer {
         seed: i128,
         counter: i128,
         max_retries: usize,
+        gradient_weights: &str,
+        clamp_float_weights: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let run = RunArgs::new(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let recipe = HostRecipe {
+            gradient_weights: GradientWeights::from_name(gradient_weights).map_err(CoreError)?,
+            clamp_float_weights,
+        };
         let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
         let (tr, exec) = (&mut self.trainer, &*self.exec);
         let (chip_net, chip_exec, grid) = (&chip.net, &*chip.exec, &grid.grid);
@@ -278,6 +290,7 @@ impl PyTrainer {
                 chip_net,
                 grid,
                 &emulation,
+                &recipe,
                 &groups,
                 &x,
                 &y,
@@ -304,6 +317,11 @@ impl PyTrainer {
         let exec = Arc::clone(&chip.exec);
         d.set_item("chip", PyNetwork { net: r.chip, exec })?;
         Ok(d)
+    }
+
+    fn clamp_weights(&mut self, py: Python<'_>, grid: PyRef<'_, PyGrid>) -> PyResult<()> {
+        let (tr, limit) = (&mut self.trainer, grid.grid.weight_limit());
+        compute(py, || tr.clamp_weights(limit))
     }
 
     fn train_epoch<'py>(

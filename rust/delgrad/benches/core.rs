@@ -9,7 +9,7 @@ use delgrad::delay::{DelayKind, DelayParam};
 use delgrad::forward::forward;
 use delgrad::gradient::{BackwardOptions, backward};
 use delgrad::hardware::{NoiseParams, noisy_forward};
-use delgrad::loss::{Loss, evaluate};
+use delgrad::loss::{Loss, TieRule, evaluate};
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
 use delgrad::solver::Method;
@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     for threads in [1, 2] {
         let exec = Executor::new(threads).unwrap();
         let times = forward(&net, &x, Method::Auto, &exec).unwrap();
-        let r = evaluate(&Loss::mse(), times.last().unwrap(), y, 100.0, false).unwrap();
+        let r = evaluate(&Loss::mse(), times.last().unwrap(), y, 100.0, false, TieRule::Wrong).unwrap();
         let opts = BackwardOptions::default();
         c.bench_function(&format!("h30_syn_forward_b150_t{threads}"), |b| {
             b.iter(|| forward(&net, &x, Method::Auto, &exec).unwrap())
@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| backward(&net, &x, &times, &r.dl_dt, &opts, &exec).unwrap())
         });
         c.bench_function(&format!("h30_syn_step_b150_t{threads}"), |b| {
-            b.iter(|| forward_backward(&net, &x, y, &Loss::mse(), 100.0, &opts, &exec).unwrap())
+            b.iter(|| forward_backward(&net, &x, y, &Loss::mse(), 100.0, TieRule::Wrong, &opts, &exec).unwrap())
         });
     }
 }

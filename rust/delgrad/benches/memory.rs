@@ -21,7 +21,7 @@
 use delgrad::Matrix;
 use delgrad::forward::forward;
 use delgrad::gradient::BackwardOptions;
-use delgrad::loss::Loss;
+use delgrad::loss::{Loss, TieRule};
 use delgrad::network::Network;
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
@@ -131,7 +131,8 @@ fn main() {
                 // The first call on a new executor: the peak includes the per-thread state the
                 // executor keeps for the next call.
                 let exec = Executor::new(threads).expect("threads");
-                let (peak, pass) = peak_of(|| forward_backward(net, &x, &y, &loss, 100.0, &opts, &exec));
+                let (peak, pass) =
+                    peak_of(|| forward_backward(net, &x, &y, &loss, 100.0, TieRule::Wrong, &opts, &exec));
                 let pass = pass.expect("a valid pass");
                 // Times, dL/dt, the input times' gradients, losses, predictions (16 bytes each),
                 // one gradient per parameter.

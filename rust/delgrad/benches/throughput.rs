@@ -17,7 +17,7 @@ use delgrad::delay::{DelayKind, DelayParam};
 use delgrad::forward::forward;
 use delgrad::gradient::BackwardOptions;
 use delgrad::hardware::{ChipPattern, Emulation, LayerPattern, NoiseParams, PatternParams, noisy_forward};
-use delgrad::loss::Loss;
+use delgrad::loss::{Loss, TieRule};
 use delgrad::network::Network;
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
@@ -198,7 +198,7 @@ fn measure(c: &Case, batch: usize, exec: &Executor, secs: f64, repeats: usize) -
     // What a training step computes (the fused pass `Trainer::step` uses).
     median_rate(batch, secs, repeats, |k| {
         let (x, y) = &batches[k % batches.len()];
-        let pass = forward_backward(&c.net, x, y, &loss, 100.0, &opts, exec).unwrap();
+        let pass = forward_backward(&c.net, x, y, &loss, 100.0, TieRule::Wrong, &opts, exec).unwrap();
         std::hint::black_box(pass);
     })
 }

@@ -122,12 +122,54 @@ impl Loss {
     }
 }
 
-/// The class a sample's output times predict: the earliest spiking neuron; `None` when every
-/// output is silent or the earliest time is shared (both count as wrong).
-pub fn predict(t: &[f64]) -> Option<usize> {
+/// How a tie between the earliest output spikes is classified (silent outputs, all +inf, are
+/// wrong under both rules).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TieRule {
+    /// A tie counts as wrong (no class is predicted).
+    #[default]
+    Wrong,
+    /// The lowest class index among the tied earliest outputs (an argmin's choice, as the
+    /// reference code takes it).
+    First,
+}
+
+impl TieRule {
+    /// The names [`TieRule::from_name`] accepts, in the order of the variants.
+    pub const NAMES: [&'static str; 2] = ["wrong", "first"];
+
+    /// The rule's name: `"wrong"` or `"first"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TieRule::Wrong => "wrong",
+            TieRule::First => "first",
+        }
+    }
+
+    /// The rule called `name`; another name is an error naming `tie_rule`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "wrong" => Ok(TieRule::Wrong),
+            "first" => Ok(TieRule::First),
+            _ => Err(Error::option(
+                "tie_rule",
+                format!("unknown tie rule {name:?}; expected \"wrong\" or \"first\""),
+            )),
+        }
+    }
+}
+
+/// The class a sample's output times predict: the earliest spiking neuron. `None` when every
+/// output is silent; when the earliest time is shared, `None` under [`TieRule::Wrong`] and the
+/// lowest tied index under [`TieRule::First`].
+pub fn predict(t: &[f64], tie: TieRule) -> Option<usize> {
+    // `min_by` keeps the first of equal elements: the lowest index among the tied earliest.
     let (best, &tmin) = t.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))?;
-    let ties = t.iter().filter(|&&x| x == tmin).count();
-    (tmin.is_finite() && ties == 1).then_some(best)
+    if !tmin.is_finite() {
+        return None;
+    }
+    let unique = || t.iter().filter(|&&x| x == tmin).count() == 1;
+    (tie == TieRule::First || unique()).then_some(best)
 }
 
 /// Loss of a batch.
@@ -139,7 +181,7 @@ pub struct LossReport {
     pub mean: f64,
     /// Per-sample dL/dt of the output layer `[batch, n_out]` (not divided by the batch size).
     pub dl_dt: Matrix,
-    /// Predicted class per sample (`None`: silent or tied winner).
+    /// Predicted class per sample (`None`: silent, or a tied winner under [`TieRule::Wrong`]).
     pub predicted: Vec<Option<usize>>,
     /// Number of samples whose prediction equals the label.
     pub correct: usize,
@@ -169,16 +211,18 @@ pub(crate) fn validate_labels(loss: &Loss, labels: &[usize], batch: usize, n_out
 /// One sample of [`evaluate`] (sample `b` of the batch, for messages): returns its loss,
 /// predicted class and whether it is silent, and writes dL/dt into `grad` (zeros when the sample
 /// is silent, then the loss is `silent_loss`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_sample(
     loss: &Loss,
     t: &[f64],
     label: usize,
     silent_loss: f64,
     strict: bool,
+    tie: TieRule,
     b: usize,
     grad: &mut [f64],
 ) -> Result<(f64, Option<usize>, bool)> {
-    let predicted = predict(t);
+    let predicted = predict(t, tie);
     grad.fill(0.0);
     if loss.is_silent(t, label, strict) {
         return Ok((silent_loss, predicted, true));
@@ -226,8 +270,16 @@ pub(crate) fn report(
 }
 
 /// Evaluates `loss` on output times `[batch, n_out]` and labels; silent samples get the
-/// constant `silent_loss` and zero gradient (never NaN).
-pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, strict: bool) -> Result<LossReport> {
+/// constant `silent_loss` and zero gradient (never NaN); ties between the earliest outputs are
+/// classified by `tie`.
+pub fn evaluate(
+    loss: &Loss,
+    out: &Matrix,
+    labels: &[usize],
+    silent_loss: f64,
+    strict: bool,
+    tie: TieRule,
+) -> Result<LossReport> {
     validate_labels(loss, labels, out.rows(), out.cols())?;
     if !silent_loss.is_finite() {
         return Err(Error::value(
@@ -245,7 +297,8 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
     let mut predicted = Vec::with_capacity(out.rows());
     let mut silent = 0;
     for (b, &c) in labels.iter().enumerate() {
-        let (value, p, is_silent) = evaluate_sample(loss, out.row(b), c, silent_loss, strict, b, dl_dt.row_mut(b))?;
+        let (value, p, is_silent) =
+            evaluate_sample(loss, out.row(b), c, silent_loss, strict, tie, b, dl_dt.row_mut(b))?;
         per_sample.push(value);
         predicted.push(p);
         silent += usize::from(is_silent);
@@ -272,10 +325,43 @@ mod tests {
 
     #[test]
     fn prediction_rejects_ties_and_silence() {
-        assert_eq!(predict(&[1.0, 0.5, 2.0]), Some(1));
-        assert_eq!(predict(&[0.5, 0.5, 2.0]), None);
-        assert_eq!(predict(&[f64::INFINITY; 3]), None);
-        assert_eq!(predict(&[f64::INFINITY, 3.0]), Some(1));
+        let w = TieRule::Wrong;
+        assert_eq!(predict(&[1.0, 0.5, 2.0], w), Some(1));
+        assert_eq!(predict(&[0.5, 0.5, 2.0], w), None);
+        assert_eq!(predict(&[f64::INFINITY; 3], w), None);
+        assert_eq!(predict(&[f64::INFINITY, 3.0], w), Some(1));
+    }
+
+    #[test]
+    fn the_first_rule_takes_the_lowest_tied_class() {
+        let f = TieRule::First;
+        assert_eq!(predict(&[1.0, 0.5, 2.0], f), Some(1));
+        assert_eq!(predict(&[0.5, 0.5, 2.0], f), Some(0));
+        assert_eq!(predict(&[2.0, 0.5, 0.5], f), Some(1));
+        assert_eq!(predict(&[f64::INFINITY, 0.5, 0.5], f), Some(1));
+        // A later tie does not matter; silence stays wrong.
+        assert_eq!(predict(&[0.4, 0.5, 0.5], f), Some(0));
+        assert_eq!(predict(&[f64::INFINITY; 3], f), None);
+        // Exact ties on the 8 ns grid of the emulated chip's timestamps (1/750 of tau = 6 us).
+        let t = [1000.0 / 750.0, 1000.0 / 750.0, 1001.0 / 750.0];
+        assert_eq!(predict(&t, f), Some(0));
+        assert_eq!(predict(&t, TieRule::Wrong), None);
+        let out = Matrix::from_vec("out", 3, 3, [t, [0.5, 0.5, 0.5], [0.9, 0.3, 0.3]].concat()).unwrap();
+        for (tie, correct) in [(TieRule::Wrong, 0), (TieRule::First, 3)] {
+            let r = evaluate(&Loss::mse(), &out, &[0, 0, 1], 100.0, false, tie).unwrap();
+            assert_eq!(r.correct, correct, "{tie:?}");
+        }
+    }
+
+    #[test]
+    fn tie_rules_by_name() {
+        for (name, rule) in TieRule::NAMES.iter().zip([TieRule::Wrong, TieRule::First]) {
+            assert_eq!(TieRule::from_name(name).unwrap(), rule);
+            assert_eq!(rule.name(), *name);
+        }
+        assert_eq!(TieRule::default(), TieRule::Wrong);
+        let e = TieRule::from_name("random").unwrap_err().to_string();
+        assert!(e.starts_with("option tie_rule: unknown tie rule"), "{e}");
     }
 
     #[test]
@@ -299,16 +385,16 @@ mod tests {
     #[test]
     fn silent_samples_get_the_constant_and_no_gradient() {
         let out = Matrix::from_rows("t", &[vec![1.0, f64::INFINITY], vec![1.0, 2.0]]).unwrap();
-        let r = evaluate(&Loss::mse(), &out, &[0, 0], 100.0, false).unwrap();
+        let r = evaluate(&Loss::mse(), &out, &[0, 0], 100.0, false, TieRule::Wrong).unwrap();
         assert_eq!(r.silent, 1);
         assert_eq!(r.per_sample[0], 100.0);
         assert_eq!(r.dl_dt.row(0), &[0.0, 0.0]);
         // Cross-entropy only needs the label neuron.
-        let r = evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, false).unwrap();
+        let r = evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, false, TieRule::Wrong).unwrap();
         assert_eq!(r.silent, 0);
         assert!(r.per_sample.iter().all(|v| v.is_finite()));
         assert_eq!(
-            evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, true)
+            evaluate(&Loss::cross_entropy(), &out, &[0, 1], 100.0, true, TieRule::Wrong)
                 .unwrap()
                 .silent,
             1
@@ -319,12 +405,14 @@ mod tests {
     fn overflowing_losses_are_errors_not_infinities() {
         let out = Matrix::from_rows("t", &[vec![1e200, 0.0, 0.0]]).unwrap();
         for loss in [Loss::mse(), Loss::cross_entropy()] {
-            let e = evaluate(&loss, &out, &[0], 100.0, false).unwrap_err().to_string();
+            let e = evaluate(&loss, &out, &[0], 100.0, false, TieRule::Wrong)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("output times") && e.contains("overflows"), "{e}");
         }
         // Each sample representable, their sum not.
         let out = Matrix::from_rows("t", &[vec![1.2e154, 0.0, 0.0], vec![1.2e154, 0.0, 0.0]]).unwrap();
-        let e = evaluate(&Loss::mse(), &out, &[0, 0], 100.0, false)
+        let e = evaluate(&Loss::mse(), &out, &[0, 0], 100.0, false, TieRule::Wrong)
             .unwrap_err()
             .to_string();
         assert!(e.contains("output times") && e.contains("overflows"), "{e}");
@@ -333,15 +421,15 @@ mod tests {
     #[test]
     fn bad_labels_and_parameters_are_errors() {
         let out = Matrix::zeros(2, 3);
-        assert!(evaluate(&Loss::mse(), &out, &[0], 100.0, false).is_err());
-        assert!(evaluate(&Loss::mse(), &out, &[0, 3], 100.0, false).is_err());
+        assert!(evaluate(&Loss::mse(), &out, &[0], 100.0, false, TieRule::Wrong).is_err());
+        assert!(evaluate(&Loss::mse(), &out, &[0, 3], 100.0, false, TieRule::Wrong).is_err());
         let bad = Loss::CrossEntropy {
             xi: 0.0,
             alpha: 0.0,
             beta: 1.0,
         };
         assert!(
-            evaluate(&bad, &out, &[0, 1], 100.0, false)
+            evaluate(&bad, &out, &[0, 1], 100.0, false, TieRule::Wrong)
                 .unwrap_err()
                 .to_string()
                 .contains("xi")

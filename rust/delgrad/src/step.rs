@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::forward::{Scratch, layer_matrices, sample_times, write_rows};
 use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, KEEP_SPENT, Scratch as BackwardScratch};
-use crate::loss::{Loss, LossReport, evaluate_sample, report, validate_labels};
+use crate::loss::{Loss, LossReport, TieRule, evaluate_sample, report, validate_labels};
 use crate::matrix::Matrix;
 use crate::network::Network;
 use crate::parallel::{Executor, lock_briefly};
@@ -93,13 +93,16 @@ impl<S> ThreadState<S> {
 }
 
 /// Forward pass, loss (mean over the batch; `silent_loss` for silent samples) and exact backward
-/// pass of the mean for `input` `[batch, n_in]` with class `labels`.
+/// pass of the mean for `input` `[batch, n_in]` with class `labels`; `tie` classifies ties
+/// between the earliest outputs (the report's predictions and correct count).
+#[allow(clippy::too_many_arguments)]
 pub fn forward_backward(
     net: &Network,
     input: &Matrix,
     labels: &[usize],
     loss: &Loss,
     silent_loss: f64,
+    tie: TieRule,
     opts: &BackwardOptions,
     exec: &Executor,
 ) -> Result<Pass> {
@@ -111,7 +114,7 @@ pub fn forward_backward(
         sample_times(&bplan.layers, input.row(b), row, scratch, opts.method);
         (true, 0)
     };
-    pass(net, &bplan, input, labels, loss, silent_loss, opts, exec, model).map(|(pass, _)| pass)
+    pass(net, &bplan, input, labels, loss, silent_loss, tie, opts, exec, model).map(|(pass, _)| pass)
 }
 
 /// [`forward_backward`] with each sample's spike times from `record` instead of the model's
@@ -128,6 +131,7 @@ pub(crate) fn pass<S, R>(
     labels: &[usize],
     loss: &Loss,
     silent_loss: f64,
+    tie: TieRule,
     opts: &BackwardOptions,
     exec: &Executor,
     record: R,
@@ -176,7 +180,7 @@ where
             let (with_factors, count) = record(&mut st.recorder, scratch, b, row);
             part.counted += count;
             let (value, predicted, silent) =
-                evaluate_sample(loss, &row[width - n_out..], labels[b], silent_loss, false, b, grad)?;
+                evaluate_sample(loss, &row[width - n_out..], labels[b], silent_loss, false, tie, b, grad)?;
             part.losses.push(value);
             part.predicted.push(predicted);
             part.silent += usize::from(silent);

@@ -8,7 +8,7 @@ use common::*;
 use delgrad::Matrix;
 use delgrad::forward::forward;
 use delgrad::gradient::{BackwardOptions, backward};
-use delgrad::loss::evaluate;
+use delgrad::loss::{TieRule, evaluate};
 use delgrad::parallel::Executor;
 use delgrad::solver::Method;
 
@@ -34,7 +34,15 @@ fn check_case(i: usize, case: &serde_json::Value, method: Method) -> Vec<String>
         }
     }
     let label = case["label"].as_u64().unwrap() as usize;
-    let report = evaluate(&loss_of(case), times.last().unwrap(), &[label], 100.0, true).unwrap();
+    let report = evaluate(
+        &loss_of(case),
+        times.last().unwrap(),
+        &[label],
+        100.0,
+        true,
+        TieRule::Wrong,
+    )
+    .unwrap();
     let grads = backward(&net, &input, &times, &report.dl_dt, &BackwardOptions::default(), &exec).unwrap();
     let zero = exp["loss"].is_null();
     if zero {

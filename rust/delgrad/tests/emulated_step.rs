@@ -4,7 +4,7 @@
 
 use delgrad::dataset::{Split, T_EARLY, T_LATE, encode_times, yin_yang};
 use delgrad::delay::DelayParam;
-use delgrad::hardware::{ChipPattern, Emulation, LayerPattern, NoiseParams, PatternParams, noisy_forward};
+use delgrad::hardware::{ChipPattern, Emulation, HostRecipe, LayerPattern, NoiseParams, PatternParams, noisy_forward};
 use delgrad::parallel::Executor;
 use delgrad::train::{TrainConfig, Trainer};
 use delgrad::{Error, Matrix};
@@ -244,7 +244,20 @@ fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
         let mut b = Trainer::new(net.clone(), config()).unwrap();
         let start = grid.quantise(&net);
         let got = a
-            .emulated_epoch(&start, &grid, &e, &groups, &x, &labels, 40, 0, max_retries, exec, exec)
+            .emulated_epoch(
+                &start,
+                &grid,
+                &e,
+                &HostRecipe::default(),
+                &groups,
+                &x,
+                &labels,
+                40,
+                0,
+                max_retries,
+                exec,
+                exec,
+            )
             .unwrap();
         // the same, one call at a time
         let (mut chip, mut counter, mut steps, mut retries, mut dropped) = (start.clone(), 7, Vec::new(), 0, 0);
@@ -293,11 +306,37 @@ fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
     };
     let exec = &execs[0];
     let err = t
-        .emulated_epoch(&start, &grid, &e, &groups, &x, &labels, 0, 0, 5, exec, exec)
+        .emulated_epoch(
+            &start,
+            &grid,
+            &e,
+            &HostRecipe::default(),
+            &groups,
+            &x,
+            &labels,
+            0,
+            0,
+            5,
+            exec,
+            exec,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
     let err = t
-        .emulated_epoch(&start, &grid, &e, &groups, &x, &labels[..100], 40, 0, 5, exec, exec)
+        .emulated_epoch(
+            &start,
+            &grid,
+            &e,
+            &HostRecipe::default(),
+            &groups,
+            &x,
+            &labels[..100],
+            40,
+            0,
+            5,
+            exec,
+            exec,
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
     // labels are checked before any run, also where every run stalls (no step would see them)
@@ -311,6 +350,7 @@ fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
             &start,
             &grid,
             &Emulation { noise: &stalls, ..e },
+            &HostRecipe::default(),
             &groups,
             &x,
             &bad,
@@ -322,4 +362,204 @@ fn emulated_epoch_equals_its_writes_and_steps_one_by_one() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("labels"), "{err}");
+}
+
+/// The chip's 8 ns timestamps make exact ties between the earliest outputs common: here output
+/// neuron 1 differs from neuron 0 by one weight of 1e-6, so that their ideal times differ by far
+/// less than a clock cycle. A step's correct count follows the trainer's tie rule: a tie is wrong,
+/// or its lowest class is taken.
+#[test]
+fn ties_on_the_emulated_chip_follow_the_tie_rule() {
+    use delgrad::forward::forward;
+    use delgrad::loss::TieRule;
+    use delgrad::solver::Method;
+    let mut net = hw_net(3);
+    net.layers[1]
+        .w
+        .as_mut_slice()
+        .iter_mut()
+        .for_each(|w| *w = 0.6 + 2.0 * *w);
+    let mut chip = quantised(&net);
+    let w = &mut chip.layers[1].w;
+    let row0 = w.row(0).to_vec();
+    w.row_mut(1).copy_from_slice(&row0);
+    w.row_mut(1)[0] += 1e-6;
+    let n = 200;
+    let (groups, x, labels) = inputs(n);
+    // The timestamps on the clock, the threshold noise and jitter off: the ties come from the clock.
+    let noise = NoiseParams {
+        theta_batch_std: 0.0,
+        jitter_std: 0.0,
+        ..NoiseParams::bss2()
+    };
+    let exec = Executor::new(1).unwrap();
+    let run = noisy_forward(&chip, &groups, 5, None, &noise, 4, 0, &exec).unwrap();
+    let out = run.times.last().unwrap();
+    let ideal = forward(&chip, &x, Method::Auto, &exec).unwrap();
+    // By hand: the earliest finite output and how many share it.
+    let (mut ties, mut want_wrong, mut want_first) = (0, 0, 0);
+    for (b, &label) in labels.iter().enumerate() {
+        let t = out.row(b);
+        let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+        if !min.is_finite() {
+            continue;
+        }
+        let first = t.iter().position(|&v| v == min).unwrap();
+        let tied = t.iter().filter(|&&v| v == min).count() > 1;
+        ties += usize::from(tied);
+        want_first += usize::from(first == label);
+        want_wrong += usize::from(first == label && !tied);
+        let it = ideal.last().unwrap().row(b);
+        assert!(it[0] != it[1], "sample {b}: the ideal times are not tied");
+    }
+    assert!(ties >= n / 2, "only {ties} tied samples of {n}");
+    assert!(want_first > want_wrong, "some ties fall on the label");
+    for (tie_rule, want) in [(TieRule::Wrong, want_wrong), (TieRule::First, want_first)] {
+        let mut t = Trainer::new(net.clone(), TrainConfig { tie_rule, ..config() }).unwrap();
+        let e = Emulation {
+            repeat: 5,
+            pattern: None,
+            noise: &noise,
+            seed: 4,
+            counter: 0,
+        };
+        let (_, step) = t
+            .emulated_step(&chip, &e, &groups, &chip, &x, &labels, 0, &exec, &exec)
+            .unwrap();
+        assert_eq!(step.unwrap().correct, want, "{tie_rule:?}");
+    }
+}
+
+/// `GradientWeights::Float`: each step's gradient is taken at the trainer's float network, not
+/// at the quantised one the chip ran: the epoch equals a run of the quantised network followed by
+/// `step_from_times_at` the float network, batch by batch; and it differs from the default.
+#[test]
+fn the_float_recipe_takes_the_gradient_at_the_float_weights() {
+    use delgrad::hardware::{GradientWeights, Grid};
+    let grid = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
+    let mut net = hw_net(6);
+    net.layers[1]
+        .w
+        .as_mut_slice()
+        .iter_mut()
+        .for_each(|w| *w = 0.6 + 2.0 * *w);
+    let (groups, x, labels) = inputs(80);
+    let noise = NoiseParams::bss2();
+    let exec = Executor::new(1).unwrap();
+    let e = Emulation {
+        repeat: 5,
+        pattern: None,
+        noise: &noise,
+        seed: 2,
+        counter: 0,
+    };
+    let float = HostRecipe {
+        gradient_weights: GradientWeights::Float,
+        ..HostRecipe::default()
+    };
+    let start = grid.quantise(&net);
+    let mut a = Trainer::new(net.clone(), config()).unwrap();
+    let got = a
+        .emulated_epoch(&start, &grid, &e, &float, &groups, &x, &labels, 40, 0, 0, &exec, &exec)
+        .unwrap();
+    let mut b = Trainer::new(net.clone(), config()).unwrap();
+    let mut steps = Vec::new();
+    for (k, s) in [0usize, 40].into_iter().enumerate() {
+        let gb = Matrix::from_vec("g", 40, 4, groups.as_slice()[s * 4..(s + 40) * 4].to_vec()).unwrap();
+        let xb = Matrix::from_vec("x", 40, 20, x.as_slice()[s * 20..(s + 40) * 20].to_vec()).unwrap();
+        let chip = grid.quantise(b.network());
+        let run = noisy_forward(&chip, &gb, 5, None, &noise, 2, k as u64, &exec).unwrap();
+        let at = b.network().clone();
+        steps.push(
+            b.step_from_times_at(&at, &xb, &run.times, &labels[s..s + 40], 0, &exec)
+                .unwrap(),
+        );
+    }
+    assert_eq!(got.steps, steps);
+    assert!(a.tensors == b.tensors);
+    let mut c = Trainer::new(net, config()).unwrap();
+    c.emulated_epoch(
+        &start,
+        &grid,
+        &e,
+        &HostRecipe::default(),
+        &groups,
+        &x,
+        &labels,
+        40,
+        0,
+        0,
+        &exec,
+        &exec,
+    )
+    .unwrap();
+    assert!(c.tensors != a.tensors, "the quantised and the float gradients differ");
+}
+
+/// `clamp_float_weights`: after every step the float weights are clamped to the grid's range,
+/// +-63/30; with learning rates 0 and no bump the steps leave the weights as they are, so that
+/// the epoch's result is the clamp of the initial weights, by hand. Delays are not clamped.
+#[test]
+fn the_clamp_recipe_keeps_the_float_weights_in_the_grids_range() {
+    use delgrad::hardware::Grid;
+    let grid = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
+    assert_eq!(grid.weight_limit(), 63.0 / 30.0);
+    let mut net = hw_net(6);
+    let w = net.layers[0].w.as_mut_slice();
+    (w[0], w[1], w[2], w[3]) = (3.0, -2.5, 2.1, -0.4);
+    let (groups, x, labels) = inputs(40);
+    let noise = NoiseParams::bss2();
+    let exec = Executor::new(1).unwrap();
+    let e = Emulation {
+        repeat: 5,
+        pattern: None,
+        noise: &noise,
+        seed: 2,
+        counter: 0,
+    };
+    let still = TrainConfig {
+        lr_weights: 0.0,
+        lr_delays: 0.0,
+        bump: 0.0,
+        ..config()
+    };
+    let clamp = HostRecipe {
+        clamp_float_weights: true,
+        ..HostRecipe::default()
+    };
+    for (recipe, clamped) in [(HostRecipe::default(), false), (clamp, true)] {
+        let mut t = Trainer::new(net.clone(), still.clone()).unwrap();
+        t.emulated_epoch(
+            &grid.quantise(&net),
+            &grid,
+            &e,
+            &recipe,
+            &groups,
+            &x,
+            &labels,
+            40,
+            0,
+            0,
+            &exec,
+            &exec,
+        )
+        .unwrap();
+        for (l, layer) in net.layers.iter().enumerate() {
+            let want: Vec<f64> = layer
+                .w
+                .as_slice()
+                .iter()
+                .map(|&w| if clamped { w.clamp(-2.1, 2.1) } else { w })
+                .collect();
+            assert_eq!(
+                t.network().layers[l].w.as_slice(),
+                &want[..],
+                "layer {l} clamped {clamped}"
+            );
+            assert_eq!(t.network().layers[l].delays, layer.delays, "delays unchanged");
+        }
+    }
+    let mut t = Trainer::new(net, still).unwrap();
+    assert!(t.clamp_weights(f64::NAN).unwrap_err().to_string().contains("limit"));
+    assert!(t.clamp_weights(-1.0).is_err());
 }

@@ -8,7 +8,7 @@ use delgrad::Matrix;
 use delgrad::delay::DelayKind;
 use delgrad::forward::forward;
 use delgrad::gradient::{BackwardOptions, backward};
-use delgrad::loss::{Loss, evaluate};
+use delgrad::loss::{Loss, TieRule, evaluate};
 use delgrad::network::Network;
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
@@ -16,7 +16,7 @@ use delgrad::solver::Method;
 
 fn loss_of(net: &Network, x: &Matrix, labels: &[usize], loss: &Loss) -> Option<f64> {
     let times = forward(net, x, Method::Auto, &Executor::default()).unwrap();
-    let r = evaluate(loss, times.last().unwrap(), labels, 100.0, true).unwrap();
+    let r = evaluate(loss, times.last().unwrap(), labels, 100.0, true, TieRule::Wrong).unwrap();
     (r.silent == 0).then_some(r.mean * labels.len() as f64)
 }
 
@@ -43,7 +43,7 @@ fn backward_matches_finite_differences() {
                     continue;
                 };
                 let times = forward(&net, &x, Method::Auto, &Executor::default()).unwrap();
-                let r = evaluate(&loss, times.last().unwrap(), &labels, 100.0, true).unwrap();
+                let r = evaluate(&loss, times.last().unwrap(), &labels, 100.0, true, TieRule::Wrong).unwrap();
                 let g = backward(
                     &net,
                     &x,

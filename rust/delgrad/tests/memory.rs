@@ -10,7 +10,7 @@ use memory::{inputs, network, peak_of};
 
 use delgrad::forward::forward;
 use delgrad::gradient::BackwardOptions;
-use delgrad::loss::Loss;
+use delgrad::loss::{Loss, TieRule};
 use delgrad::parallel::Executor;
 use delgrad::solver::Method;
 use delgrad::step::forward_backward;
@@ -60,8 +60,18 @@ fn check_peaks() {
                 "forward, {threads} threads, hidden {hidden}: {peak} > {times} + {slack}"
             );
             let exec = Executor::new(threads).unwrap();
-            let (peak, out) =
-                peak_of(|| forward_backward(&net, &x, &y, &Loss::mse(), 100.0, &BackwardOptions::default(), &exec));
+            let (peak, out) = peak_of(|| {
+                forward_backward(
+                    &net,
+                    &x,
+                    &y,
+                    &Loss::mse(),
+                    100.0,
+                    TieRule::Wrong,
+                    &BackwardOptions::default(),
+                    &exec,
+                )
+            });
             out.unwrap();
             // Besides the times, per sample: dL/dt (3), the input times' gradients (4), loss and
             // prediction (3) and the report's copies of some (at most 6 more); and a few copies of

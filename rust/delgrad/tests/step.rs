@@ -10,7 +10,7 @@ use delgrad::Matrix;
 use delgrad::delay::DelayKind;
 use delgrad::forward::forward;
 use delgrad::gradient::{BackwardOptions, Gradients, backward};
-use delgrad::loss::{Loss, evaluate};
+use delgrad::loss::{Loss, TieRule, evaluate};
 use delgrad::parallel::Executor;
 use delgrad::random::RandomState;
 use delgrad::solver::Method;
@@ -42,9 +42,11 @@ fn fused_pass_equals_the_separate_passes() {
                     };
                     for threads in [1, 2] {
                         let exec = Executor::new(threads).unwrap();
-                        let pass = forward_backward(&net, &x, &labels, &loss, 7.0, &opts, &exec).unwrap();
+                        let pass =
+                            forward_backward(&net, &x, &labels, &loss, 7.0, TieRule::Wrong, &opts, &exec).unwrap();
                         let times = forward(&net, &x, method, &exec).unwrap();
-                        let report = evaluate(&loss, times.last().unwrap(), &labels, 7.0, false).unwrap();
+                        let report =
+                            evaluate(&loss, times.last().unwrap(), &labels, 7.0, false, TieRule::Wrong).unwrap();
                         let mut dl = report.dl_dt.clone();
                         dl.as_mut_slice().iter_mut().for_each(|g| *g /= 37.0);
                         let grads = backward(&net, &x, &times, &dl, &opts, &exec).unwrap();
@@ -88,16 +90,36 @@ fn fused_pass_rejects_bad_labels_and_inputs() {
     let x = random_input(&mut rng, 4, 3);
     let exec = Executor::default();
     let opts = BackwardOptions::default();
-    let err = forward_backward(&net, &x, &[0, 1, 2, 0], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    let err = forward_backward(&net, &x, &[0, 1, 2, 0], &Loss::mse(), 1.0, TieRule::Wrong, &opts, &exec).unwrap_err();
     assert!(err.to_string().contains("labels"), "{err}");
-    let err = forward_backward(&net, &x, &[0, 1], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    let err = forward_backward(&net, &x, &[0, 1], &Loss::mse(), 1.0, TieRule::Wrong, &opts, &exec).unwrap_err();
     assert!(err.to_string().contains("labels"), "{err}");
     let mut bad = x.clone();
     bad.row_mut(2)[0] = f64::NAN;
-    let err = forward_backward(&net, &bad, &[0, 1, 1, 0], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    let err = forward_backward(
+        &net,
+        &bad,
+        &[0, 1, 1, 0],
+        &Loss::mse(),
+        1.0,
+        TieRule::Wrong,
+        &opts,
+        &exec,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("input"), "{err}");
     let wide = Matrix::zeros(4, 5);
-    let err = forward_backward(&net, &wide, &[0, 1, 1, 0], &Loss::mse(), 1.0, &opts, &exec).unwrap_err();
+    let err = forward_backward(
+        &net,
+        &wide,
+        &[0, 1, 1, 0],
+        &Loss::mse(),
+        1.0,
+        TieRule::Wrong,
+        &opts,
+        &exec,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("input"), "{err}");
 }
 
@@ -108,7 +130,17 @@ fn an_empty_batch_gives_empty_results() {
     for threads in [1, 2] {
         let exec = Executor::new(threads).unwrap();
         let x = Matrix::zeros(0, 5);
-        let pass = forward_backward(&net, &x, &[], &Loss::mse(), 7.0, &BackwardOptions::default(), &exec).unwrap();
+        let pass = forward_backward(
+            &net,
+            &x,
+            &[],
+            &Loss::mse(),
+            7.0,
+            TieRule::Wrong,
+            &BackwardOptions::default(),
+            &exec,
+        )
+        .unwrap();
         assert_eq!(pass.times, forward(&net, &x, Method::Auto, &exec).unwrap());
         assert_eq!(
             pass.times.iter().map(|m| (m.rows(), m.cols())).collect::<Vec<_>>(),

@@ -2,7 +2,7 @@
 //! s = t_k - a_ki, rho_k = sum_i w_ki kappa'(s), and the gradients of the weights, threshold and
 //! every delay kind (see the module `gradient` for the equations).
 
-use super::{BackwardOptions, LayerGrad};
+use super::{BackwardOptions, GradientSlope, LayerGrad};
 use crate::forward::{Factors, LayerPlan, Prepared, RiseFactor, Scratch as ForwardScratch, neuron_spike, prepare};
 use crate::kernel::{Regime, double_from_decay, equal_from_decay};
 use crate::matrix::Matrix;
@@ -149,12 +149,17 @@ pub(super) fn layer_backward(
             let a = kappa[i].abs();
             kappa_max = if a > kappa_max { a } else { kappa_max };
         }
+        // u_k(t_k) = sum_i w_ki kappa_ki, when the check or the nominal slope needs it.
+        let potential = || w.iter().zip(kappa.iter()).map(|(w, k)| w * k).sum::<f64>();
+        if opts.slope == GradientSlope::Nominal {
+            // rho = I - u/tau_m with theta_k in place of u (see `GradientSlope::Nominal`).
+            rho += (potential() - layer.theta[k]) / tm;
+        }
         let mut valid = rho > 0.0 && rho.is_finite();
         if let Some(check) = ideal.as_deref_mut() {
-            // A given time the ideal model cannot produce from these inputs (it stays silent).
-            // u_k(t_k) = sum_i w_ki kappa_ki >= theta_k: it crosses theta by t_k.
-            let u: f64 = w.iter().zip(kappa.iter()).map(|(w, k)| w * k).sum();
-            valid = valid && (u >= layer.theta[k] * (1.0 + SPIKE_MARGIN) || check.scan_spikes(k));
+            // A given time the ideal model cannot produce from these inputs (it stays silent):
+            // u_k(t_k) >= theta_k, it crosses theta by t_k.
+            valid = valid && (potential() >= layer.theta[k] * (1.0 + SPIKE_MARGIN) || check.scan_spikes(k));
         }
         if !valid {
             invalid += 1;

@@ -98,6 +98,48 @@ pub struct Gradients {
     pub clipped: Vec<usize>,
 }
 
+/// Which slope of the potential the spike-time gradients divide by.
+///
+/// With the synaptic current I_k(t) = sum_i w_ki e^{-(t - a_ki)/tau_s} the slope of the potential
+/// is rho_k = du_k/dt = I_k(t_k) - u_k(t_k)/tau_m (the membrane equation, every regime; potential
+/// per model time unit). At a spike of the ideal model u_k(t_k) = theta_k; at a measured time it
+/// need not be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GradientSlope {
+    /// rho_k = I_k(t_k) - u_k(t_k)/tau_m: the slope of the ideal potential at the given time.
+    #[default]
+    Measured,
+    /// rho_k = I_k(t_k) - theta_k/tau_m = rho_k(measured) + (u_k(t_k) - theta_k)/tau_m: the slope
+    /// formula with the nominal threshold in place of the potential, as a closed-form backward
+    /// pass that assumes u_k(t_k) = theta_k computes it (the reference code's on hardware).
+    Nominal,
+}
+
+impl GradientSlope {
+    /// The names [`GradientSlope::from_name`] accepts, in the order of the variants.
+    pub const NAMES: [&'static str; 2] = ["measured", "nominal"];
+
+    /// The slope's name: `"measured"` or `"nominal"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GradientSlope::Measured => "measured",
+            GradientSlope::Nominal => "nominal",
+        }
+    }
+
+    /// The slope called `name`; another name is an error naming `gradient_slope`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "measured" => Ok(GradientSlope::Measured),
+            "nominal" => Ok(GradientSlope::Nominal),
+            _ => Err(Error::option(
+                "gradient_slope",
+                format!("unknown gradient slope {name:?}; expected \"measured\" or \"nominal\""),
+            )),
+        }
+    }
+}
+
 /// Options of the backward pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BackwardOptions {
@@ -109,6 +151,9 @@ pub struct BackwardOptions {
     pub check_given_times: bool,
     /// Solver used by `check_given_times`.
     pub method: Method,
+    /// The slope the gradients divide by (the measured one unless the times were measured on a
+    /// chip and the nominal one is asked for).
+    pub slope: GradientSlope,
 }
 
 /// Checks that the given per-layer times fit the network and the batch.

@@ -33,6 +33,54 @@ pub struct Emulation<'a> {
     pub counter: u64,
 }
 
+/// At which weights the host takes the gradient of a chip-in-the-loop step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GradientWeights {
+    /// The quantised weights and delays the chip ran (straight-through to the float ones).
+    #[default]
+    Quantised,
+    /// The trainer's float shadow weights and delays (the reference code's choice).
+    Float,
+}
+
+impl GradientWeights {
+    /// The names [`GradientWeights::from_name`] accepts, in the order of the variants.
+    pub const NAMES: [&'static str; 2] = ["quantised", "float"];
+
+    /// The choice's name: `"quantised"` or `"float"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GradientWeights::Quantised => "quantised",
+            GradientWeights::Float => "float",
+        }
+    }
+
+    /// The choice called `name`; another name is an error naming `gradient_weights`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "quantised" => Ok(GradientWeights::Quantised),
+            "float" => Ok(GradientWeights::Float),
+            _ => Err(Error::option(
+                "gradient_weights",
+                format!("unknown gradient weights {name:?}; expected \"quantised\" or \"float\""),
+            )),
+        }
+    }
+}
+
+/// The host side of [`Trainer::emulated_epoch`] besides the trainer's own configuration (whose
+/// `gradient_slope` sets the slope): where the gradient is taken and whether the float shadow
+/// weights are clamped after every step. The default is the project's recipe; docs/hardware.md,
+/// "Chip-in-the-loop training", gives the reference code's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostRecipe {
+    /// The weights of the gradient.
+    pub gradient_weights: GradientWeights,
+    /// Clamp the float shadow weights to the grid's range, [-`Grid::weight_limit`,
+    /// `Grid::weight_limit`], after every step (update or bump).
+    pub clamp_float_weights: bool,
+}
+
 /// What [`Trainer::emulated_epoch`] did: its steps and the chip's side of it.
 #[derive(Debug, Clone)]
 pub struct EmulatedEpoch {
@@ -113,7 +161,18 @@ impl Trainer {
             (false, run.record(&plans, b, row, sc))
         };
         let cfg = self.config();
-        let (pass, dropped_events) = pass(at, &bplan, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec, record)?;
+        let (pass, dropped_events) = pass(
+            at,
+            &bplan,
+            x,
+            labels,
+            &cfg.loss,
+            cfg.silent_loss,
+            cfg.tie_rule,
+            &opts,
+            exec,
+            record,
+        )?;
         let step = self.conclude(pass, epoch)?;
         let run = HwRun {
             times: Vec::new(),
@@ -126,8 +185,9 @@ impl Trainer {
     /// The steps of one epoch on an emulated chip in one call: for each mini-batch of `batch`
     /// consecutive rows of `groups` / `x` / `labels` (the epoch's samples in training order),
     /// write the trainer's network on `grid` to the chip, then [`Trainer::emulated_step`] at the
-    /// network on the chip, repeating a stalled run up to `max_retries` times with the next run
-    /// counter. `chip` is the network on the chip before the first batch (the layout and neurons
+    /// network on the chip (or, with [`GradientWeights::Float`], at the trainer's network),
+    /// repeating a stalled run up to `max_retries` times with the next run counter, then, with
+    /// `recipe.clamp_float_weights`, [`Trainer::clamp_weights`] to the grid's weight limit. `chip` is the network on the chip before the first batch (the layout and neurons
     /// of the trainer's network); `emulation.counter` is the counter of the first run. The same
     /// results as those calls one by one; stops after a batch whose runs all stalled.
     #[allow(clippy::too_many_arguments)]
@@ -136,6 +196,7 @@ impl Trainer {
         chip: &Network,
         grid: &Grid,
         emulation: &Emulation<'_>,
+        recipe: &HostRecipe,
         groups: &Matrix,
         x: &Matrix,
         labels: &[usize],
@@ -182,9 +243,14 @@ impl Trainer {
             out.written = changed_entries(&out.chip, &q)?;
             out.chip = q;
             let (gb, xb, yb) = (rows(groups, start, end)?, rows(x, start, end)?, &labels[start..end]);
+            let at = match recipe.gradient_weights {
+                GradientWeights::Quantised => None,
+                GradientWeights::Float => Some(self.network().clone()),
+            };
             let mut report = None;
             for attempt in 0..=max_retries {
-                let (run, step) = self.emulated_step(&out.chip, &e, &gb, &out.chip, &xb, yb, epoch, chip_exec, exec)?;
+                let at = at.as_ref().unwrap_or(&out.chip);
+                let (run, step) = self.emulated_step(&out.chip, &e, &gb, at, &xb, yb, epoch, chip_exec, exec)?;
                 e.counter += 1;
                 out.dropped_events += run.dropped_events;
                 if step.is_some() {
@@ -199,6 +265,9 @@ impl Trainer {
                 out.stalled = true;
                 break;
             };
+            if recipe.clamp_float_weights {
+                self.clamp_weights(grid.weight_limit())?;
+            }
             out.steps.push(r);
         }
         Ok(out)

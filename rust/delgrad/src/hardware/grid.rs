@@ -73,6 +73,12 @@ impl Grid {
         })
     }
 
+    /// The largest weight magnitude on the grid, `weight_max / weight_scale` (BrainScaleS-2:
+    /// 63/30 = 2.1): beyond it a float weight quantises to the same chip weight.
+    pub fn weight_limit(&self) -> f64 {
+        self.weight_max / self.weight_scale
+    }
+
     /// The weight on the grid.
     pub fn weight(&self, w: f64) -> f64 {
         (w * self.weight_scale)

@@ -40,7 +40,7 @@ mod noise;
 mod pattern;
 mod run;
 
-pub use chip_loop::{EmulatedEpoch, Emulation};
+pub use chip_loop::{EmulatedEpoch, Emulation, GradientWeights, HostRecipe};
 pub use grid::{Grid, changed_entries, changed_in};
 pub use noise::{BSS2_SLOT, BSS2_TIME_STEP, NoiseParams};
 pub use pattern::{ChipPattern, LayerPattern, PatternParams};

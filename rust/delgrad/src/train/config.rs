@@ -2,7 +2,8 @@
 
 use crate::delay::DelayParam;
 use crate::error::{Error, Result};
-use crate::loss::{Loss, SILENT_LOSS};
+use crate::gradient::GradientSlope;
+use crate::loss::{Loss, SILENT_LOSS, TieRule};
 use crate::optim::{AdamConfig, StepLr};
 use crate::solver::Method;
 
@@ -14,6 +15,8 @@ pub struct TrainConfig {
     pub loss: Loss,
     /// Loss of a silent sample (constant, zero gradient).
     pub silent_loss: f64,
+    /// How a tie between the earliest output spikes is classified (accuracy and predictions).
+    pub tie_rule: TieRule,
     /// Adam learning rate of the weights.
     pub lr_weights: f64,
     /// Adam learning rate of the delay parameters.
@@ -33,6 +36,8 @@ pub struct TrainConfig {
     pub delay_param: DelayParam,
     /// Solver method of the forward pass.
     pub method: Method,
+    /// The slope the gradients at given (e.g. measured) times divide by.
+    pub gradient_slope: GradientSlope,
 }
 
 impl Default for TrainConfig {
@@ -40,6 +45,7 @@ impl Default for TrainConfig {
         TrainConfig {
             loss: Loss::mse(),
             silent_loss: SILENT_LOSS,
+            tie_rule: TieRule::Wrong,
             lr_weights: 0.01,
             lr_delays: 0.003,
             schedule: StepLr::default(),
@@ -49,6 +55,7 @@ impl Default for TrainConfig {
             bump_limits: Self::default_bump_limits(2),
             delay_param: DelayParam::default(),
             method: Method::Auto,
+            gradient_slope: GradientSlope::Measured,
         }
     }
 }

@@ -6,7 +6,7 @@ use super::report::{EpochReport, EpochSums, EvalReport, StepReport, silent_fract
 use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::forward::forward;
-use crate::gradient::{BackwardOptions, Gradients, backward};
+use crate::gradient::{BackwardOptions, GradientSlope, Gradients, backward};
 use crate::loss::evaluate;
 use crate::matrix::Matrix;
 use crate::network::Network;
@@ -209,7 +209,16 @@ impl Trainer {
         self.check_x(x)?;
         let opts = self.backward_options(false);
         let cfg = &self.config;
-        let pass = forward_backward(&self.net, x, labels, &cfg.loss, cfg.silent_loss, &opts, exec)?;
+        let pass = forward_backward(
+            &self.net,
+            x,
+            labels,
+            &cfg.loss,
+            cfg.silent_loss,
+            cfg.tie_rule,
+            &opts,
+            exec,
+        )?;
         self.conclude(pass, epoch)
     }
 
@@ -292,7 +301,8 @@ impl Trainer {
         let out = times
             .last()
             .ok_or_else(|| Error::shape("times", "one matrix per layer", "none"))?;
-        let report = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        let cfg = &self.config;
+        let report = evaluate(&cfg.loss, out, labels, cfg.silent_loss, false, cfg.tie_rule)?;
         match self.stabilise(times, report, epoch)? {
             (step, Some(dl_dt)) => {
                 let net = at.unwrap_or(&self.net);
@@ -303,13 +313,36 @@ impl Trainer {
         }
     }
 
-    /// The backward pass's options (`given`: the times are given, e.g. recorded on a chip).
+    /// The backward pass's options (`given`: the times are given, e.g. recorded on a chip; only
+    /// then does the configured [`GradientSlope`] apply: at the model's own times u = theta).
     pub(crate) fn backward_options(&self, given: bool) -> BackwardOptions {
         BackwardOptions {
             max_dw_norm: self.config.max_dw_norm,
             check_given_times: given,
             method: self.config.method,
+            slope: if given {
+                self.config.gradient_slope
+            } else {
+                GradientSlope::Measured
+            },
         }
+    }
+
+    /// Clamps every trained weight to [-limit, limit] (e.g. the largest weight a chip's grid
+    /// represents, so that the float shadow weights stay where a change still reaches the chip);
+    /// delays are left as they are. `limit` must be finite and >= 0.
+    pub fn clamp_weights(&mut self, limit: f64) -> Result<()> {
+        if !(limit.is_finite() && limit >= 0.0) {
+            return Err(Error::value(
+                "limit",
+                format!("expected a finite number >= 0, got {limit}"),
+            ));
+        }
+        for t in self.tensors.iter_mut().filter(|t| t.kind == TensorKind::Weights) {
+            t.values.iter_mut().for_each(|w| *w = w.clamp(-limit, limit));
+        }
+        self.sync();
+        Ok(())
     }
 
     /// Records the gradients' counts in the report and takes the Adam step.
@@ -363,7 +396,8 @@ impl Trainer {
         self.net.validate_times("x", x, self.net.n_in())?;
         let times = forward(&self.net, x, self.config.method, exec)?;
         let out = times.last().ok_or_else(|| Error::value("network", "no layers"))?;
-        let r = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        let cfg = &self.config;
+        let r = evaluate(&cfg.loss, out, labels, cfg.silent_loss, false, cfg.tie_rule)?;
         let n = labels.len();
         Ok(EvalReport {
             loss: r.mean,
