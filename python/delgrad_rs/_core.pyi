@@ -18,6 +18,7 @@ __all__ = [
     "InvalidValueError",
     "OptionError",
     "DivergedError",
+    "AllocationError",
     "__version__",
     "T_EARLY",
     "T_LATE",
@@ -54,6 +55,9 @@ class OptionError(DelgradError, ValueError):
 
 class DivergedError(DelgradError, RuntimeError):
     """Training produced non-finite parameters, gradients or losses."""
+
+class AllocationError(DelgradError, MemoryError):
+    """A size (of a layer, a batch, a chip) needs more memory than can be had; names the argument."""
 
 _Method = Literal["auto", "bracket"]
 _LossKind = Literal["mse", "ce", "cross_entropy"]

@@ -240,7 +240,7 @@ pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, s
     if let Some(i) = out_slice.iter().position(|t| t.is_nan() || *t == f64::NEG_INFINITY) {
         return Err(Error::value("out_times", format!("entry {i} is {}", out_slice[i])));
     }
-    let mut dl_dt = Matrix::zeros(out.rows(), out.cols());
+    let mut dl_dt = Matrix::zeros("out_times", out.rows(), out.cols())?;
     let mut per_sample = Vec::with_capacity(out.rows());
     let mut predicted = Vec::with_capacity(out.rows());
     let mut silent = 0;
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn bad_labels_and_parameters_are_errors() {
-        let out = Matrix::zeros(2, 3);
+        let out = Matrix::zeros("t", 2, 3).unwrap();
         assert!(evaluate(&Loss::mse(), &out, &[0], 100.0, false).is_err());
         assert!(evaluate(&Loss::mse(), &out, &[0, 3], 100.0, false).is_err());
         let bad = Loss::CrossEntropy {
