@@ -204,8 +204,10 @@ class Trainer:
     Omitted options take the core's reference values: MSE with ``delta`` 0.2 (cross-entropy
     ``xi`` 0.2, ``alpha`` 0.005, ``beta`` 1), ``silent_loss`` 100, ``lr_weights`` 0.01,
     ``lr_delays`` 0.003, ``step_size`` 20, ``gamma`` 0.95, Adam (0.9, 0.999, 1e-8),
-    ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`,
-    the sigmoid delay parametrisation with ``delay_shift`` 0 and ``delay_scale`` 1.
+    ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`
+    (one fraction in [0, 1] per layer), the sigmoid delay parametrisation with ``delay_shift`` 0
+    and ``delay_scale`` 1. An argument of the wrong type is a ``TypeError``, one outside its domain
+    an ``InvalidValueError``; both name the argument and the expected form.
     """
 
     def __new__(

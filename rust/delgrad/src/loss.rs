@@ -228,6 +228,13 @@ pub(crate) fn report(
 /// Evaluates `loss` on output times `[batch, n_out]` and labels; silent samples get the
 /// constant `silent_loss` and zero gradient (never NaN).
 pub fn evaluate(loss: &Loss, out: &Matrix, labels: &[usize], silent_loss: f64, strict: bool) -> Result<LossReport> {
+    if out.cols() == 0 {
+        return Err(Error::shape(
+            "out_times",
+            "[batch, n_out >= 1] (one column per class)",
+            format!("[{}, 0]", out.rows()),
+        ));
+    }
     validate_labels(loss, labels, out.rows(), out.cols())?;
     if !silent_loss.is_finite() {
         return Err(Error::value(
@@ -335,6 +342,11 @@ mod tests {
         let out = Matrix::zeros("t", 2, 3).unwrap();
         assert!(evaluate(&Loss::mse(), &out, &[0], 100.0, false).is_err());
         assert!(evaluate(&Loss::mse(), &out, &[0, 3], 100.0, false).is_err());
+        let none = Matrix::zeros("t", 2, 0).unwrap();
+        let e = evaluate(&Loss::mse(), &none, &[0, 0], 100.0, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("out_times: expected shape [batch, n_out >= 1]"), "{e}");
         let bad = Loss::CrossEntropy {
             xi: 0.0,
             alpha: 0.0,
