@@ -44,7 +44,7 @@ CASES = {
         from delgrad_hw.emulator import EmulatedChip
         EmulatedChip(resources=dataclasses.replace(BSS2, neurons_per_hemisphere=10**9))"""
     ),
-    "forward_batch": "delgrad_rs.Network.create([1, 4000], threads=1).core.forward(np.zeros((10**6, 1)))",
+    "forward_batch": "delgrad_rs.Network.create([1, 40000], threads=1).core.forward(np.zeros((10**6, 1)))",
 }
 
 #: What each message must say: the argument and the memory (or that no address space holds it).
@@ -56,7 +56,7 @@ EXPECTED = {
     "chip_pattern": ("circuits", "22.4 GiB"),
     "chip_pattern_2**63": ("rows", "address space"),
     "emulated_chip": ("resources.neurons_per_hemisphere", "22.4 GiB"),
-    "forward_batch": ("input", "29.8 GiB"),
+    "forward_batch": ("input", "298.0 GiB"),
 }
 
 

@@ -82,17 +82,17 @@ fn matrices_check_their_size() {
 
 #[test]
 fn a_batch_whose_spike_times_cannot_be_held_is_named() {
-    // [1e6, 1] inputs (8 MB) into 4000 neurons: 32 GB of spike times.
+    // [1e6, 1] inputs (8 MB) into 40000 neurons: 320 GB of spike times.
     let layer = Layer::new(
         Neuron::new(2.0, 1.0).unwrap(),
         1.0,
-        Matrix::filled("w", 4000, 1, 1.0).unwrap(),
+        Matrix::filled("w", 40_000, 1, 1.0).unwrap(),
     );
     let net = Network::new(vec![layer]).unwrap();
     let x = Matrix::zeros("x", 1_000_000, 1).unwrap();
     let exec = Executor::new(1).unwrap();
     let e = memory_error(forward(&net, &x, Method::Auto, &exec));
-    assert!(e.starts_with("input: a [1000000, 4000] matrix"), "{e}");
+    assert!(e.starts_with("input: a [1000000, 40000] matrix"), "{e}");
     let loss = Loss::from_name("mse", Loss::MSE_DELTA, Loss::CE_XI, Loss::CE_ALPHA, Loss::CE_BETA).unwrap();
     let labels = vec![0; x.rows()];
     let opts = BackwardOptions::default();
