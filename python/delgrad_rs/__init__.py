@@ -9,6 +9,7 @@ command-line tool.
 
 from delgrad_rs import conformance, datasets, hardware
 from delgrad_rs._core import (
+    AllocationError,
     DelgradError,
     DivergedError,
     InvalidValueError,
@@ -26,6 +27,7 @@ from delgrad_rs.network import Network
 from delgrad_rs.training import CheckpointError, evaluate_run, fit, load_checkpoint
 
 __all__ = [
+    "AllocationError",
     "CheckpointError",
     "Config",
     "ConfigError",

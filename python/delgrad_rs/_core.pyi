@@ -18,6 +18,7 @@ __all__ = [
     "InvalidValueError",
     "OptionError",
     "DivergedError",
+    "AllocationError",
     "__version__",
     "T_EARLY",
     "T_LATE",
@@ -55,6 +56,9 @@ class OptionError(DelgradError, ValueError):
 
 class DivergedError(DelgradError, RuntimeError):
     """Training produced non-finite parameters, gradients or losses."""
+
+class AllocationError(DelgradError, MemoryError):
+    """A size (of a layer, a batch, a chip) needs more memory than can be had; names the argument."""
 
 _Method = Literal["auto", "bracket"]
 _LossKind = Literal["mse", "ce", "cross_entropy"]
@@ -208,14 +212,16 @@ class Trainer:
     Omitted options take the core's reference values: MSE with ``delta`` 0.2 (cross-entropy
     ``xi`` 0.2, ``alpha`` 0.005, ``beta`` 1), ``silent_loss`` 100, ``lr_weights`` 0.01,
     ``lr_delays`` 0.003, ``step_size`` 20, ``gamma`` 0.95, Adam (0.9, 0.999, 1e-8),
-    ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`,
-    the sigmoid delay parametrisation with ``delay_shift`` 0 and ``delay_scale`` 1.
-    ``tie_rule`` classifies a tie between the earliest output spikes in every accuracy the trainer
-    reports: ``"wrong"`` (a tie is wrong) or ``"first"`` (the lowest tied class, as the reference
-    code); silent outputs are wrong under both. ``gradient_slope`` is the slope the gradients at
-    given (measured) times divide by: ``"measured"`` (the ideal potential's, at the given time) or
-    ``"nominal"`` (the slope formula with the nominal threshold in place of the potential,
-    ``rho + (u(t) - theta) / tau_m``; docs/hardware.md).
+    ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`
+    (one fraction in [0, 1] per layer), the sigmoid delay parametrisation with ``delay_shift`` 0
+    and ``delay_scale`` 1. ``tie_rule`` classifies a tie between the earliest output spikes in
+    every accuracy the trainer reports: ``"wrong"`` (a tie is wrong) or ``"first"`` (the lowest
+    tied class, as the reference code); silent outputs are wrong under both. ``gradient_slope`` is
+    the slope the gradients at given (measured) times divide by: ``"measured"`` (the ideal
+    potential's, at the given time) or ``"nominal"`` (the slope formula with the nominal threshold
+    in place of the potential, ``rho + (u(t) - theta) / tau_m``; docs/hardware.md). An argument of
+    the wrong type is a ``TypeError``, one outside its domain an ``InvalidValueError``; both name
+    the argument and the expected form.
     """
 
     def __new__(

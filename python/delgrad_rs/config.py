@@ -380,6 +380,11 @@ def _check_training(t: TrainingConfig, n_layers: int) -> None:
         "training.bump_limits",
         f"expected one limit per layer ({n_layers}), got {len(t.bump_limits)}",
     )
+    _require(
+        all(0 <= v <= 1 for v in t.bump_limits),
+        "training.bump_limits",
+        f"expected fractions in [0, 1], got {t.bump_limits}",
+    )
     _require(t.checkpoint_every >= 1, "training.checkpoint_every", f"must be >= 1, got {t.checkpoint_every}")
     _require(t.save_every >= 1, "training.save_every", f"must be >= 1, got {t.save_every}")
     _require(t.silent_patience >= 1, "training.silent_patience", f"must be >= 1, got {t.silent_patience}")

@@ -10,13 +10,31 @@ import numpy as np
 from delgrad_rs import _core
 
 
-def _num(v: float | None) -> float:
-    return math.inf if v is None else float(v)
+def _num(v: object, arg: str) -> float:
+    """Return one entry: a number, or None for +inf; anything else is a TypeError naming ``arg``."""
+    if v is None:
+        return math.inf
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        raise TypeError(f"{arg}: expected numbers (None = +inf), got {type(v).__name__} {v!r}")
+    return float(v)
 
 
-def _arr(v: Any) -> np.ndarray:
-    a = np.asarray(v, dtype=object)
-    return np.vectorize(_num, otypes=[np.float64])(a) if a.size else a.astype(np.float64)
+def _arr(v: Any, arg: str) -> np.ndarray:
+    """Return a rectangular array of numbers (None = +inf); a ragged one is a ShapeError naming ``arg``."""
+    try:
+        a = np.array(v, dtype=object)
+    except ValueError:  # numpy refuses some ragged nestings outright
+        a = None
+    if a is None or any(isinstance(e, list | tuple | np.ndarray) for e in a.flat):
+        raise _core.ShapeError(f"{arg}: expected a rectangular array of numbers, got ragged lists")
+    return np.vectorize(lambda e: _num(e, arg), otypes=[np.float64])(a) if a.size else a.astype(np.float64)
+
+
+def _float(v: object, arg: str) -> float:
+    """Return the number ``arg`` (not None)."""
+    if v is None:
+        raise TypeError(f"{arg}: expected a number, got None")
+    return _num(v, arg)
 
 
 def _out(a: np.ndarray) -> Any:
@@ -44,24 +62,27 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     """
     neuron = case["neuron"]
     layers = []
-    for layer in case["layers"]:
+    for i, layer in enumerate(case["layers"]):
         d: dict[str, Any] = {
-            "w": _arr(layer["w"]),
-            "tau_m": float(neuron["tau_m"]),
-            "tau_s": float(neuron["tau_s"]),
+            "w": _arr(layer["w"], f"layers[{i}].w"),
+            "tau_m": _float(neuron["tau_m"], "neuron.tau_m"),
+            "tau_s": _float(neuron["tau_s"], "neuron.tau_s"),
         }
         if "theta" in layer:
-            d["theta"] = _arr(layer["theta"])
+            d["theta"] = _arr(layer["theta"], f"layers[{i}].theta")
         for key in ("d_syn", "d_axo", "d_den"):
             if layer.get(key) is not None:
-                d[key] = _arr(layer[key])
+                d[key] = _arr(layer[key], f"layers[{i}].{key}")
         layers.append(d)
     net = _core.Network(layers, threads=1)
-    x = _arr(case["input"]).reshape(1, -1)
+    x = _arr(case["input"], "input").reshape(1, -1)
+    label = case["label"]
+    if isinstance(label, bool) or not isinstance(label, int | np.integer):
+        raise TypeError(f"label: expected an integer >= 0, got {type(label).__name__} {label!r}")
     times = net.forward(x)
     loss_spec = dict(case["loss"])
     kind = loss_spec.pop("kind")
-    report = _core.loss_and_grad(times[-1], np.array([int(case["label"])]), kind, strict=True, **loss_spec)
+    report = _core.loss_and_grad(times[-1], np.array([label]), kind, strict=True, **loss_spec)
     grads = net.backward(x, times, report["dl_dt"])
     silent = report["silent"] > 0
     return {

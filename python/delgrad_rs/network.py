@@ -24,6 +24,13 @@ _DELAY_ALIASES = {
 }
 
 
+def _size(v: object, arg: str) -> int:
+    """Return a layer size given as a Python or numpy integer; other types are a TypeError naming ``arg``."""
+    if isinstance(v, bool) or not isinstance(v, int | np.integer):
+        raise TypeError(f"{arg}: expected an integer >= 1, got {type(v).__name__} {v!r}")
+    return int(v)
+
+
 def parse_delay_kinds(spec: str | Sequence[str] | None, arg: str = "delays") -> list[str]:
     """Normalise a delay specification to a list of kind names.
 
@@ -133,7 +140,7 @@ class Network:
             The new network.
 
         """
-        sizes = [int(s) for s in sizes]
+        sizes = [_size(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
         if len(sizes) < 2:
             raise _core.InvalidValueError(f"sizes: expected [n_in, n_1, ...] with at least one layer, got {sizes}")
         n_layers = len(sizes) - 1

@@ -223,6 +223,10 @@ class EmulatedChip:
             hardware_forward(  # validates the temporal parameters and threads once, here
                 CoreNetwork([{"w": [[1.0]]}], threads=threads), np.zeros((0, 1)), noise=temporal
             )
+        except MemoryError as exc:  # the core's AllocationError, naming chip_pattern's argument
+            arg, _, rest = str(exc).partition(": ")
+            names = {"circuits": "neurons_per_hemisphere", "rows": "rows_per_hemisphere"}
+            raise ValueError(f"resources.{names.get(arg, arg)}: {rest}") from None
         except ValueError as exc:
             raise ValueError(str(exc)) from None
         self._noise_seed = stable_seed("delgrad-hw-noise", chip_id, self.seed)

@@ -7,9 +7,9 @@
 use delgrad::Matrix;
 use numpy::ndarray::{Array1, Array2, ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyTuple};
 
 use crate::errors::{CoreError, option_err, shape_err, value_err};
 
@@ -123,6 +123,21 @@ pub fn indices(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<Vec<usize>> {
         let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
         return Err(shape_err(arg, "[n] (1-d)", shape_str(&shape)));
     }
+    // Unsigned arrays are read as uint64 (as int64, values >= 2**63 would turn negative).
+    if kind == "u" {
+        let arr = np.call_method1("ascontiguousarray", (arr, np.getattr("uint64")?))?;
+        let arr = arr.cast_into::<numpy::PyArray1<u64>>()?;
+        let ro = arr.readonly();
+        return ro
+            .as_slice()?
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                usize::try_from(x)
+                    .map_err(|_| value_err(arg, format!("entry {i} is {x}, beyond this machine's indices")))
+            })
+            .collect();
+    }
     let arr = np.call_method1("ascontiguousarray", (arr, np.getattr("int64")?))?;
     let arr = arr.cast_into::<numpy::PyArray1<i64>>()?;
     let ro = arr.readonly();
@@ -208,12 +223,51 @@ pub fn get_f64(d: &Bound<'_, PyDict>, key: &str, prefix: &str) -> PyResult<Optio
         .transpose()
 }
 
-/// A non-negative integer.
+/// `obj` as an integer (a Python or numpy integer; not a bool or float), or a `TypeError` naming
+/// `arg` and the expected `form`; integers beyond i128 are an `InvalidValueError`.
+fn integer(v: &Bound<'_, PyAny>, arg: &str, form: &str) -> PyResult<i128> {
+    let err = || PyTypeError::new_err(format!("{arg}: expected {form}, got {}", describe(v)));
+    if v.is_instance_of::<PyBool>() || v.is_instance_of::<PyFloat>() {
+        return Err(err());
+    }
+    match v.extract::<i128>() {
+        Ok(i) => Ok(i),
+        Err(e) if e.is_instance_of::<PyOverflowError>(v.py()) => {
+            Err(value_err(arg, format!("expected {form}, got {}", describe(v))))
+        }
+        Err(_) => Err(err()),
+    }
+}
+
+/// The type and value of `v` for messages (`float 1.5`, `str '1'`, `None`).
+fn describe(v: &Bound<'_, PyAny>) -> String {
+    if v.is_none() {
+        return "None".into();
+    }
+    let repr = v.repr().map(|r| r.to_string()).unwrap_or_default();
+    let repr = if repr.chars().count() > 40 {
+        format!("{}...", repr.chars().take(40).collect::<String>())
+    } else {
+        repr
+    };
+    format!("{} {repr}", type_name(v))
+}
+
+/// A non-negative integer `arg`.
 pub fn usize_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<usize> {
-    let i: i64 = v
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("{arg}: expected an integer, got {}", type_name(v))))?;
-    usize::try_from(i).map_err(|_| value_err(arg, format!("expected an integer >= 0, got {i}")))
+    to_usize(integer(v, arg, "an integer >= 0")?, arg)
+}
+
+/// `i` as a size or count, or an `InvalidValueError` naming `arg` (negative or beyond 64 bits).
+fn to_usize(i: i128, arg: &str) -> PyResult<usize> {
+    usize::try_from(i).map_err(|_| {
+        let form = if i < 0 {
+            "an integer >= 0".to_string()
+        } else {
+            format!("an integer <= {}", usize::MAX)
+        };
+        value_err(arg, format!("expected {form}, got {i}"))
+    })
 }
 
 /// The non-negative integer under `key` of `d`, if present (and not None).
@@ -223,19 +277,81 @@ pub fn get_usize(d: &Bound<'_, PyDict>, key: &str, prefix: &str) -> PyResult<Opt
         .transpose()
 }
 
-/// A seed or run counter: an integer in [0, 2**64).
-pub fn u64_arg(v: i128, arg: &str) -> PyResult<u64> {
-    u64::try_from(v).map_err(|_| value_err(arg, format!("expected an integer in [0, 2**64), got {v}")))
+/// A seed or run counter `arg`: an integer in [0, 2**64).
+pub fn u64_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<u64> {
+    const FORM: &str = "an integer in [0, 2**64)";
+    let i = integer(v, arg, FORM)?;
+    u64::try_from(i).map_err(|_| value_err(arg, format!("expected {FORM}, got {i}")))
 }
 
-/// A thread count: None or an integer >= 0 (0: one per core).
-pub fn threads_arg(threads: Option<i64>) -> PyResult<usize> {
-    match threads {
-        None => Ok(0),
-        Some(t) => {
-            usize::try_from(t).map_err(|_| value_err("threads", format!("expected an integer >= 0 or None, got {t}")))
-        }
+/// A thread count `arg`: None (the default) or an integer >= 0 (0: one per core).
+pub fn threads_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<Option<usize>> {
+    const FORM: &str = "None or an integer >= 0";
+    if v.is_none() {
+        return Ok(None);
     }
+    to_usize(integer(v, arg, FORM)?, arg).map(Some)
+}
+
+/// A real number `arg` (a Python or numpy number; not a bool or string).
+pub fn f64_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<f64> {
+    let err = || PyTypeError::new_err(format!("{arg}: expected a number, got {}", describe(v)));
+    if v.is_instance_of::<PyBool>() {
+        return Err(err());
+    }
+    v.extract::<f64>().map_err(|_| err())
+}
+
+/// None or a real number `arg`.
+pub fn opt_f64_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<Option<f64>> {
+    opt(Some(v)).map(|v| f64_arg(v, arg)).transpose()
+}
+
+/// None or a 1-d array of numbers `arg`.
+pub fn opt_vector_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<Option<Vec<f64>>> {
+    opt(Some(v)).map(|v| vector(v, arg)).transpose()
+}
+
+/// A bool `arg` (True or False; numbers and strings are not flags).
+pub fn bool_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<bool> {
+    v.cast::<PyBool>()
+        .map(|b| b.is_true())
+        .map_err(|_| PyTypeError::new_err(format!("{arg}: expected True or False, got {}", describe(v))))
+}
+
+/// A string `arg`.
+pub fn str_arg(v: &Bound<'_, PyAny>, arg: &str) -> PyResult<String> {
+    v.extract::<String>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg}: expected a string, got {}", describe(v))))
+}
+
+/// Extractors for `#[pyo3(from_py_with = arg::NAME)]`: one per argument name, each converting
+/// with the typed extractor of its kind, so that every error names the argument and the
+/// expected form (PyO3's own conversion errors name neither).
+pub mod arg {
+    use pyo3::prelude::*;
+
+    macro_rules! named {
+        ($convert:ident -> $ty:ty: $($name:ident),+ $(,)?) => {
+            $(
+                pub fn $name(v: &Bound<'_, PyAny>) -> PyResult<$ty> {
+                    super::$convert(v, stringify!($name))
+                }
+            )+
+        };
+    }
+
+    named!(usize_arg -> usize: epoch, batch, step_size, max_retries, n_in, n_layers, circuits, rows, repeat);
+    named!(u64_arg -> u64: seed, counter);
+    named!(threads_arg -> Option<usize>: threads);
+    named!(f64_arg -> f64:
+        delta, xi, alpha, beta, silent_loss, lr_weights, lr_delays, gamma, adam_beta1, adam_beta2, adam_eps,
+        bump, delay_shift, delay_scale, theta_offset_mean, theta_offset_std, tau_m_mismatch, tau_s_mismatch,
+        gain_mismatch, t_early, t_late);
+    named!(opt_f64_arg -> Option<f64>: max_dw_norm);
+    named!(opt_vector_arg -> Option<Vec<f64>>: bump_limits);
+    named!(bool_arg -> bool: strict, check_given_times, clamp_float_weights);
+    named!(str_arg -> String: split);
 }
 
 /// One matrix per layer.

@@ -1,13 +1,14 @@
 //! The one mapping from core errors (and panics) to the Python exceptions of `delgrad_rs._core`.
 //!
 //! `DelgradError(RuntimeError)` is the base; `ShapeError`, `InvalidValueError` and `OptionError`
-//! also derive from `ValueError`, `DivergedError` from `RuntimeError`. The classes are created
+//! also derive from `ValueError`, `DivergedError` from `RuntimeError`, `AllocationError` from
+//! `MemoryError`. The classes are created
 //! once per interpreter (multiple inheritance is not expressible with `create_exception!`).
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -21,6 +22,7 @@ pub struct ExcTypes {
     pub value: Py<PyType>,
     pub option: Py<PyType>,
     pub diverged: Py<PyType>,
+    pub allocation: Py<PyType>,
 }
 
 static TYPES: PyOnceLock<ExcTypes> = PyOnceLock::new();
@@ -68,12 +70,20 @@ pub fn types(py: Python<'_>) -> PyResult<&ExcTypes> {
             vec![b(), py.get_type::<PyRuntimeError>()],
             "Training produced non-finite parameters, gradients or losses.",
         )?;
+        let allocation = new_type(
+            py,
+            "AllocationError",
+            vec![b(), py.get_type::<PyMemoryError>()],
+            "A size (of a layer, a batch, a chip) needs more memory than can be had; the message names \
+             the argument and the memory needed.",
+        )?;
         Ok::<_, PyErr>(ExcTypes {
             base,
             shape,
             value,
             option,
             diverged,
+            allocation,
         })
     })
 }
@@ -100,6 +110,7 @@ impl From<CoreError> for PyErr {
                 delgrad::Error::Value { .. } => &t.value,
                 delgrad::Error::Option { .. } => &t.option,
                 delgrad::Error::Diverged(_) => &t.diverged,
+                delgrad::Error::Memory { .. } => &t.allocation,
             };
             PyErr::from_type(ty.bind(py).clone(), e.0.to_string())
         })

@@ -10,10 +10,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::{
-    array_to_py, as_dict, as_list, check_keys, f64_array, get_f64, matrices_to_py, matrix, opt, u64_arg, vec_to_py,
-    vector,
+    arg, array_to_py, as_dict, as_list, check_keys, f64_array, get_f64, matrices_to_py, matrix, opt, vec_to_py, vector,
 };
-use crate::errors::{CoreError, compute, value_err, within};
+use crate::errors::{CoreError, compute, within};
 use crate::network::PyNetwork;
 
 /// A chip's weight and delay grid (see the stub and `delgrad::hardware::Grid`).
@@ -167,21 +166,19 @@ impl RunArgs {
     /// Converts the Python arguments of a run of `net` (`pattern` or `noise` None: none given).
     pub fn new(
         net: &Network,
-        repeat: i64,
+        repeat: usize,
         pattern: Option<&Bound<'_, PyAny>>,
         noise: Option<&Bound<'_, PyAny>>,
-        seed: i128,
-        counter: i128,
+        seed: u64,
+        counter: u64,
     ) -> PyResult<Self> {
-        let repeat = usize::try_from(repeat)
-            .map_err(|_| value_err("repeat", format!("expected an integer >= 1, got {repeat}")))?;
         let pattern = opt(pattern).map(|p| pattern_from_list(p, net)).transpose()?;
         Ok(RunArgs {
             repeat,
             pattern,
             noise: noise_from_dict(noise)?,
-            seed: u64_arg(seed, "seed")?,
-            counter: u64_arg(counter, "counter")?,
+            seed,
+            counter,
         })
     }
 
@@ -204,11 +201,11 @@ pub fn hardware_forward<'py>(
     py: Python<'py>,
     network: PyRef<'py, PyNetwork>,
     x: &Bound<'py, PyAny>,
-    repeat: i64,
+    #[pyo3(from_py_with = arg::repeat)] repeat: usize,
     pattern: Option<&Bound<'py, PyAny>>,
     noise: Option<&Bound<'py, PyAny>>,
-    seed: i128,
-    counter: i128,
+    #[pyo3(from_py_with = arg::seed)] seed: u64,
+    #[pyo3(from_py_with = arg::counter)] counter: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let net = &network.net;
     let a = RunArgs::new(net, repeat, pattern, noise, seed, counter)?;
@@ -242,16 +239,15 @@ pub fn hardware_forward<'py>(
 #[allow(clippy::too_many_arguments)]
 pub fn chip_pattern<'py>(
     py: Python<'py>,
-    circuits: usize,
-    rows: usize,
-    seed: i128,
-    theta_offset_mean: f64,
-    theta_offset_std: f64,
-    tau_m_mismatch: f64,
-    tau_s_mismatch: f64,
-    gain_mismatch: f64,
+    #[pyo3(from_py_with = arg::circuits)] circuits: usize,
+    #[pyo3(from_py_with = arg::rows)] rows: usize,
+    #[pyo3(from_py_with = arg::seed)] seed: u64,
+    #[pyo3(from_py_with = arg::theta_offset_mean)] theta_offset_mean: f64,
+    #[pyo3(from_py_with = arg::theta_offset_std)] theta_offset_std: f64,
+    #[pyo3(from_py_with = arg::tau_m_mismatch)] tau_m_mismatch: f64,
+    #[pyo3(from_py_with = arg::tau_s_mismatch)] tau_s_mismatch: f64,
+    #[pyo3(from_py_with = arg::gain_mismatch)] gain_mismatch: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let seed = u64_arg(seed, "seed")?;
     let params = PatternParams {
         theta_offset_mean,
         theta_offset_std,

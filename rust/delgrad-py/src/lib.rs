@@ -22,6 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidValueError", t.value.bind(py))?;
     m.add("OptionError", t.option.bind(py))?;
     m.add("DivergedError", t.diverged.bind(py))?;
+    m.add("AllocationError", t.allocation.bind(py))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("T_EARLY", delgrad::dataset::T_EARLY)?;
     m.add("T_LATE", delgrad::dataset::T_LATE)?;

@@ -19,8 +19,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{
-    as_dict, as_list, check_keys, get_f64, get_usize, indices, int64_array, matrices_to_py, matrix, matrix_to_py, opt,
-    required, scalar, scalar_or_vector, threads_arg, times_list, usize_arg, vec_to_py, vector,
+    arg, as_dict, as_list, check_keys, get_f64, get_usize, indices, int64_array, matrices_to_py, matrix, matrix_to_py,
+    opt, required, scalar, scalar_or_vector, times_list, usize_arg, vec_to_py, vector,
 };
 use crate::errors::{CoreError, compute, option_err, value_err, within};
 
@@ -36,9 +36,10 @@ pub fn parse_method(method: &str) -> PyResult<Method> {
     }
 }
 
-/// The process's executor for `threads` (shared by every object asking for that many threads).
-pub fn make_executor(py: Python<'_>, threads: Option<i64>) -> PyResult<Arc<Executor>> {
-    let n = threads_arg(threads)?;
+/// The process's executor for `threads` (shared by every object asking for that many threads;
+/// None: one per core).
+pub fn make_executor(py: Python<'_>, threads: Option<usize>) -> PyResult<Arc<Executor>> {
+    let n = threads.unwrap_or(0);
     compute(py, move || Executor::shared(n))
 }
 
@@ -110,7 +111,7 @@ pub struct PyNetwork {
 
 impl PyNetwork {
     /// The executor of one call: the network's, or the process's for `threads` when given.
-    pub(crate) fn executor(&self, py: Python<'_>, threads: Option<i64>) -> PyResult<Arc<Executor>> {
+    pub(crate) fn executor(&self, py: Python<'_>, threads: Option<usize>) -> PyResult<Arc<Executor>> {
         match threads {
             None => Ok(Arc::clone(&self.exec)),
             Some(_) => make_executor(py, threads),
@@ -122,7 +123,11 @@ impl PyNetwork {
 impl PyNetwork {
     #[new]
     #[pyo3(signature = (layers, *, threads=None))]
-    fn new(py: Python<'_>, layers: &Bound<'_, PyAny>, threads: Option<i64>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        layers: &Bound<'_, PyAny>,
+        #[pyo3(from_py_with = arg::threads)] threads: Option<usize>,
+    ) -> PyResult<Self> {
         let net = network_from_list(layers)?;
         Ok(PyNetwork {
             net,
@@ -153,7 +158,7 @@ impl PyNetwork {
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
-        threads: Option<i64>,
+        #[pyo3(from_py_with = arg::threads)] threads: Option<usize>,
         method: &str,
     ) -> PyResult<Vec<Bound<'py, PyArray2<f64>>>> {
         let method = parse_method(method)?;
@@ -176,8 +181,8 @@ impl PyNetwork {
         x: &Bound<'py, PyAny>,
         times: &Bound<'py, PyAny>,
         dl_dout: &Bound<'py, PyAny>,
-        max_dw_norm: Option<f64>,
-        check_given_times: bool,
+        #[pyo3(from_py_with = arg::max_dw_norm)] max_dw_norm: Option<f64>,
+        #[pyo3(from_py_with = arg::check_given_times)] check_given_times: bool,
         method: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
         let method = parse_method(method)?;
@@ -294,13 +299,13 @@ fn spec_from_dict(obj: &Bound<'_, PyAny>, l: usize) -> PyResult<LayerSpec> {
 #[allow(clippy::too_many_arguments)]
 pub fn init_network(
     py: Python<'_>,
-    n_in: usize,
+    #[pyo3(from_py_with = arg::n_in)] n_in: usize,
     layers: &Bound<'_, PyAny>,
     delay_param: &str,
-    delay_shift: f64,
-    delay_scale: f64,
-    seed: i64,
-    threads: Option<i64>,
+    #[pyo3(from_py_with = arg::delay_shift)] delay_shift: f64,
+    #[pyo3(from_py_with = arg::delay_scale)] delay_scale: f64,
+    #[pyo3(from_py_with = arg::seed)] seed: u64,
+    #[pyo3(from_py_with = arg::threads)] threads: Option<usize>,
 ) -> PyResult<PyNetwork> {
     let param = DelayParam::from_name(delay_param, delay_shift, delay_scale).map_err(CoreError)?;
     let seed = u32::try_from(seed).map_err(|_| value_err("seed", format!("expected 0 <= seed < 2**32, got {seed}")))?;
@@ -328,12 +333,12 @@ pub fn loss_and_grad<'py>(
     out_times: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
     loss: &str,
-    delta: f64,
-    xi: f64,
-    alpha: f64,
-    beta: f64,
-    silent_loss: f64,
-    strict: bool,
+    #[pyo3(from_py_with = arg::delta)] delta: f64,
+    #[pyo3(from_py_with = arg::xi)] xi: f64,
+    #[pyo3(from_py_with = arg::alpha)] alpha: f64,
+    #[pyo3(from_py_with = arg::beta)] beta: f64,
+    #[pyo3(from_py_with = arg::silent_loss)] silent_loss: f64,
+    #[pyo3(from_py_with = arg::strict)] strict: bool,
     tie_rule: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let loss = Loss::from_name(loss, delta, xi, alpha, beta).map_err(CoreError)?;

@@ -15,8 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{
-    as_dict, as_list, check_keys, indices, matrix, matrix_to_py, required, scalar, times_list, usize_arg, vec_to_py,
-    vector,
+    arg, as_dict, as_list, check_keys, indices, matrix, matrix_to_py, required, scalar, times_list, usize_arg,
+    vec_to_py, vector,
 };
 use crate::errors::{CoreError, compute, within};
 use crate::hardware::{PyGrid, RunArgs};
@@ -102,28 +102,28 @@ impl PyTrainer {
         py: Python<'_>,
         network: PyRef<'_, PyNetwork>,
         loss: &str,
-        delta: f64,
-        xi: f64,
-        alpha: f64,
-        beta: f64,
-        silent_loss: f64,
+        #[pyo3(from_py_with = arg::delta)] delta: f64,
+        #[pyo3(from_py_with = arg::xi)] xi: f64,
+        #[pyo3(from_py_with = arg::alpha)] alpha: f64,
+        #[pyo3(from_py_with = arg::beta)] beta: f64,
+        #[pyo3(from_py_with = arg::silent_loss)] silent_loss: f64,
         tie_rule: &str,
-        lr_weights: f64,
-        lr_delays: f64,
-        step_size: usize,
-        gamma: f64,
-        adam_beta1: f64,
-        adam_beta2: f64,
-        adam_eps: f64,
-        max_dw_norm: Option<f64>,
-        bump: f64,
-        bump_limits: Option<Vec<f64>>,
+        #[pyo3(from_py_with = arg::lr_weights)] lr_weights: f64,
+        #[pyo3(from_py_with = arg::lr_delays)] lr_delays: f64,
+        #[pyo3(from_py_with = arg::step_size)] step_size: usize,
+        #[pyo3(from_py_with = arg::gamma)] gamma: f64,
+        #[pyo3(from_py_with = arg::adam_beta1)] adam_beta1: f64,
+        #[pyo3(from_py_with = arg::adam_beta2)] adam_beta2: f64,
+        #[pyo3(from_py_with = arg::adam_eps)] adam_eps: f64,
+        #[pyo3(from_py_with = arg::max_dw_norm)] max_dw_norm: Option<f64>,
+        #[pyo3(from_py_with = arg::bump)] bump: f64,
+        #[pyo3(from_py_with = arg::bump_limits)] bump_limits: Option<Vec<f64>>,
         delay_param: &str,
-        delay_shift: f64,
-        delay_scale: f64,
+        #[pyo3(from_py_with = arg::delay_shift)] delay_shift: f64,
+        #[pyo3(from_py_with = arg::delay_scale)] delay_scale: f64,
         method: &str,
         gradient_slope: &str,
-        threads: Option<i64>,
+        #[pyo3(from_py_with = arg::threads)] threads: Option<usize>,
     ) -> PyResult<Self> {
         let n_layers = network.net.layers.len();
         let config = TrainConfig {
@@ -163,7 +163,7 @@ impl PyTrainer {
         }
     }
 
-    fn learning_rates(&self, epoch: usize) -> (f64, f64) {
+    fn learning_rates(&self, #[pyo3(from_py_with = arg::epoch)] epoch: usize) -> (f64, f64) {
         self.trainer.learning_rates(epoch)
     }
 
@@ -172,7 +172,7 @@ impl PyTrainer {
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
-        epoch: usize,
+        #[pyo3(from_py_with = arg::epoch)] epoch: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
@@ -188,7 +188,7 @@ impl PyTrainer {
         x: &Bound<'py, PyAny>,
         times: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
-        epoch: usize,
+        #[pyo3(from_py_with = arg::epoch)] epoch: usize,
         at: Option<PyRef<'py, PyNetwork>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let x = matrix(x, "x")?;
@@ -228,13 +228,13 @@ impl PyTrainer {
         groups: &Bound<'py, PyAny>,
         x: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
-        epoch: usize,
+        #[pyo3(from_py_with = arg::epoch)] epoch: usize,
         at: Option<PyRef<'py, PyNetwork>>,
-        repeat: i64,
+        #[pyo3(from_py_with = arg::repeat)] repeat: usize,
         pattern: Option<&Bound<'py, PyAny>>,
         noise: Option<&Bound<'py, PyAny>>,
-        seed: i128,
-        counter: i128,
+        #[pyo3(from_py_with = arg::seed)] seed: u64,
+        #[pyo3(from_py_with = arg::counter)] counter: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let run = RunArgs::new(&chip.net, repeat, pattern, noise, seed, counter)?;
         let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
@@ -264,17 +264,17 @@ impl PyTrainer {
         groups: &Bound<'py, PyAny>,
         x: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
-        batch: usize,
-        epoch: usize,
+        #[pyo3(from_py_with = arg::batch)] batch: usize,
+        #[pyo3(from_py_with = arg::epoch)] epoch: usize,
         grid: PyRef<'py, PyGrid>,
-        repeat: i64,
+        #[pyo3(from_py_with = arg::repeat)] repeat: usize,
         pattern: Option<&Bound<'py, PyAny>>,
         noise: Option<&Bound<'py, PyAny>>,
-        seed: i128,
-        counter: i128,
-        max_retries: usize,
+        #[pyo3(from_py_with = arg::seed)] seed: u64,
+        #[pyo3(from_py_with = arg::counter)] counter: u64,
+        #[pyo3(from_py_with = arg::max_retries)] max_retries: usize,
         gradient_weights: &str,
-        clamp_float_weights: bool,
+        #[pyo3(from_py_with = arg::clamp_float_weights)] clamp_float_weights: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let run = RunArgs::new(&chip.net, repeat, pattern, noise, seed, counter)?;
         let recipe = HostRecipe {
@@ -330,8 +330,8 @@ impl PyTrainer {
         x: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
         order: &Bound<'py, PyAny>,
-        batch: usize,
-        epoch: usize,
+        #[pyo3(from_py_with = arg::batch)] batch: usize,
+        #[pyo3(from_py_with = arg::epoch)] epoch: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
@@ -434,6 +434,6 @@ pub fn epoch_totals<'py>(py: Python<'py>, steps: &Bound<'py, PyAny>) -> PyResult
 
 /// The reference bump limits of a network of `n_layers` layers (the trainer's `bump_limits=None`).
 #[pyfunction]
-pub fn default_bump_limits(n_layers: usize) -> Vec<f64> {
+pub fn default_bump_limits(#[pyo3(from_py_with = arg::n_layers)] n_layers: usize) -> Vec<f64> {
     TrainConfig::default_bump_limits(n_layers)
 }

@@ -7,6 +7,7 @@
 //! and then rejection-samples a point of that class. A sample is `[x, y, 1 - x, 1 - y]`: the
 //! mirrored coordinates keep the total input activity independent of the position.
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::random::RandomState;
@@ -218,7 +219,7 @@ fn fill(seed: u32, params: &YinYangParams, x: &mut [f64], labels: &mut [usize]) 
 /// reference generator `YinYangDataset(size=split.size(), seed=split.seed())`.
 pub fn yin_yang(split: Split) -> Dataset {
     let n = split.size();
-    let mut x = Matrix::zeros(n, FEATURES);
+    let mut x = Matrix::zeros("split", n, FEATURES).expect("a published split is small");
     let mut y = vec![0; n];
     fill(split.seed(), &YinYangParams::default(), x.as_mut_slice(), &mut y);
     Dataset { x, y }
@@ -231,15 +232,8 @@ pub fn yin_yang(split: Split) -> Dataset {
 /// every class has a reasonable acceptance rate) and `r_big` in `[1e-100, 1e100]`.
 pub fn yin_yang_custom(seed: u32, size: usize, params: YinYangParams) -> Result<Dataset> {
     params.validate()?;
-    let too_large = || Error::value("size", format!("cannot allocate {size} samples"));
-    let len = size.checked_mul(FEATURES).ok_or_else(too_large)?;
-    let mut data = Vec::new();
-    data.try_reserve_exact(len).map_err(|_| too_large())?;
-    data.resize(len, 0.0);
-    let mut y = Vec::new();
-    y.try_reserve_exact(size).map_err(|_| too_large())?;
-    y.resize(size, 0);
-    let mut x = Matrix::from_vec("x", size, FEATURES, data)?;
+    let mut x = Matrix::zeros("size", size, FEATURES)?;
+    let mut y = alloc::filled("size", "the labels", size, 0)?;
     fill(seed, &params, x.as_mut_slice(), &mut y);
     Ok(Dataset { x, y })
 }
@@ -502,7 +496,7 @@ mod tests {
         assert_eq!(arg_of(1e-5, 0.5), "params.r_small");
         assert!(matches!(
             yin_yang_custom(0, usize::MAX, YinYangParams::default()),
-            Err(Error::Value { arg, .. }) if arg == "size"
+            Err(Error::Memory { arg, .. }) if arg == "size"
         ));
     }
 
@@ -526,7 +520,7 @@ mod tests {
             Err(Error::Value { arg, .. }) => arg,
             other => format!("no error: {other:?}"),
         };
-        let mut x = Matrix::zeros(2, 3);
+        let mut x = Matrix::zeros("x", 2, 3).unwrap();
         assert_eq!(arg_of(&x, f64::NAN, 2.0), "t_early");
         assert_eq!(arg_of(&x, 0.15, f64::INFINITY), "t_late");
         assert_eq!(arg_of(&x, 2.0, 0.15), "t_late");

@@ -103,20 +103,22 @@ impl Delays {
         Ok(())
     }
 
-    /// The effective delay matrix d_ki `[n_out, n_in]`.
+    /// The effective delay matrix d_ki `[n_out, n_in]` (of the size of the layer's weights,
+    /// which are held already: see [`crate::alloc`]).
     pub fn effective(&self, n_in: usize, n_out: usize) -> Matrix {
         let g = self.group.max(1);
-        let mut d = Matrix::zeros(n_out, n_in);
+        let mut data = Vec::with_capacity(n_out * n_in);
         for k in 0..n_out {
             let den = self.den.as_ref().map_or(0.0, |v| v[k]);
             // Group by group: the inputs of a group share their synaptic and axonal delays.
-            for (j, group) in d.row_mut(k).chunks_mut(g).enumerate() {
+            for j in 0..n_in.div_ceil(g) {
                 let syn = self.syn.as_ref().map_or(0.0, |m| m.get(k, j));
                 let axo = self.axo.as_ref().map_or(0.0, |v| v[j]);
-                group.fill(syn + axo + den);
+                let len = g.min(n_in - j * g);
+                data.extend(std::iter::repeat_n(syn + axo + den, len));
             }
         }
-        d
+        Matrix::from_vec("delays", n_out, n_in, data).expect("n_in values per neuron")
     }
 
     /// Whether any delay kind is present.
@@ -279,7 +281,7 @@ mod tests {
         };
         assert!(d.validate("l", 4, 3).unwrap_err().to_string().contains("delay_group"));
         let d = Delays {
-            syn: Some(Matrix::zeros(2, 2)),
+            syn: Some(Matrix::zeros("syn", 2, 2).unwrap()),
             ..Default::default()
         };
         assert!(matches!(d.validate("l", 2, 3), Err(Error::Shape { .. })));

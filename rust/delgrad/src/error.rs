@@ -35,6 +35,15 @@ pub enum Error {
     /// Training produced non-finite parameters or losses.
     #[error("training diverged: {0}")]
     Diverged(String),
+    /// A buffer whose size follows from an argument cannot be allocated (too large for the
+    /// address space or the memory available).
+    #[error("{arg}: {message}")]
+    Memory {
+        /// Name of the argument whose value sets the size.
+        arg: String,
+        /// Which buffer, how many values and how much memory it needs.
+        message: String,
+    },
 }
 
 /// Result alias of the crate.
@@ -66,6 +75,14 @@ impl Error {
         }
     }
 
+    /// A memory error for `arg` (see [`crate::alloc`]).
+    pub fn memory(arg: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Memory {
+            arg: arg.into(),
+            message: message.into(),
+        }
+    }
+
     /// The error with its argument named as a part of `within` (`within.arg`), e.g. the field
     /// of a config inside the config; errors without an argument are returned unchanged.
     pub fn within(self, within: &str) -> Self {
@@ -77,6 +94,7 @@ impl Error {
             },
             Error::Value { arg, message } => Error::value(format!("{within}.{arg}"), message),
             Error::Option { arg, message } => Error::option(format!("{within}.{arg}"), message),
+            Error::Memory { arg, message } => Error::memory(format!("{within}.{arg}"), message),
             e @ Error::Diverged(_) => e,
         }
     }

@@ -280,6 +280,13 @@ pub fn evaluate(
     strict: bool,
     tie: TieRule,
 ) -> Result<LossReport> {
+    if out.cols() == 0 {
+        return Err(Error::shape(
+            "out_times",
+            "[batch, n_out >= 1] (one column per class)",
+            format!("[{}, 0]", out.rows()),
+        ));
+    }
     validate_labels(loss, labels, out.rows(), out.cols())?;
     if !silent_loss.is_finite() {
         return Err(Error::value(
@@ -292,7 +299,7 @@ pub fn evaluate(
     if let Some(i) = out_slice.iter().position(|t| t.is_nan() || *t == f64::NEG_INFINITY) {
         return Err(Error::value("out_times", format!("entry {i} is {}", out_slice[i])));
     }
-    let mut dl_dt = Matrix::zeros(out.rows(), out.cols());
+    let mut dl_dt = Matrix::zeros("out_times", out.rows(), out.cols())?;
     let mut per_sample = Vec::with_capacity(out.rows());
     let mut predicted = Vec::with_capacity(out.rows());
     let mut silent = 0;
@@ -420,9 +427,14 @@ mod tests {
 
     #[test]
     fn bad_labels_and_parameters_are_errors() {
-        let out = Matrix::zeros(2, 3);
+        let out = Matrix::zeros("t", 2, 3).unwrap();
         assert!(evaluate(&Loss::mse(), &out, &[0], 100.0, false, TieRule::Wrong).is_err());
         assert!(evaluate(&Loss::mse(), &out, &[0, 3], 100.0, false, TieRule::Wrong).is_err());
+        let none = Matrix::zeros("t", 2, 0).unwrap();
+        let e = evaluate(&Loss::mse(), &none, &[0, 0], 100.0, false, TieRule::Wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("out_times: expected shape [batch, n_out >= 1]"), "{e}");
         let bad = Loss::CrossEntropy {
             xi: 0.0,
             alpha: 0.0,

@@ -2,6 +2,7 @@
 //! (batches of spike times, weights, gradients). Kept minimal so that bindings can
 //! hand its buffer to numpy without a copy.
 
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// Dense row-major matrix `[rows, cols]`.
@@ -16,9 +17,12 @@ impl Matrix {
     /// Wraps `data` (row-major) as `[rows, cols]`; `arg` names it in the error.
     pub fn from_vec(arg: &str, rows: usize, cols: usize, data: Vec<f64>) -> Result<Self> {
         if rows.checked_mul(cols) != Some(data.len()) {
+            let values = rows
+                .checked_mul(cols)
+                .map_or_else(|| "more than 2**64".into(), |n| n.to_string());
             return Err(Error::shape(
                 arg,
-                format!("[{rows}, {cols}] ({} values)", rows * cols),
+                format!("[{rows}, {cols}] ({values} values)"),
                 format!("{} values", data.len()),
             ));
         }
@@ -42,18 +46,17 @@ impl Matrix {
         })
     }
 
-    /// `[rows, cols]` filled with `value`.
-    pub fn filled(rows: usize, cols: usize, value: f64) -> Self {
-        Matrix {
-            rows,
-            cols,
-            data: vec![value; rows * cols],
-        }
+    /// `[rows, cols]` filled with `value`; an [`Error::Memory`] naming `arg` (the argument
+    /// that sets the size) when it cannot be allocated.
+    pub fn filled(arg: &str, rows: usize, cols: usize, value: f64) -> Result<Self> {
+        let n = alloc::count(arg, "a matrix", &[rows, cols])?;
+        let data = alloc::filled(arg, &format!("a [{rows}, {cols}] matrix"), n, value)?;
+        Ok(Matrix { rows, cols, data })
     }
 
-    /// `[rows, cols]` of zeros.
-    pub fn zeros(rows: usize, cols: usize) -> Self {
-        Self::filled(rows, cols, 0.0)
+    /// `[rows, cols]` of zeros (fallible as [`Matrix::filled`]).
+    pub fn zeros(arg: &str, rows: usize, cols: usize) -> Result<Self> {
+        Self::filled(arg, rows, cols, 0.0)
     }
 
     /// Number of rows.

@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
+use crate::alloc;
 use crate::error::Result;
 use crate::forward::{Scratch, layer_matrices, sample_times, write_rows};
 use crate::gradient::{Accumulator, BackwardOptions, BackwardPlan, Gradients, KEEP_SPENT, Scratch as BackwardScratch};
@@ -42,15 +43,22 @@ struct Part {
 
 impl Part {
     /// An empty share for `samples` samples.
-    fn new(net: &Network, samples: usize) -> Self {
-        Part {
-            losses: Vec::with_capacity(samples),
-            predicted: Vec::with_capacity(samples),
-            dl_dt: Vec::with_capacity(samples * net.n_out()),
+    /// An error naming `input` (whose rows are the samples) when it cannot be allocated.
+    fn new(net: &Network, samples: usize) -> Result<Self> {
+        let what = "the per-sample losses";
+        let n_dl = alloc::count("input", "dL/dt of the outputs", &[samples, net.n_out()])?;
+        let (mut losses, mut predicted, mut dl_dt) = (Vec::new(), Vec::new(), Vec::new());
+        alloc::reserve(&mut losses, "input", what, samples)?;
+        alloc::reserve(&mut predicted, "input", what, samples)?;
+        alloc::reserve(&mut dl_dt, "input", "dL/dt of the outputs", n_dl)?;
+        Ok(Part {
+            losses,
+            predicted,
+            dl_dt,
             silent: 0,
             counted: 0,
-            acc: Accumulator::new(net, samples),
-        }
+            acc: Accumulator::new(net, samples)?,
+        })
     }
 
     /// Appends the next chunk's share (gradients summed in chunk order).
@@ -171,7 +179,10 @@ where
     let chunk = |st: &mut ThreadState<S>, range: Range<usize>| {
         let (scratch, back, delta) = (&mut st.forward, &mut st.backward, &mut st.delta);
         let len = range.len();
-        let mut part = st.spent.pop().unwrap_or_else(|| Part::new(net, len));
+        let mut part = match st.spent.pop() {
+            Some(part) => part,
+            None => Part::new(net, len)?,
+        };
         st.rows.resize(len * width, 0.0);
         part.dl_dt.resize(len * n_out, 0.0);
         let rows = st.rows.chunks_exact_mut(width);
@@ -204,7 +215,7 @@ where
         }
         let mut times = lock_briefly(&times);
         if times.is_empty() {
-            *times = layer_matrices(sizes, batch);
+            *times = layer_matrices(sizes, batch)?;
         }
         write_rows(&mut times, range, &st.rows);
         Ok(part)
@@ -223,10 +234,17 @@ where
         (Err(_), _) => {}
     };
     let fits = |st: &ThreadState<S>| st.fits(net);
-    let all = exec.fold_ranges_kept(batch, fits, init, chunk, Ok(Part::new(net, batch)), fold)?;
+    // The batch's buffers are checked (the spike times) or allocated before any sample is run.
+    alloc::ensure::<f64>(
+        "input",
+        "the spike times",
+        alloc::count("input", "the spike times", &[batch, width])?,
+    )?;
+    let all = Part::new(net, batch)?;
+    let all = exec.fold_ranges_kept(batch, fits, init, chunk, Ok(all), fold)?;
     let mut times = times.into_inner().unwrap_or_else(|e| e.into_inner());
     if times.is_empty() {
-        times = layer_matrices(sizes, batch); // an empty batch
+        times = layer_matrices(sizes, batch)?; // an empty batch
     }
     let counted = all.counted;
     let dl_dt = Matrix::from_vec("dl_dt", batch, n_out, all.dl_dt)?;

@@ -32,7 +32,7 @@ fn err_text<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
 fn bad_input_times_are_named() {
     let exec = Executor::default();
     let n = net();
-    let wrong = Matrix::zeros(2, 4);
+    let wrong = Matrix::zeros("m", 2, 4).unwrap();
     let e = err_text(forward(&n, &wrong, Method::Auto, &exec));
     assert!(
         e.contains("input") && e.contains("[batch, 3]") && e.contains("[2, 4]"),
@@ -52,7 +52,7 @@ fn bad_input_times_are_named() {
 #[test]
 fn bad_parameters_are_named() {
     let exec = Executor::default();
-    let x = Matrix::zeros(1, 3);
+    let x = Matrix::zeros("m", 1, 3).unwrap();
     let mut n = net();
     n.layers[1].w.as_mut_slice()[3] = f64::NAN;
     assert!(err_text(forward(&n, &x, Method::Auto, &exec)).contains("layers[1].w"));
@@ -66,12 +66,12 @@ fn bad_parameters_are_named() {
     n.layers[0].theta.pop();
     assert!(matches!(forward(&n, &x, Method::Auto, &exec), Err(Error::Shape { .. })));
     let mut n = net();
-    n.layers[1].w = Matrix::zeros(2, 5);
+    n.layers[1].w = Matrix::zeros("m", 2, 5).unwrap();
     n.layers[1].delays = Delays::default();
     let e = err_text(forward(&n, &x, Method::Auto, &exec));
     assert!(e.contains("layers[1].w"), "{e}");
     assert!(Network::new(vec![]).is_err());
-    let empty = Layer::new(Neuron::new(1.0, 1.0).unwrap(), 1.0, Matrix::zeros(0, 3));
+    let empty = Layer::new(Neuron::new(1.0, 1.0).unwrap(), 1.0, Matrix::zeros("m", 0, 3).unwrap());
     assert!(err_text(Network::new(vec![empty])).contains("layers[0].w"));
     assert!(err_text(Neuron::new(0.0, 1.0)).contains("tau_m"));
     assert!(err_text(Neuron::new(1.0, f64::NAN)).contains("tau_s"));
@@ -81,19 +81,19 @@ fn bad_parameters_are_named() {
 fn bad_given_times_and_gradients_are_named() {
     let exec = Executor::default();
     let n = net();
-    let x = Matrix::zeros(2, 3);
+    let x = Matrix::zeros("m", 2, 3).unwrap();
     let t = forward(&n, &x, Method::Auto, &exec).unwrap();
     let opts = BackwardOptions::default();
-    let dl = Matrix::zeros(2, 2);
+    let dl = Matrix::zeros("m", 2, 2).unwrap();
     assert!(err_text(backward(&n, &x, &t[..1], &dl, &opts, &exec)).contains("times"));
     let mut bad = t.clone();
-    bad[0] = Matrix::zeros(3, 4);
+    bad[0] = Matrix::zeros("m", 3, 4).unwrap();
     assert!(err_text(backward(&n, &x, &bad, &dl, &opts, &exec)).contains("times[0]"));
     let mut bad = t.clone();
     bad[1].as_mut_slice()[0] = f64::NAN;
     assert!(err_text(backward(&n, &x, &bad, &dl, &opts, &exec)).contains("times[1]"));
-    assert!(err_text(backward(&n, &x, &t, &Matrix::zeros(2, 3), &opts, &exec)).contains("dl_dout"));
-    let nan = Matrix::filled(2, 2, f64::NAN);
+    assert!(err_text(backward(&n, &x, &t, &Matrix::zeros("m", 2, 3).unwrap(), &opts, &exec)).contains("dl_dout"));
+    let nan = Matrix::filled("m", 2, 2, f64::NAN).unwrap();
     assert!(err_text(backward(&n, &x, &t, &nan, &opts, &exec)).contains("dl_dout"));
 }
 
@@ -139,10 +139,10 @@ fn bad_training_options_are_named() {
     assert!(err_text(DelayKind::from_name("somatic")).contains("delay_kinds"));
     let mut t = Trainer::new(n, cfg(|_| {})).unwrap();
     let exec = Executor::default();
-    let x = Matrix::zeros(2, 3);
+    let x = Matrix::zeros("m", 2, 3).unwrap();
     assert!(err_text(t.step(&x, &[0], 0, &exec)).contains("labels"));
     assert!(err_text(t.step(&x, &[0, 2], 0, &exec)).contains("labels"));
-    assert!(err_text(t.step(&Matrix::zeros(0, 3), &[], 0, &exec)).contains("x"));
+    assert!(err_text(t.step(&Matrix::zeros("m", 0, 3).unwrap(), &[], 0, &exec)).contains("x"));
     assert!(err_text(t.train_epoch(&x, &[0, 1], &[0, 5], 1, 0, &exec)).contains("order"));
     assert!(err_text(t.train_epoch(&x, &[0, 1], &[0, 1], 0, 0, &exec)).contains("batch_size"));
     let d = Delays {

@@ -111,7 +111,11 @@ fn reproducible_by_seed_and_counter_and_independent_of_threads() {
 /// One neuron, one input at time 0 with weight w, tau_m = tau_s = 1: u(t) = w t e^{-t}, so the
 /// threshold a spike at t saw is theta = w t e^{-t} (t below the peak at 1).
 fn single(theta: f64, w: f64, delay: Option<f64>) -> Network {
-    let mut layer = Layer::new(Neuron::new(1.0, 1.0).unwrap(), theta, Matrix::filled(1, 1, w));
+    let mut layer = Layer::new(
+        Neuron::new(1.0, 1.0).unwrap(),
+        theta,
+        Matrix::filled("m", 1, 1, w).unwrap(),
+    );
     if let Some(d) = delay {
         layer.delays = Delays {
             axo: Some(vec![d]),
@@ -160,7 +164,7 @@ fn threshold_noise_is_per_batch_with_the_configured_std() {
         theta_batch_std: 0.04,
         ..NoiseParams::ideal()
     };
-    let x = Matrix::zeros(8, 1);
+    let x = Matrix::zeros("m", 8, 1).unwrap();
     let exec = Executor::default();
     let mut per_run = Vec::new();
     for counter in 0..4000 {
@@ -177,7 +181,17 @@ fn threshold_noise_is_per_batch_with_the_configured_std() {
         theta_sample_std: 0.02,
         ..NoiseParams::ideal()
     };
-    let r = noisy_forward(&net, &Matrix::zeros(4000, 1), 1, None, &noise, 5, 0, &exec).unwrap();
+    let r = noisy_forward(
+        &net,
+        &Matrix::zeros("m", 4000, 1).unwrap(),
+        1,
+        None,
+        &noise,
+        5,
+        0,
+        &exec,
+    )
+    .unwrap();
     let th: Vec<f64> = r.times[0].as_slice().iter().map(|t| w * t * (-t).exp()).collect();
     let (m, s) = mean_std(&th);
     assert!((m - 0.5).abs() < 0.002 && (s - 0.02).abs() < 0.001, "{m} {s}");
@@ -187,14 +201,21 @@ fn threshold_noise_is_per_batch_with_the_configured_std() {
 fn delayed_arrivals_are_jittered_with_the_configured_std() {
     // time-translation invariance: a jittered single arrival shifts the spike by the jitter.
     let net = single(0.5, 3.0, Some(2.0));
-    let ideal = forward(&net, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    let ideal = forward(
+        &net,
+        &Matrix::zeros("m", 1, 1).unwrap(),
+        Method::Auto,
+        &Executor::default(),
+    )
+    .unwrap()[0]
+        .get(0, 0);
     let noise = NoiseParams {
         jitter_std: 0.01,
         ..NoiseParams::ideal()
     };
     let r = noisy_forward(
         &net,
-        &Matrix::zeros(20_000, 1),
+        &Matrix::zeros("m", 20_000, 1).unwrap(),
         1,
         None,
         &noise,
@@ -211,7 +232,7 @@ fn delayed_arrivals_are_jittered_with_the_configured_std() {
     let plain = single(0.5, 3.0, None);
     let r = noisy_forward(
         &plain,
-        &Matrix::zeros(10, 1),
+        &Matrix::zeros("m", 10, 1).unwrap(),
         1,
         None,
         &noise,
@@ -220,7 +241,14 @@ fn delayed_arrivals_are_jittered_with_the_configured_std() {
         &Executor::default(),
     )
     .unwrap();
-    let t0 = forward(&plain, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    let t0 = forward(
+        &plain,
+        &Matrix::zeros("m", 1, 1).unwrap(),
+        Method::Auto,
+        &Executor::default(),
+    )
+    .unwrap()[0]
+        .get(0, 0);
     assert!(r.times[0].as_slice().iter().all(|&t| t == t0));
 }
 
@@ -246,7 +274,7 @@ fn copies_of_an_input_share_the_delay_units_jitter() {
     };
     let r = noisy_forward(
         &net,
-        &Matrix::zeros(2000, 2),
+        &Matrix::zeros("m", 2000, 2).unwrap(),
         3,
         None,
         &noise,
@@ -257,7 +285,14 @@ fn copies_of_an_input_share_the_delay_units_jitter() {
     .unwrap();
     // if the three copies arrive together, the neuron behaves like one input of weight 3
     let one = single(0.5, 3.0, Some(2.0));
-    let ideal = forward(&one, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    let ideal = forward(
+        &one,
+        &Matrix::zeros("m", 1, 1).unwrap(),
+        Method::Auto,
+        &Executor::default(),
+    )
+    .unwrap()[0]
+        .get(0, 0);
     let dev: Vec<f64> = r.times[0].as_slice().iter().map(|t| t - ideal).collect();
     let (_, s) = mean_std(&dev);
     assert!((s - 0.01).abs() < 1e-3, "std {s}");
@@ -283,7 +318,7 @@ fn timestamps_lie_on_the_clock_grid_and_slots_cut_late_spikes() {
     let late = single(0.5, 0.5, None); // u = 0.5 t e^{-t} < 0.5: never fires
     let r = noisy_forward(
         &late,
-        &Matrix::zeros(1, 1),
+        &Matrix::zeros("m", 1, 1).unwrap(),
         1,
         None,
         &NoiseParams::ideal(),
@@ -300,14 +335,14 @@ fn timestamps_lie_on_the_clock_grid_and_slots_cut_late_spikes() {
     };
     let e = Executor::default();
     assert!(
-        noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &long, 0, 0, &e)
+        noisy_forward(&net, &Matrix::zeros("m", 1, 1).unwrap(), 1, None, &long, 0, 0, &e)
             .unwrap()
             .times[0]
             .get(0, 0)
             > 5.0
     );
     assert!(
-        noisy_forward(&net, &Matrix::zeros(1, 1), 1, None, &short, 0, 0, &e)
+        noisy_forward(&net, &Matrix::zeros("m", 1, 1).unwrap(), 1, None, &short, 0, 0, &e)
             .unwrap()
             .times[0]
             .get(0, 0)
@@ -365,7 +400,7 @@ fn time_constant_mismatch_uses_the_general_solver() {
     }];
     let r = noisy_forward(
         &net,
-        &Matrix::zeros(1, 1),
+        &Matrix::zeros("m", 1, 1).unwrap(),
         1,
         Some(&pat),
         &NoiseParams::ideal(),
@@ -379,7 +414,14 @@ fn time_constant_mismatch_uses_the_general_solver() {
     let (tm, ts) = (1.03f64, 0.98f64);
     let u = 3.0 * ((-t / tm).exp() - (-t / ts).exp()) / (1.0 / ts - 1.0 / tm);
     assert!((u - 0.5).abs() < 1e-12, "u(t) = {u}");
-    let ideal = forward(&net, &Matrix::zeros(1, 1), Method::Auto, &Executor::default()).unwrap()[0].get(0, 0);
+    let ideal = forward(
+        &net,
+        &Matrix::zeros("m", 1, 1).unwrap(),
+        Method::Auto,
+        &Executor::default(),
+    )
+    .unwrap()[0]
+        .get(0, 0);
     assert!((t - ideal).abs() > 1e-4);
 }
 
@@ -406,7 +448,7 @@ fn bad_input_is_an_error_naming_the_argument() {
     let bad_noise = NoiseParams { stall_prob: -0.1, ..n };
     assert!(text(noisy_forward(&net, &x, 5, None, &bad_noise, 0, 0, &e)).contains("stall_prob"));
     // an empty batch is fine
-    let r = noisy_forward(&net, &Matrix::zeros(0, 4), 5, None, &all_on(), 0, 0, &e).unwrap();
+    let r = noisy_forward(&net, &Matrix::zeros("m", 0, 4).unwrap(), 5, None, &all_on(), 0, 0, &e).unwrap();
     assert_eq!(r.times[0].rows(), 0);
 }
 

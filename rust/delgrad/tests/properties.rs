@@ -44,7 +44,7 @@ proptest! {
         let t = times(&net, &x, Method::Auto);
         let out = t.last().unwrap();
         for k in 0..out.cols() {
-            let mut dl = Matrix::zeros(x.rows(), out.cols());
+            let mut dl = Matrix::zeros("m", x.rows(), out.cols()).unwrap();
             (0..x.rows()).for_each(|b| dl.row_mut(b)[k] = 1.0);
             let g = backward(&net, &x, &t, &dl, &BackwardOptions::default(), &Executor::default()).unwrap();
             let spiking = (0..x.rows()).filter(|&b| out.get(b, k).is_finite()).count() as f64;
@@ -164,7 +164,7 @@ proptest! {
         let x = Matrix::from_vec("x", rows, cols, data).unwrap();
         let exec = Executor::default();
         if let Ok(t) = forward(&net, &x, Method::Auto, &exec) {
-            let dl = Matrix::zeros(rows, 2);
+            let dl = Matrix::zeros("m", rows, 2).unwrap();
             let _ = backward(&net, &x, &t, &dl, &BackwardOptions::default(), &exec);
         }
         // Garbage parameters as well.
@@ -174,7 +174,7 @@ proptest! {
         let x = random_input(&mut rng, 2, 3);
         let _ = forward(&bad, &x, Method::Auto, &exec);
         let t = forward(&net, &x, Method::Auto, &exec).unwrap();
-        let _ = backward(&bad, &x, &t, &Matrix::zeros(2, 2), &BackwardOptions::default(), &exec);
+        let _ = backward(&bad, &x, &t, &Matrix::zeros("m", 2, 2).unwrap(), &BackwardOptions::default(), &exec);
     }
 }
 
@@ -266,7 +266,7 @@ fn huge_and_tiny_delays() {
                 let want: Vec<f64> = a.as_slice().iter().map(|v| v + shift).collect();
                 assert!(same_times(&want, b.as_slice(), 1e-9), "{tau:?} shift {shift}");
             }
-            let dl = Matrix::filled(3, 3, 1.0);
+            let dl = Matrix::filled("m", 3, 3, 1.0).unwrap();
             let g = backward(&d, &x, &t, &dl, &BackwardOptions::default(), &Executor::default()).unwrap();
             assert!(g.layers.iter().all(|l| l.w.as_slice().iter().all(|v| v.is_finite())));
         }
@@ -290,7 +290,7 @@ fn results_do_not_depend_on_the_thread_count() {
     let run = |threads: usize| {
         let exec = Executor::new(threads).unwrap();
         let t = forward(&net, &x, Method::Auto, &exec).unwrap();
-        let dl = Matrix::filled(150, 3, 0.01);
+        let dl = Matrix::filled("m", 150, 3, 0.01).unwrap();
         let g = backward(&net, &x, &t, &dl, &BackwardOptions::default(), &exec).unwrap();
         (t, g)
     };
@@ -321,7 +321,7 @@ fn given_times_the_model_cannot_produce_are_invalid() {
             let first = x.row(b).iter().copied().fold(f64::INFINITY, f64::min);
             t[0].row_mut(b)[0] = first + 0.05;
         }
-        let dl = Matrix::filled(5, 3, 0.1);
+        let dl = Matrix::filled("m", 5, 3, 0.1).unwrap();
         let check = BackwardOptions {
             check_given_times: true,
             ..Default::default()

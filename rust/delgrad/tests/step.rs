@@ -108,7 +108,7 @@ fn fused_pass_rejects_bad_labels_and_inputs() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("input"), "{err}");
-    let wide = Matrix::zeros(4, 5);
+    let wide = Matrix::zeros("m", 4, 5).unwrap();
     let err = forward_backward(
         &net,
         &wide,
@@ -129,7 +129,7 @@ fn an_empty_batch_gives_empty_results() {
     let net = random_network(&mut rng, &[5, 9, 4], REGIMES[0], &[DelayKind::Synaptic]);
     for threads in [1, 2] {
         let exec = Executor::new(threads).unwrap();
-        let x = Matrix::zeros(0, 5);
+        let x = Matrix::zeros("m", 0, 5).unwrap();
         let pass = forward_backward(
             &net,
             &x,

@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
+use crate::error::Result;
 use crate::matrix::Matrix;
 use crate::parallel::{Executor, lock_briefly};
 
@@ -11,7 +12,8 @@ use crate::parallel::{Executor, lock_briefly};
 /// computed in the ranges of `exec`: `chunk(state, range, rows)` writes the samples' rows of
 /// every layer's times (one layer after the other; `rows` comes filled with `fill`) and returns
 /// what else it has to say, which comes back in range order. Each range's rows go into the
-/// matrices as soon as it is done, so the batch's times are held once, not twice.
+/// matrices as soon as it is done, so the batch's times are held once, not twice. The matrices
+/// are allocated first: an error naming `input` when they cannot be.
 pub(crate) fn chunked_times<S, T, I, F>(
     sizes: &[usize],
     batch: usize,
@@ -19,7 +21,7 @@ pub(crate) fn chunked_times<S, T, I, F>(
     fill: f64,
     init: I,
     chunk: F,
-) -> (Vec<Matrix>, Vec<T>)
+) -> Result<(Vec<Matrix>, Vec<T>)>
 where
     S: Send + 'static,
     T: Send,
@@ -27,7 +29,7 @@ where
     F: Fn(&mut S, Range<usize>, &mut [f64]) -> T + Sync + Send,
 {
     let width: usize = sizes.iter().sum();
-    let times = Mutex::new(layer_matrices(sizes, batch));
+    let times = Mutex::new(layer_matrices(sizes, batch)?);
     // The scratch space grows to what the samples need: any kept one fits.
     let parts = exec.fold_ranges_kept(
         batch,
@@ -43,12 +45,13 @@ where
         Vec::new(),
         |all, said, _| all.push(said),
     );
-    (times.into_inner().unwrap_or_else(|e| e.into_inner()), parts)
+    Ok((times.into_inner().unwrap_or_else(|e| e.into_inner()), parts))
 }
 
-/// One `[batch, n_l]` matrix per layer of `sizes`, for the spike times of a batch.
-pub(crate) fn layer_matrices(sizes: &[usize], batch: usize) -> Vec<Matrix> {
-    sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect()
+/// One `[batch, n_l]` matrix per layer of `sizes`, for the spike times of a batch; an error
+/// naming `input` (whose rows set `batch`) when they cannot be allocated.
+pub(crate) fn layer_matrices(sizes: &[usize], batch: usize) -> Result<Vec<Matrix>> {
+    sizes.iter().map(|&n| Matrix::zeros("input", batch, n)).collect()
 }
 
 /// Writes per-sample rows of concatenated layer times, those of `samples`, into the layers'

@@ -3,6 +3,7 @@
 
 use super::layer::{IdealCheck, KernelScratch, layer_backward};
 use super::{BackwardOptions, Gradients, LayerGrad};
+use crate::alloc;
 use crate::error::Result;
 use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch};
 use crate::matrix::Matrix;
@@ -62,12 +63,17 @@ pub(crate) struct Accumulator {
 }
 
 impl Accumulator {
-    pub(crate) fn new(net: &Network, samples: usize) -> Self {
-        Accumulator {
-            grads: net.layers.iter().map(LayerGrad::zeros).collect(),
+    /// An empty accumulator for `samples` samples (the dL/dt of their inputs, `[samples, n_in]`,
+    /// is reserved up front; an error naming `input` when it cannot be).
+    pub(crate) fn new(net: &Network, samples: usize) -> Result<Self> {
+        let n = alloc::count("input", "the input gradients", &[samples, net.n_in()])?;
+        let mut input_rows = Vec::new();
+        alloc::reserve(&mut input_rows, "input", "the input gradients", n)?;
+        Ok(Accumulator {
+            grads: net.layers.iter().map(LayerGrad::zeros).collect::<Result<_>>()?,
             counts: vec![(0, 0); net.layers.len()],
-            input_rows: Vec::with_capacity(samples * net.n_in()),
-        }
+            input_rows,
+        })
     }
 
     /// Adds the backward pass of one sample: its `input` times, `times(l)` its spike times of

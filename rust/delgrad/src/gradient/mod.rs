@@ -39,16 +39,17 @@ pub struct LayerGrad {
 }
 
 impl LayerGrad {
-    pub(super) fn zeros(layer: &Layer) -> Self {
+    /// Zero gradients of `layer` (their sizes are those of the layer's parameters, already held).
+    pub(super) fn zeros(layer: &Layer) -> Result<Self> {
         let (n_out, n_in) = (layer.n_out(), layer.n_in());
         let ng = layer.delays.groups(n_in);
-        LayerGrad {
-            w: Matrix::zeros(n_out, n_in),
+        Ok(LayerGrad {
+            w: Matrix::zeros("w", n_out, n_in)?,
             theta: vec![0.0; n_out],
-            d_syn: Matrix::zeros(n_out, ng),
+            d_syn: Matrix::zeros("d_syn", n_out, ng)?,
             d_axo: vec![0.0; ng],
             d_den: vec![0.0; n_out],
-        }
+        })
     }
 
     /// Whether this has the shapes of the gradients of `layer`.
@@ -206,7 +207,10 @@ pub fn backward(
     // Per-thread scratch and spent chunk accumulators (reused instead of allocated per chunk).
     let init = || (Scratch::new(net), Vec::new());
     let chunk = |(s, spent): &mut (Scratch, Vec<Accumulator>), range: Range<usize>| {
-        let mut acc = spent.pop().unwrap_or_else(|| Accumulator::new(net, range.len()));
+        let mut acc = match spent.pop() {
+            Some(acc) => acc,
+            None => Accumulator::new(net, range.len())?,
+        };
         for b in range {
             acc.add_sample(
                 s,
@@ -219,17 +223,24 @@ pub fn backward(
                 opts,
             );
         }
-        acc
+        Ok(acc)
     };
-    let fold = |all: &mut Accumulator, mut acc: Accumulator, (_, spent): &mut (Scratch, Vec<Accumulator>)| {
-        all.merge(&acc);
-        if spent.len() < KEEP_SPENT {
-            acc.clear();
-            spent.push(acc);
-        }
-    };
-    let all = Accumulator::new(net, input.rows());
-    let fits = |(s, spent): &(Scratch, Vec<Accumulator>)| s.fits(net) && spent.iter().all(|a| a.fits(net));
-    exec.fold_ranges_kept(input.rows(), fits, init, chunk, all, fold)
+    // The first error (in sample order) wins.
+    type Spent = (Scratch, Vec<Accumulator>);
+    let fold =
+        |all: &mut Result<Accumulator>, acc: Result<Accumulator>, (_, spent): &mut Spent| match (all.as_mut(), acc) {
+            (Ok(all), Ok(mut acc)) => {
+                all.merge(&acc);
+                if spent.len() < KEEP_SPENT {
+                    acc.clear();
+                    spent.push(acc);
+                }
+            }
+            (Ok(_), Err(e)) => *all = Err(e),
+            (Err(_), _) => {}
+        };
+    let all = Ok(Accumulator::new(net, input.rows())?);
+    let fits = |(s, spent): &Spent| s.fits(net) && spent.iter().all(|a| a.fits(net));
+    exec.fold_ranges_kept(input.rows(), fits, init, chunk, all, fold)?
         .into_gradients(net, input.rows())
 }

@@ -148,7 +148,7 @@ impl Trainer {
         let run = Run::new(chip, groups, e.repeat, e.pattern, e.noise, e.seed, e.counter)?;
         if run.stalled_from.is_some() {
             // No step: the caller repeats the run. Record what it has (its lost events).
-            let mut run = run.forward(chip_exec);
+            let mut run = run.forward(chip_exec)?;
             run.times.clear();
             return Ok((run, None));
         }

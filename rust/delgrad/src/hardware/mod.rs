@@ -43,5 +43,5 @@ mod run;
 pub use chip_loop::{EmulatedEpoch, Emulation, GradientWeights, HostRecipe};
 pub use grid::{Grid, changed_entries, changed_in};
 pub use noise::{BSS2_SLOT, BSS2_TIME_STEP, NoiseParams};
-pub use pattern::{ChipPattern, LayerPattern, PatternParams};
+pub use pattern::{ChipPattern, LayerPattern, MAX_CIRCUITS, PatternParams};
 pub use run::{HwRun, noisy_forward};

@@ -3,6 +3,7 @@
 //! network layer by layer ([`LayerPattern`]); docs/hardware.md, "Fixed-pattern noise".
 
 use super::noise::effect;
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::network::{Layer, Network};
 use crate::streams::Stream;
@@ -63,6 +64,10 @@ impl PatternParams {
     }
 }
 
+/// Most neuron circuits, and most synapse rows, of a chip whose pattern is drawn (2**24; a
+/// BrainScaleS-2 hemisphere has 256 of each): bounds a pattern's memory at 512 MiB.
+pub const MAX_CIRCUITS: usize = 1 << 24;
+
 /// The fixed pattern of one chip, per neuron circuit and per synapse row (drawn once per chip).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChipPattern {
@@ -80,19 +85,45 @@ impl ChipPattern {
     /// Draws the pattern of a chip with `circuits` neuron circuits and `rows` synapse rows from the
     /// stream of `seed` (e.g. a hash of the chip id): offsets first, then the tau_m, tau_s factors
     /// and the row gains, each from its own stream so that switching one effect leaves the others.
+    ///
+    /// `circuits` and `rows` are at most [`MAX_CIRCUITS`] (an error naming the count and the
+    /// memory it would need otherwise); the arrays are allocated fallibly ([`crate::alloc`]).
     pub fn draw(circuits: usize, rows: usize, params: &PatternParams, seed: u64) -> Result<Self> {
         params.validate()?;
-        let draw = |part: u64, n: usize, f: &dyn Fn(f64) -> f64| -> Vec<f64> {
+        for (arg, n, per) in [("circuits", circuits, 3), ("rows", rows, 1)] {
+            if n > MAX_CIRCUITS {
+                let bytes = n
+                    .checked_mul(per * std::mem::size_of::<f64>())
+                    .map_or_else(|| "more than an address space holds".into(), alloc::bytes_text);
+                return Err(Error::memory(
+                    arg,
+                    format!("expected at most {MAX_CIRCUITS} (2**24), got {n}; its pattern would need {bytes}"),
+                ));
+            }
+        }
+        let per_circuit = |what: &str| alloc::filled("circuits", what, circuits, 0.0);
+        let mut pattern = ChipPattern {
+            theta_offset: per_circuit("the threshold offsets")?,
+            tau_m_factor: per_circuit("the tau_m factors")?,
+            tau_s_factor: per_circuit("the tau_s factors")?,
+            row_gain: alloc::filled("rows", "the row gains", rows, 0.0)?,
+        };
+        let draw = |part: u64, out: &mut [f64], f: &dyn Fn(f64) -> f64| {
             let mut s = Stream::new(&[seed, effect::PATTERN, part]);
-            (0..n).map(|_| f(s.normal())).collect()
+            out.iter_mut().for_each(|v| *v = f(s.normal()));
         };
         let p = *params;
-        Ok(ChipPattern {
-            theta_offset: draw(0, circuits, &|z| p.theta_offset_mean + p.theta_offset_std * z),
-            tau_m_factor: draw(1, circuits, &|z| (1.0 + p.tau_m_mismatch * z).max(0.05)),
-            tau_s_factor: draw(2, circuits, &|z| (1.0 + p.tau_s_mismatch * z).max(0.05)),
-            row_gain: draw(3, rows, &|z| (1.0 + p.gain_mismatch * z).max(0.0)),
-        })
+        draw(0, &mut pattern.theta_offset, &|z| {
+            p.theta_offset_mean + p.theta_offset_std * z
+        });
+        draw(1, &mut pattern.tau_m_factor, &|z| {
+            (1.0 + p.tau_m_mismatch * z).max(0.05)
+        });
+        draw(2, &mut pattern.tau_s_factor, &|z| {
+            (1.0 + p.tau_s_mismatch * z).max(0.05)
+        });
+        draw(3, &mut pattern.row_gain, &|z| (1.0 + p.gain_mismatch * z).max(0.0));
+        Ok(pattern)
     }
 
     /// The pattern `net` sees when its layers are placed one after the other from circuit 0 and

@@ -71,7 +71,7 @@ impl TrainConfig {
 
     /// Checks every field for a network of `n_layers` layers: the loss, the delay
     /// parametrisation, the schedule and Adam; `silent_loss` finite; learning rates and `bump`
-    /// finite and >= 0; `max_dw_norm` finite and > 0 (or none); one finite bump limit per layer.
+    /// finite and >= 0; `max_dw_norm` finite and > 0 (or none); one bump limit in [0, 1] per layer.
     /// Errors name the field.
     pub fn validate(&self, n_layers: usize) -> Result<()> {
         if !self.silent_loss.is_finite() {
@@ -82,8 +82,12 @@ impl TrainConfig {
         }
         self.schedule.validate()?;
         self.adam.validate()?;
-        if let Some(i) = self.bump_limits.iter().position(|v| !v.is_finite()) {
-            return Err(Error::value("bump_limits", format!("entry {i} is not finite")));
+        // A limit is a fraction of the samples.
+        if let Some(i) = self.bump_limits.iter().position(|v| !(0.0..=1.0).contains(v)) {
+            return Err(Error::value(
+                "bump_limits",
+                format!("expected fractions in [0, 1]; entry {i} is {}", self.bump_limits[i]),
+            ));
         }
         self.loss.validate()?;
         self.delay_param.validate()?;
@@ -143,6 +147,13 @@ mod tests {
             })
             .contains("bump_limits")
         );
+        for limit in [1.5, -0.1, f64::NAN] {
+            let e = bad(TrainConfig {
+                bump_limits: vec![limit, 0.0],
+                ..TrainConfig::default()
+            });
+            assert!(e.starts_with("bump_limits: expected fractions in [0, 1]"), "{e}");
+        }
         let schedule = StepLr {
             step_size: 0,
             gamma: 0.95,

@@ -1,5 +1,6 @@
 //! Networks with random initial parameters ([`init_network`] from one [`LayerSpec`] per layer).
 
+use crate::alloc;
 use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::kernel::Neuron;
@@ -67,6 +68,9 @@ impl LayerSpec {
 
 /// Builds a network with random parameters. Draws, per layer in order: weights row by row,
 /// then synaptic, axonal and dendritic delay parameters (numpy `RandomState.normal` semantics).
+///
+/// Every parameter array is allocated fallibly ([`crate::alloc`]): sizes whose arrays cannot be
+/// held are an error naming `layers[l].size` (or `n_in`) and the memory they need.
 pub fn init_network(
     n_in: usize,
     specs: &[LayerSpec],
@@ -77,41 +81,77 @@ pub fn init_network(
     if n_in == 0 {
         return Err(Error::value("n_in", "expected an integer >= 1"));
     }
+    for (l, s) in specs.iter().enumerate() {
+        s.validate().map_err(|e| e.within(&format!("layers[{l}]")))?;
+    }
+    // All of the network's memory is checked before the first array is drawn.
+    alloc::ensure::<f64>("layers", "the network's parameters", parameter_count(n_in, specs)?)?;
     let mut layers = Vec::with_capacity(specs.len());
     let mut fan_in = n_in;
     for (l, s) in specs.iter().enumerate() {
-        s.validate().map_err(|e| e.within(&format!("layers[{l}]")))?;
         let neuron = Neuron::new(s.tau_m, s.tau_s)?;
-        let mut draw = |n: usize, mean: f64, std: f64| -> Vec<f64> { (0..n).map(|_| rng.normal(mean, std)).collect() };
-        let w = Matrix::from_vec("w", s.size, fan_in, draw(s.size * fan_in, s.weight_mean, s.weight_std))?;
+        let arg = format!("layers[{l}].size");
+        let n_w = alloc::count(&arg, "the weights", &[s.size, fan_in])?;
+        let mut draw = |n: usize, what: &str, mean: f64, std: f64, map: &dyn Fn(f64) -> f64| -> Result<Vec<f64>> {
+            alloc::collect(&arg, what, n, (0..n).map(|_| map(rng.normal(mean, std))))
+        };
+        let w = draw(n_w, "the weights", s.weight_mean, s.weight_std, &|w| w)?;
+        let w = Matrix::from_vec("w", s.size, fan_in, w)?;
         let group = s.delay_group.max(1);
         let ng = fan_in / group;
         let mut delays = Delays {
             group,
             ..Delays::default()
         };
-        let mut delay_draw = |n: usize| -> Vec<f64> {
-            draw(n, s.delay_init_mean, s.delay_init_std)
-                .into_iter()
-                .map(|p| delay_param.delay(p))
-                .collect()
-        };
+        let (mean, std, delay) = (s.delay_init_mean, s.delay_init_std, &|p| delay_param.delay(p));
         if s.delay_kinds.contains(&DelayKind::Synaptic) {
-            delays.syn = Some(Matrix::from_vec("d_syn", s.size, ng, delay_draw(s.size * ng))?);
+            let n = alloc::count(&arg, "the synaptic delays", &[s.size, ng])?;
+            let d = draw(n, "the synaptic delays", mean, std, delay)?;
+            delays.syn = Some(Matrix::from_vec("d_syn", s.size, ng, d)?);
         }
         if s.delay_kinds.contains(&DelayKind::Axonal) {
-            delays.axo = Some(delay_draw(ng));
+            delays.axo = Some(draw(ng, "the axonal delays", mean, std, delay)?);
         }
         if s.delay_kinds.contains(&DelayKind::Dendritic) {
-            delays.den = Some(delay_draw(s.size));
+            delays.den = Some(draw(s.size, "the dendritic delays", mean, std, delay)?);
         }
         layers.push(Layer {
             neuron,
-            theta: vec![s.theta; s.size],
+            theta: alloc::filled(&arg, "the thresholds", s.size, s.theta)?,
             w,
             delays,
         });
         fan_in = s.size;
     }
     Network::new(layers)
+}
+
+/// The number of parameters (weights, thresholds, delays) of the network of `specs` on `n_in`
+/// inputs; an [`Error::Memory`] naming the layer whose arrays overflow the address space.
+fn parameter_count(n_in: usize, specs: &[LayerSpec]) -> Result<usize> {
+    let mut total = 0usize;
+    let mut fan_in = n_in;
+    for (l, s) in specs.iter().enumerate() {
+        let arg = format!("layers[{l}].size");
+        let ng = fan_in / s.delay_group.max(1);
+        let has = |kind| usize::from(s.delay_kinds.contains(&kind));
+        let parts = [
+            alloc::count(&arg, "the weights", &[s.size, fan_in])?,
+            alloc::count(&arg, "the synaptic delays", &[s.size, ng, has(DelayKind::Synaptic)])?,
+            ng * has(DelayKind::Axonal),
+            alloc::count(
+                &arg,
+                "the thresholds and dendritic delays",
+                &[s.size, 1 + has(DelayKind::Dendritic)],
+            )?,
+        ];
+        total = parts.iter().try_fold(total, |t, &p| t.checked_add(p)).ok_or_else(|| {
+            Error::memory(
+                &arg,
+                "the network's parameters have more values than an address space holds",
+            )
+        })?;
+        fan_in = s.size;
+    }
+    Ok(total)
 }
