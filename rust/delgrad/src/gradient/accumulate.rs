@@ -53,6 +53,21 @@ impl Scratch {
     }
 }
 
+/// Whether every value is finite: sum_i 0 v_i is 0, or NaN if some v_i is not finite; summed in
+/// four lanes, a form the compiler vectorises.
+#[inline]
+fn all_finite(values: &[f64]) -> bool {
+    let mut lanes = [0.0f64; 4];
+    let chunks = values.chunks_exact(4);
+    let rest: f64 = chunks.remainder().iter().map(|v| v * 0.0).sum();
+    for c in chunks {
+        for (lane, v) in lanes.iter_mut().zip(c) {
+            *lane += v * 0.0;
+        }
+    }
+    lanes.iter().sum::<f64>() + rest == 0.0
+}
+
 /// Per-chunk accumulators of the backward pass: gradients summed over the chunk's samples,
 /// (invalid, clipped) counts per layer and dL/dt of the inputs per sample.
 pub(crate) struct Accumulator {
@@ -107,7 +122,7 @@ impl Accumulator {
                 method: opts.method,
                 prepared: None,
             });
-            let (inv, clip, finite) = layer_backward(
+            let (inv, clip) = layer_backward(
                 &net.layers[l],
                 &lp.delays,
                 lp.decays.as_ref(),
@@ -123,8 +138,13 @@ impl Accumulator {
             );
             self.counts[l].0 += inv;
             self.counts[l].1 += clip;
-            if !finite && self.non_finite.is_none() {
-                // Layers run from the output down: the first flagged is where it starts.
+            // With finite inputs a non-finite gradient starts in a layer's dL/dt_k / rho_k (a
+            // slope rho_k that rounds to almost 0, or products of huge times and parameters that
+            // overflow), which then reaches every dL/da_ki of the neuron (rho_k > 0 has a term
+            // w_ki kappa'_ki != 0) and so dL/dt_in. Layers run from the output down: the first
+            // flagged is where it starts. (What escapes this, a product scale kappa_ki or a sum
+            // over the batch that overflows, the pass over the sums catches.)
+            if !all_finite(delta_in) && self.non_finite.is_none() {
                 self.non_finite = Some((self.samples(), l));
             }
         }
@@ -169,8 +189,9 @@ impl Accumulator {
 
     /// The batch's gradients, once every sample is added; an error naming the sample and layer
     /// where a gradient stops being finite (or the layer and tensor whose sum over the batch
-    /// overflows). The one finiteness check of the backward pass: the flags of
-    /// [`layer_backward`] per sample and layer, a pass over the sums (O(parameters)) here.
+    /// overflows). The one finiteness check of the backward pass: [`add_sample`](Self::add_sample)
+    /// notes the first sample and layer whose dL/dt_in is not finite, this a pass over the sums
+    /// (O(parameters)).
     pub(crate) fn into_gradients(self, net: &Network, batch: usize) -> Result<Gradients> {
         let range = "(see docs/model.md, \"Range of values\")";
         if let Some((b, l)) = self.non_finite {

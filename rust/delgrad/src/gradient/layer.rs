@@ -53,11 +53,7 @@ impl IdealCheck<'_> {
 }
 
 /// Backward pass of one layer for one sample: accumulates parameter gradients into `g` and
-/// dL/dt_in into `delta_in`; returns (invalid, clipped) counts and whether every spiking neuron's
-/// dL/dtheta_k and dL/dd_den_k (the sum of its dL/da_ki) are finite: with finite inputs a
-/// non-finite gradient starts in one of them (a slope rho_k that rounds to almost 0, or times and
-/// parameters so large that their products overflow), so this flags the sample and layer it
-/// starts in (see `Accumulator::into_gradients`).
+/// dL/dt_in into `delta_in`; returns (invalid, clipped) counts.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn layer_backward(
     layer: &Layer,
@@ -72,14 +68,12 @@ pub(super) fn layer_backward(
     mut ideal: Option<&mut IdealCheck>,
     given: Option<&Factors>,
     s: &mut KernelScratch,
-) -> (usize, usize, bool) {
+) -> (usize, usize) {
     let n_in = layer.n_in();
     let group = layer.delays.group.max(1);
     let neuron = &layer.neuron;
 
     let (mut invalid, mut clipped) = (0, 0);
-    // sum_k 0 dL/dd_den_k: 0, or NaN once a neuron's gradients are not finite (no branch).
-    let mut probe = 0.0f64;
     let tm = neuron.tau_m();
     s.kappa.resize(n_in, 0.0);
     s.slope.resize(n_in, 0.0);
@@ -178,9 +172,7 @@ pub(super) fn layer_backward(
         // one sweep over the inputs (short rows pay for every extra loop).
         let (gw, d_syn) = (&mut g.w.row_mut(k)[..n_in], g.d_syn.row_mut(k));
         let delta_in = &mut delta_in[..n_in];
-        // Started at 0 scale (a zero of either sign: the same sums, g.d_den starts at +0), den is
-        // finite iff scale and every dL/da_ki are.
-        let mut den = scale * 0.0;
+        let mut den = -0.0f64;
         for i in 0..n_in {
             if keep_w {
                 gw[i] -= scale * kappa[i];
@@ -192,11 +184,10 @@ pub(super) fn layer_backward(
         }
         add_grouped(d_syn, slope, group);
         g.d_den[k] += den;
-        probe += den * 0.0;
     }
     // dL/dd_axo_i = sum_k dL/da_ki: this sample's delta_in (zero on entry).
     add_grouped(&mut g.d_axo, delta_in, group);
-    (invalid, clipped, probe == 0.0)
+    (invalid, clipped)
 }
 
 /// Adds `values` into `acc`, `group` consecutive values per entry.
