@@ -6,6 +6,7 @@
 //! the time constants.
 
 use crate::error::{Error, Result};
+use crate::range;
 
 /// Which closed form (if any) solves for the first threshold crossing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,12 +30,30 @@ pub struct Neuron {
 }
 
 impl Neuron {
-    /// Validates `tau_m > 0`, `tau_s > 0` (finite) and picks the regime by exact ratio.
+    /// Validates `tau_m`, `tau_s` (within [`range::MIN`], [`range::MAX`], their ratio within
+    /// [`range::MAX_TAU_RATIO`]) and picks the regime by exact ratio.
     pub fn new(tau_m: f64, tau_s: f64) -> Result<Self> {
         for (name, v) in [("tau_m", tau_m), ("tau_s", tau_s)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::value(name, format!("expected a finite number > 0, got {v}")));
+            if !range::positive_in_range(v) {
+                return Err(Error::value(
+                    name,
+                    format!(
+                        "expected a finite number in [{:e}, {:e}], got {v}",
+                        range::MIN,
+                        range::MAX
+                    ),
+                ));
             }
+        }
+        if (tau_m / tau_s).max(tau_s / tau_m) > range::MAX_TAU_RATIO {
+            return Err(Error::value(
+                "tau_s",
+                format!(
+                    "tau_m / tau_s must lie within [{:e}, {:e}]; got tau_m = {tau_m}, tau_s = {tau_s}",
+                    1.0 / range::MAX_TAU_RATIO,
+                    range::MAX_TAU_RATIO
+                ),
+            ));
         }
         let regime = if tau_m == tau_s {
             Regime::Equal

@@ -28,6 +28,7 @@ pub mod network;
 pub mod optim;
 pub mod parallel;
 pub mod random;
+pub mod range;
 pub mod solver;
 pub mod step;
 pub mod streams;

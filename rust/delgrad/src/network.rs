@@ -4,6 +4,7 @@ use crate::delay::Delays;
 use crate::error::{Error, Result};
 use crate::kernel::Neuron;
 use crate::matrix::Matrix;
+use crate::range;
 
 /// One feed-forward layer mapping `n_in` presynaptic to `n_out` postsynaptic first-spike times.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,11 +57,17 @@ impl Layer {
                 format!("[{n_out}, {n_in}]"),
             ));
         }
-        if let Some(i) = self.w.as_slice().iter().position(|v| !v.is_finite()) {
+        if let Some(i) = self
+            .w
+            .as_slice()
+            .iter()
+            .position(|v| !(v.is_finite() && v.abs() <= range::MAX))
+        {
             return Err(Error::value(
                 format!("{prefix}.w"),
                 format!(
-                    "weights must be finite; entry [{}, {}] is {}",
+                    "weights must be finite with |w| <= {:e}; entry [{}, {}] is {}",
+                    range::MAX,
                     i / n_in,
                     i % n_in,
                     self.w.as_slice()[i]
@@ -74,10 +81,15 @@ impl Layer {
                 format!("[{}]", self.theta.len()),
             ));
         }
-        if let Some(k) = self.theta.iter().position(|t| !(t.is_finite() && *t > 0.0)) {
+        if let Some(k) = self.theta.iter().position(|t| !range::positive_in_range(*t)) {
             return Err(Error::value(
                 format!("{prefix}.theta"),
-                format!("thresholds must be finite and > 0; entry {k} is {}", self.theta[k]),
+                format!(
+                    "thresholds must be finite, in [{:e}, {:e}]; entry {k} is {}",
+                    range::MIN,
+                    range::MAX,
+                    self.theta[k]
+                ),
             ));
         }
         self.delays.validate(prefix, n_in, n_out)

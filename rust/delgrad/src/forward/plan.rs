@@ -29,8 +29,8 @@ pub(crate) struct LayerPlan<'a> {
     pub(super) factored: bool,
     /// Largest e^{d_ki/tau_m} (1 without `decays`).
     pub(super) max_decay: f64,
-    /// sum_i |w_ki| per neuron (bounds the factored sums), +inf where the neuron's parameters
-    /// rule the factored scan out (`solver::weight_bound`).
+    /// sum_i |w_ki| per neuron (bounds the factored sums), +inf where the neuron's parameters or
+    /// tiny weights rule the factored scan out (`solver::weight_bound`).
     pub(super) w_bound: Vec<f64>,
 }
 
@@ -54,10 +54,7 @@ impl<'a> LayerPlan<'a> {
             .as_ref()
             .map_or(1.0, |m| m.as_slice().iter().copied().fold(1.0, f64::max));
         let w_bound = (0..n_out)
-            .map(|k| {
-                let w_abs = layer.w.row(k).iter().map(|w| w.abs()).sum();
-                weight_bound(&layer.neuron, layer.theta[k], w_abs)
-            })
+            .map(|k| weight_bound(&layer.neuron, layer.theta[k], layer.w.row(k).iter().copied()))
             .collect();
         LayerPlan {
             layer,

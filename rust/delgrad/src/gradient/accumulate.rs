@@ -4,7 +4,7 @@
 use super::layer::{IdealCheck, KernelScratch, layer_backward};
 use super::{BackwardOptions, Gradients, LayerGrad};
 use crate::alloc;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::forward::{Factors, LayerPlan, Scratch as ForwardScratch};
 use crate::matrix::Matrix;
 use crate::network::Network;
@@ -54,12 +54,31 @@ impl Scratch {
     }
 }
 
+/// Whether every value is finite: sum_i 0 v_i is 0, or NaN if some v_i is not finite; summed in
+/// four lanes, a form the compiler vectorises.
+#[inline]
+fn all_finite(values: &[f64]) -> bool {
+    let mut lanes = [0.0f64; 4];
+    let chunks = values.chunks_exact(4);
+    let rest: f64 = chunks.remainder().iter().map(|v| v * 0.0).sum();
+    for c in chunks {
+        for (lane, v) in lanes.iter_mut().zip(c) {
+            *lane += v * 0.0;
+        }
+    }
+    lanes.iter().sum::<f64>() + rest == 0.0
+}
+
 /// Per-chunk accumulators of the backward pass: gradients summed over the chunk's samples,
 /// (invalid, clipped) counts per layer and dL/dt of the inputs per sample.
 pub(crate) struct Accumulator {
     grads: Vec<LayerGrad>,
     counts: Vec<(usize, usize)>,
     input_rows: Vec<f64>,
+    /// Inputs per sample (>= 1).
+    n_in: usize,
+    /// The first (sample within the accumulator, layer) whose gradients are not finite.
+    non_finite: Option<(usize, usize)>,
 }
 
 impl Accumulator {
@@ -73,6 +92,8 @@ impl Accumulator {
             grads: net.layers.iter().map(LayerGrad::zeros).collect::<Result<_>>()?,
             counts: vec![(0, 0); net.layers.len()],
             input_rows,
+            n_in: net.n_in().max(1),
+            non_finite: None,
         })
     }
 
@@ -123,6 +144,15 @@ impl Accumulator {
             );
             self.counts[l].0 += inv;
             self.counts[l].1 += clip;
+            // With finite inputs a non-finite gradient starts in a layer's dL/dt_k / rho_k (a
+            // slope rho_k that rounds to almost 0, or products of huge times and parameters that
+            // overflow), which then reaches every dL/da_ki of the neuron (rho_k > 0 has a term
+            // w_ki kappa'_ki != 0) and so dL/dt_in. Layers run from the output down: the first
+            // flagged is where it starts. (What escapes this, a product scale kappa_ki or a sum
+            // over the batch that overflows, the pass over the sums catches.)
+            if !all_finite(delta_in) && self.non_finite.is_none() {
+                self.non_finite = Some((self.samples(), l));
+            }
         }
         self.input_rows.extend_from_slice(&s.deltas[0]);
     }
@@ -134,8 +164,17 @@ impl Accumulator {
             && self.grads.iter().zip(&net.layers).all(|(g, l)| g.fits(l))
     }
 
+    /// Number of samples added.
+    fn samples(&self) -> usize {
+        self.input_rows.len() / self.n_in
+    }
+
     /// Adds the next chunk's accumulator (chunks are merged in sample order).
     pub(crate) fn merge(&mut self, next: &Accumulator) {
+        if self.non_finite.is_none() {
+            let before = self.samples();
+            self.non_finite = next.non_finite.map(|(b, l)| (before + b, l));
+        }
         for (acc, g) in self.grads.iter_mut().zip(&next.grads) {
             acc.add(g);
         }
@@ -151,10 +190,49 @@ impl Accumulator {
         self.grads.iter_mut().for_each(LayerGrad::clear);
         self.counts.fill((0, 0));
         self.input_rows.clear();
+        self.non_finite = None;
     }
 
-    /// The batch's gradients, once every sample is added.
+    /// The batch's gradients, once every sample is added; an error naming the sample and layer
+    /// where a gradient stops being finite (or the layer and tensor whose sum over the batch
+    /// overflows). The one finiteness check of the backward pass: [`add_sample`](Self::add_sample)
+    /// notes the first sample and layer whose dL/dt_in is not finite, this a pass over the sums
+    /// (O(parameters)).
     pub(crate) fn into_gradients(self, net: &Network, batch: usize) -> Result<Gradients> {
+        let range = "(see docs/model.md, \"Range of values\")";
+        if let Some((b, l)) = self.non_finite {
+            return Err(Error::value(
+                format!("sample {b}"),
+                format!(
+                    "the gradients of layers[{l}] are not finite: its spike times, the parameters \
+                     or the loss gradients are too large for exact gradients {range}"
+                ),
+            ));
+        }
+        if let Some(i) = self.input_rows.iter().position(|v| !v.is_finite()) {
+            let (b, n) = (i / self.n_in, i % self.n_in);
+            return Err(Error::value(
+                format!("sample {b}"),
+                format!("the gradient of input {n} overflows {range}"),
+            ));
+        }
+        for (l, g) in self.grads.iter().enumerate() {
+            let tensors = [
+                ("w", g.w.as_slice()),
+                ("theta", &g.theta[..]),
+                ("d_syn", g.d_syn.as_slice()),
+                ("d_axo", &g.d_axo[..]),
+                ("d_den", &g.d_den[..]),
+            ];
+            for (name, v) in tensors {
+                if let Some(i) = v.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::value(
+                        format!("layers[{l}].{name}"),
+                        format!("the gradient summed over the batch overflows at entry {i} {range}"),
+                    ));
+                }
+            }
+        }
         let input = Matrix::from_vec("input_grad", batch, net.n_in(), self.input_rows)?;
         let (invalid, clipped) = self.counts.into_iter().unzip();
         Ok(Gradients {

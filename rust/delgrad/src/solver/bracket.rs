@@ -116,7 +116,7 @@ impl IntervalState {
     /// leave the bracket become bisections; stops at machine precision.
     fn solve_monotone(&self, neuron: &Neuron, theta: f64, mut lo: f64, mut hi: f64) -> f64 {
         let mut x = 0.5 * (lo + hi);
-        for _ in 0..200 {
+        for _ in 0..super::MAX_STEPS {
             let fx = self.potential(neuron, x) - theta;
             if fx == 0.0 {
                 return x;

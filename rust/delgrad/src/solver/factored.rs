@@ -14,6 +14,7 @@
 //! that the general scan takes over (see [`first_spike`](super::first_spike)).
 
 use crate::kernel::{Neuron, Regime};
+use crate::range;
 
 /// Largest (a - R)/tau_m for which the factors E = e^{(a - R)/tau_m} are used (E <= e^{150}).
 pub(crate) const MAX_SPAN: f64 = 150.0;
@@ -30,17 +31,36 @@ pub(crate) struct Arrival {
     pub e: f64,
 }
 
-/// The factored scan of `neuron` with threshold `theta` is safe for inputs whose weights have
-/// absolute sum `w_abs` and whose factors are at most `e_max` when it is a closed-form regime and
-/// every sum (<= w_abs e_max^2) and parameter is within [`SAFE`]:
-/// `within_bound(weight_bound(neuron, theta, w_abs), e_max)`.
+/// Largest sum |w| tau_m / theta for which the factored scans are used. They resolve time to a
+/// few ulp of tau_m (they work on X = e^{-(t - R)/tau_m}: arrivals closer than that share one X),
+/// and u rises by at most sum |w| per unit time; with this bound the rise over such a span stays
+/// below 1e8 eps theta ~ 2e-8 theta, so no crossing hides in it and the crossing time's error of
+/// a few ulp of tau_m is within 1e-8 of its distance from the arrival before it. Beyond it (huge
+/// weights or tau_m against theta: crossings within a tiny fraction of tau_m of an arrival) the
+/// general scan, which solves for t - r itself, takes over.
+const MAX_RISE: f64 = 1e8;
+
+/// The factored scan of `neuron` with threshold `theta` is safe for inputs with weights `w`
+/// whose factors are at most `e_max` when it is a closed-form regime, every sum
+/// (<= sum |w| e_max^2) and parameter is within [`SAFE`], no product of two sums or of a sum
+/// and theta/tau_m underflows, and the crossings are resolved ([`MAX_RISE`]):
+/// `within_bound(weight_bound(neuron, theta, w), e_max)`.
 ///
-/// The per-neuron part (fixed for a batch): `w_abs` where the regime and the parameters allow the
-/// factored scan, +inf where they do not.
-pub(crate) fn weight_bound(neuron: &Neuron, theta: f64, w_abs: f64) -> f64 {
+/// The per-neuron part (fixed for a batch): sum |w| where the regime and the parameters allow the
+/// factored scan, +inf where they do not (theta/tau_m below 1/[`SAFE`], sum |w| tau_m / theta
+/// above [`MAX_RISE`], or a nonzero |w| below [`range::MIN`], whose sums could square to
+/// subnormals).
+pub(crate) fn weight_bound(neuron: &Neuron, theta: f64, w: impl IntoIterator<Item = f64>) -> f64 {
     let tm = neuron.tau_m();
-    let ok =
-        neuron.regime() != Regime::General && (1.0 / SAFE..=SAFE).contains(&tm) && theta <= SAFE && theta / tm <= SAFE;
+    let (w_abs, tiny) = w.into_iter().fold((0.0, false), |(sum, tiny), w| {
+        (sum + w.abs(), tiny || (w != 0.0 && w.abs() < range::MIN))
+    });
+    let ok = neuron.regime() != Regime::General
+        && !tiny
+        && (1.0 / SAFE..=SAFE).contains(&tm)
+        && theta <= SAFE
+        && (1.0 / SAFE..=SAFE).contains(&(theta / tm))
+        && w_abs * tm <= MAX_RISE * theta;
     if ok { w_abs } else { f64::INFINITY }
 }
 
@@ -77,8 +97,8 @@ pub(super) fn from_pairs(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> O
     let tm = neuron.tau_m();
     let r0 = pairs.first()?.0;
     let span = pairs.iter().fold(0.0f64, |m, p| m.max(p.0 - r0)) / tm;
-    let w_abs: f64 = pairs.iter().map(|p| p.1.abs()).sum();
-    if !(span <= MAX_SPAN && within_bound(weight_bound(neuron, theta, w_abs), span.exp())) {
+    let bound = weight_bound(neuron, theta, pairs.iter().map(|p| p.1));
+    if !(span <= MAX_SPAN && within_bound(bound, span.exp())) {
         return None;
     }
     let arrivals = pairs
@@ -98,7 +118,7 @@ mod tests {
     use crate::solver::{Method, first_spike, first_spike_factored};
 
     fn applies(neuron: &Neuron, theta: f64, w_abs: f64, e_max: f64) -> bool {
-        within_bound(weight_bound(neuron, theta, w_abs), e_max)
+        within_bound(weight_bound(neuron, theta, [w_abs]), e_max)
     }
 
     fn factored(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<f64> {
@@ -175,6 +195,12 @@ mod tests {
         assert!(applies(&n, 1.0, 10.0, 3.0));
         assert!(!applies(&n, 1.0, 1e99, 4.0));
         assert!(!applies(&n, 1e300, 1.0, 1.0));
-        assert!(!applies(&Neuron::new(2e200, 1e200).unwrap(), 1.0, 1.0, 1.0));
+        assert!(!applies(&Neuron::new(1e100, 5e99).unwrap(), 1.0, 1.0, 1.0));
+        // Crossings within a tiny fraction of tau_m of an arrival (MAX_RISE).
+        assert!(applies(&n, 1.0, 0.5 * MAX_RISE, 1.0));
+        assert!(!applies(&n, 1e-9, 1.0, 1.0));
+        // A tiny nonzero weight (sums that could square to subnormals), but not a zero one.
+        assert!(!within_bound(weight_bound(&n, 1.0, [1.0, 5e-324]), 1.0));
+        assert!(within_bound(weight_bound(&n, 1.0, [1.0, 0.0, -0.0]), 1.0));
     }
 }

@@ -179,11 +179,11 @@ impl State {
     /// The crossing u(s) = theta in [lo, hi], where u - theta changes sign exactly once from < 0
     /// (at lo) to >= 0 (at hi), starting at `x0`: Halley steps, bisection when a step leaves the
     /// bracket or the slope is not positive. Stops when a step is below 4 ulp, or after a Halley
-    /// step h whose predicted error K h^3, K = (f''/2f')^2 - f'''/6f', is below an ulp of the root
-    /// (saves the evaluation that would only confirm convergence).
+    /// step h (|h| <= |root|) whose predicted error K h^3, K = (f''/2f')^2 - f'''/6f', is below an
+    /// ulp of the root (saves the evaluation that would only confirm convergence).
     fn solve(&self, kn: &Kernel, theta: f64, mut lo: f64, mut hi: f64, x0: f64) -> f64 {
         let mut x = if x0 > lo && x0 < hi { x0 } else { 0.5 * (lo + hi) };
-        for _ in 0..200 {
+        for _ in 0..super::MAX_STEPS {
             let Derivatives { u, du, d2u, d3u } = self.eval(kn, x);
             let f = u - theta;
             if f == 0.0 {
@@ -208,8 +208,15 @@ impl State {
             if inside && halley {
                 let r = d2u / (2.0 * du);
                 let k = (r * r - d3u / (6.0 * du)).abs();
-                // |step| small against the curvature scale keeps the cubic error model valid
-                if (step * r).abs() <= 1e-3 && 4.0 * k * (step * step * step).abs() <= f64::EPSILON * next.abs() {
+                // |step| small against the curvature scale keeps the cubic error model valid, and
+                // |step| <= |next| bounds the rounding of x - step by an ulp of the root (a step
+                // from far away, after a bisection of a huge bracket, cancels digits the model
+                // does not see).
+                let model = (step * r).abs() <= 1e-3;
+                if model
+                    && 4.0 * k * (step * step * step).abs() <= f64::EPSILON * next.abs()
+                    && step.abs() <= next.abs()
+                {
                     return next;
                 }
             }
