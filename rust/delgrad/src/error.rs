@@ -35,6 +35,10 @@ pub enum Error {
     /// Training produced non-finite parameters or losses.
     #[error("training diverged: {0}")]
     Diverged(String),
+    /// The call was cancelled ([`Cancel`](crate::cancel::Cancel)) before it finished; the objects
+    /// it works on are as they were before the call.
+    #[error("cancelled before the call finished")]
+    Cancelled,
 }
 
 /// Result alias of the crate.
@@ -77,7 +81,7 @@ impl Error {
             },
             Error::Value { arg, message } => Error::value(format!("{within}.{arg}"), message),
             Error::Option { arg, message } => Error::option(format!("{within}.{arg}"), message),
-            e @ Error::Diverged(_) => e,
+            e @ (Error::Diverged(_) | Error::Cancelled) => e,
         }
     }
 }

@@ -219,7 +219,7 @@ where
         (Err(_), _) => {}
     };
     let fits = |st: &ThreadState<S>| st.fits(net);
-    let all = exec.fold_ranges_kept(batch, fits, init, chunk, Ok(Part::new(net, batch)), fold)?;
+    let all = exec.fold_ranges_kept(batch, fits, init, chunk, Ok(Part::new(net, batch)), fold)??;
     let mut times = times.into_inner().unwrap_or_else(|e| e.into_inner());
     if times.is_empty() {
         times = layer_matrices(sizes, batch); // an empty batch

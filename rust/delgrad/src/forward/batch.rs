@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
+use crate::error::Result;
 use crate::matrix::Matrix;
 use crate::parallel::{Executor, lock_briefly};
 
@@ -19,7 +20,7 @@ pub(crate) fn chunked_times<S, T, I, F>(
     fill: f64,
     init: I,
     chunk: F,
-) -> (Vec<Matrix>, Vec<T>)
+) -> Result<(Vec<Matrix>, Vec<T>)>
 where
     S: Send + 'static,
     T: Send,
@@ -42,8 +43,8 @@ where
         },
         Vec::new(),
         |all, said, _| all.push(said),
-    );
-    (times.into_inner().unwrap_or_else(|e| e.into_inner()), parts)
+    )?;
+    Ok((times.into_inner().unwrap_or_else(|e| e.into_inner()), parts))
 }
 
 /// One `[batch, n_l]` matrix per layer of `sizes`, for the spike times of a batch.

@@ -44,6 +44,6 @@ pub fn forward(net: &Network, input: &Matrix, method: Method, exec: &Executor) -
                 sample_times(&plans, input.row(b), row, scratch, method);
             }
         },
-    );
+    )?;
     Ok(times)
 }

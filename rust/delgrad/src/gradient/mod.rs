@@ -185,6 +185,6 @@ pub fn backward(
     };
     let all = Accumulator::new(net, input.rows());
     let fits = |(s, spent): &(Scratch, Vec<Accumulator>)| s.fits(net) && spent.iter().all(|a| a.fits(net));
-    exec.fold_ranges_kept(input.rows(), fits, init, chunk, all, fold)
+    exec.fold_ranges_kept(input.rows(), fits, init, chunk, all, fold)?
         .into_gradients(net, input.rows())
 }

@@ -81,7 +81,7 @@ pub fn noisy_forward(
     counter: u64,
     exec: &Executor,
 ) -> Result<HwRun> {
-    Ok(Run::new(net, input, repeat, pattern, noise, seed, counter)?.forward(exec))
+    Run::new(net, input, repeat, pattern, noise, seed, counter)?.forward(exec)
 }
 
 /// One run of an emulated chip set up for recording its samples one by one (by
@@ -154,7 +154,7 @@ impl<'a> Run<'a> {
     }
 
     /// Records every sample of the run's input, on `exec`.
-    pub(crate) fn forward(&self, exec: &Executor) -> HwRun {
+    pub(crate) fn forward(&self, exec: &Executor) -> Result<HwRun> {
         let plans = self.plans();
         let batch = self.input.rows();
         let sizes: Vec<usize> = self.layers.iter().map(|rl| rl.run.n_out()).collect();
@@ -175,13 +175,13 @@ impl<'a> Run<'a> {
                 }
                 dropped
             },
-        );
+        )?;
         let dropped_events = dropped.iter().sum();
-        HwRun {
+        Ok(HwRun {
             times,
             dropped_events,
             stalled_from: self.stalled_from,
-        }
+        })
     }
 
     /// The ideal forward pass's plans of the layers it can compute (see `RunLayer::planned`).

@@ -3,6 +3,7 @@
 
 use super::config::TrainConfig;
 use super::report::{EpochReport, EvalReport, StepReport, silent_fraction};
+use crate::cancel;
 use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::forward::forward;
@@ -293,10 +294,18 @@ impl Trainer {
             .last()
             .ok_or_else(|| Error::shape("times", "one matrix per layer", "none"))?;
         let report = evaluate(&self.config.loss, out, labels, self.config.silent_loss, false)?;
+        let (bump, last_bumped) = (self.bump, self.last_bumped);
         match self.stabilise(times, report, epoch)? {
             (step, Some(dl_dt)) => {
                 let net = at.unwrap_or(&self.net);
-                let grads = backward(net, x, times, &dl_dt, &self.backward_options(true), exec)?;
+                let grads = match backward(net, x, times, &dl_dt, &self.backward_options(true), exec) {
+                    Ok(grads) => grads,
+                    Err(e) => {
+                        // A step that fails (or is cancelled) in the backward pass changes nothing.
+                        (self.bump, self.last_bumped) = (bump, last_bumped);
+                        return Err(e);
+                    }
+                };
                 self.update(step, &grads, epoch)
             }
             (step, None) => Ok(step),
@@ -401,16 +410,31 @@ impl Trainer {
         if order.iter().any(|&i| i >= x.rows()) {
             return Err(Error::value("order", "indices must be < the number of samples"));
         }
-        let mut acc = EpochReport::default();
-        for chunk in order.chunks(batch) {
-            let mut xb = Vec::with_capacity(chunk.len() * x.cols());
-            chunk.iter().for_each(|&i| xb.extend_from_slice(x.row(i)));
-            let xb = Matrix::from_vec("x", chunk.len(), x.cols(), xb)?;
-            let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let r = self.step(&xb, &yb, epoch, exec)?;
-            acc.add(&r);
+        self.undone_if_cancelled(|tr| {
+            let mut acc = EpochReport::default();
+            for chunk in order.chunks(batch) {
+                cancel::check()?;
+                let mut xb = Vec::with_capacity(chunk.len() * x.cols());
+                chunk.iter().for_each(|&i| xb.extend_from_slice(x.row(i)));
+                let xb = Matrix::from_vec("x", chunk.len(), x.cols(), xb)?;
+                let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+                let r = tr.step(&xb, &yb, epoch, exec)?;
+                acc.add(&r);
+            }
+            Ok(acc)
+        })
+    }
+
+    /// Runs `f` (a loop of steps); if it is cancelled ([`cancel`]), also once it has finished,
+    /// the trainer is restored to what it was before (a copy is taken only inside a
+    /// [`Cancel::scope`](crate::cancel::Cancel::scope)): a cancelled epoch changes nothing.
+    pub(crate) fn undone_if_cancelled<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let before = cancel::cancellable().then(|| self.clone());
+        let r = f(self).and_then(|r| cancel::check().map(|()| r));
+        if let (Err(Error::Cancelled), Some(before)) = (&r, before) {
+            *self = before;
         }
-        Ok(acc)
+        r
     }
 }
 
