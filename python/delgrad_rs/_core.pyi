@@ -120,6 +120,10 @@ class Network:
         (absent or None: no delay of that kind) and ``delay_group`` (default 1).
     threads : int or None
         Worker threads of this object's executor; None or 0 uses every core.
+
+    Several Python threads may use a network at once: a call computes with the parameters it
+    started with; :meth:`set_params` replaces them for later calls. Ctrl-C during a long call
+    raises ``KeyboardInterrupt``.
     """
 
     def __new__(cls, layers: list[dict[str, Any]], *, threads: int | None = None) -> Network: ...
@@ -202,6 +206,10 @@ class Trainer:
     ``lr_delays`` 0.003, ``step_size`` 20, ``gamma`` 0.95, Adam (0.9, 0.999, 1e-8),
     ``max_dw_norm`` 0.2 (None: off), ``bump`` 5e-4, ``bump_limits`` :func:`default_bump_limits`,
     the sigmoid delay parametrisation with ``delay_shift`` 0 and ``delay_scale`` 1.
+
+    Several Python threads may share a trainer: each call waits, with the GIL released, until the
+    calls of other threads on it have finished. Ctrl-C during a long call raises
+    ``KeyboardInterrupt`` and leaves the trainer as it was before the call.
     """
 
     def __new__(

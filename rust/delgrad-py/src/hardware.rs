@@ -9,11 +9,12 @@ use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::calls::work;
 use crate::convert::{
     array_to_py, as_dict, as_list, check_keys, f64_array, get_f64, matrices_to_py, matrix, opt, u64_arg, vec_to_py,
     vector,
 };
-use crate::errors::{CoreError, compute, value_err, within};
+use crate::errors::{CoreError, compute, compute_sized, value_err, within};
 use crate::network::PyNetwork;
 
 /// A chip's weight and delay grid (see the stub and `delgrad::hardware::Grid`).
@@ -205,11 +206,12 @@ pub fn hardware_forward<'py>(
     seed: i128,
     counter: i128,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let net = &network.net;
+    let net = network.net();
+    let net = &*net;
     let a = RunArgs::new(net, repeat, pattern, noise, seed, counter)?;
     let x = matrix(x, "x")?;
     let exec = &*network.exec;
-    let run = compute(py, || {
+    let run = compute_sized(py, work(x.rows(), net).saturating_mul(a.repeat), || {
         noisy_forward(
             net,
             &x,

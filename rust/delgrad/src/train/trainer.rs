@@ -218,6 +218,8 @@ impl Trainer {
     /// applied unless the stabilisers end the step (weight bumping), as after
     /// [`stabilise`](Self::stabilise) in a separate backward pass.
     pub(crate) fn conclude(&mut self, pass: Pass, epoch: usize) -> Result<StepReport> {
+        // The last point where a cancelled step changes nothing.
+        cancel::check()?;
         let Pass { times, loss, grads } = pass;
         match self.stabilise(&times, loss, epoch)? {
             (step, Some(_)) => self.update(step, &grads, epoch),
