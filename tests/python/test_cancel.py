@@ -28,7 +28,10 @@ from delgrad_rs import _core
 
 case = sys.argv[1]
 rng = np.random.default_rng(0)
-layers = [{"size": 100, "weight_mean": 0.1, "weight_std": 0.1}, {"size": 3, "weight_mean": 0.5, "weight_std": 0.8}]
+layers = [
+    {"size": 100, "weight_mean": 0.1, "weight_std": 0.1},
+    {"size": 3, "weight_mean": 0.5, "weight_std": 0.8},
+]
 net = _core.init_network(100, layers, seed=0, threads=2)
 # 60,000 samples of a 100-100-3 network: ~5 s for a forward pass on two idle cores, 13 s for an epoch.
 x = rng.uniform(0.0, 2.0, (60_000, 100))
@@ -38,7 +41,8 @@ probe_x, probe_y = x[:300], y[:300]
 
 def state(tr):
     s = tr.state()
-    return [[np.asarray(t[k]).tolist() for k in ("values", "m", "v", "t")] for t in s["tensors"]], s["bump"], s["last_bumped"]
+    tensors = [[np.asarray(t[k]).tolist() for k in ("values", "m", "v", "t")] for t in s["tensors"]]
+    return tensors, s["bump"], s["last_bumped"]
 
 def report(**kw):
     print(json.dumps(kw), flush=True)
@@ -59,7 +63,6 @@ else:
     before = state(tr)
     if case == "wait":
         # Another thread holds the trainer in a long epoch; this thread waits for it in a step.
-        busy = _core.Trainer(net, threads=1)
         started = threading.Event()
         def hold():
             started.set()
