@@ -209,7 +209,8 @@ class Trainer:
 
     Several Python threads may share a trainer: each call waits, with the GIL released, until the
     calls of other threads on it have finished. Ctrl-C during a long call raises
-    ``KeyboardInterrupt`` and leaves the trainer as it was before the call.
+    ``KeyboardInterrupt`` and leaves the trainer as it was before the call (unless the call was
+    already storing its result, in its last fraction of a millisecond).
     """
 
     def __new__(
