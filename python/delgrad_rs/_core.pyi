@@ -128,6 +128,10 @@ class Network:
         (absent or None: no delay of that kind) and ``delay_group`` (default 1).
     threads : int or None
         Worker threads of this object's executor; None or 0 uses every core.
+
+    Several Python threads may use a network at once: a call computes with the parameters it
+    started with; :meth:`set_params` replaces them for later calls. Ctrl-C during a long call
+    raises ``KeyboardInterrupt``.
     """
 
     def __new__(cls, layers: list[dict[str, Any]], *, threads: int | None = None) -> Network: ...
@@ -222,6 +226,11 @@ class Trainer:
     in place of the potential, ``rho + (u(t) - theta) / tau_m``; docs/hardware.md). An argument of
     the wrong type is a ``TypeError``, one outside its domain an ``InvalidValueError``; both name
     the argument and the expected form.
+
+    Several Python threads may share a trainer: each call waits, with the GIL released, until the
+    calls of other threads on it have finished. Ctrl-C during a long call raises
+    ``KeyboardInterrupt`` and leaves the trainer as it was before the call (unless the call was
+    already storing its result, in its last fraction of a millisecond).
     """
 
     def __new__(

@@ -78,6 +78,11 @@ class Network:
     (explicit parameters). Parameters are read and written as a list of per-layer dicts of
     numpy arrays through :attr:`params`.
 
+    Several Python threads may use one network at once: each call computes with the parameters it
+    started with, and setting :attr:`params` replaces them for the calls after it. Ctrl-C during a
+    long call (many samples) raises ``KeyboardInterrupt`` within milliseconds; the network is
+    unchanged.
+
     Parameters
     ----------
     core : delgrad_rs.hardware.CoreNetwork

@@ -6,12 +6,13 @@
 //! once per interpreter (multiple inheritance is not expressible with `create_exception!`).
 
 use std::any::Any;
-use std::panic::AssertUnwindSafe;
 
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
+
+use crate::calls;
 
 const MODULE: &str = "delgrad_rs._core";
 
@@ -111,6 +112,9 @@ impl From<CoreError> for PyErr {
                 delgrad::Error::Option { .. } => &t.option,
                 delgrad::Error::Diverged(_) => &t.diverged,
                 delgrad::Error::Memory { .. } => &t.allocation,
+                // Only calls interrupted by a signal are cancelled, and they raise the signal
+                // handler's exception instead (`calls::run`).
+                delgrad::Error::Cancelled => return PyKeyboardInterrupt::new_err(e.0.to_string()),
             };
             PyErr::from_type(ty.bind(py).clone(), e.0.to_string())
         })
@@ -159,7 +163,17 @@ where
     T: Send,
     F: FnOnce() -> delgrad::Result<T> + Send,
 {
-    match py.detach(move || std::panic::catch_unwind(AssertUnwindSafe(f))) {
+    compute_sized(py, 0, f)
+}
+
+/// [`compute`] for `work` of work ([`calls::work`]): a long call on the main thread is cancelled
+/// by Ctrl-C, which raises KeyboardInterrupt ([`calls::run`]).
+pub fn compute_sized<T, F>(py: Python<'_>, work: usize, f: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> delgrad::Result<T> + Send,
+{
+    match calls::run(py, work, f)? {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(CoreError(e).into()),
         Err(payload) => Err(panic_err(payload)),

@@ -9,10 +9,11 @@ use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::calls::work;
 use crate::convert::{
     arg, array_to_py, as_dict, as_list, check_keys, f64_array, get_f64, matrices_to_py, matrix, opt, vec_to_py, vector,
 };
-use crate::errors::{CoreError, compute, within};
+use crate::errors::{CoreError, compute, compute_sized, within};
 use crate::network::PyNetwork;
 
 /// A chip's weight and delay grid (see the stub and `delgrad::hardware::Grid`).
@@ -207,11 +208,12 @@ pub fn hardware_forward<'py>(
     #[pyo3(from_py_with = arg::seed)] seed: u64,
     #[pyo3(from_py_with = arg::counter)] counter: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let net = &network.net;
+    let net = network.net();
+    let net = &*net;
     let a = RunArgs::new(net, repeat, pattern, noise, seed, counter)?;
     let x = matrix(x, "x")?;
     let exec = &*network.exec;
-    let run = compute(py, || {
+    let run = compute_sized(py, work(x.rows(), net).saturating_mul(a.repeat), || {
         noisy_forward(
             net,
             &x,

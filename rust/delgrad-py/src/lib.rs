@@ -4,6 +4,7 @@
 //! classes of [`errors`].
 #![forbid(unsafe_code)]
 
+mod calls;
 mod convert;
 mod dataset;
 mod errors;

@@ -1,7 +1,7 @@
 //! `Network` (a network and its executor), `init_network`, `loss_and_grad` and the thread count
 //! of `threads=None`.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use delgrad::delay::{DelayKind, DelayParam, Delays};
 use delgrad::forward::forward;
@@ -18,11 +18,12 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use crate::calls::work;
 use crate::convert::{
     arg, as_dict, as_list, check_keys, get_f64, get_usize, indices, int64_array, matrices_to_py, matrix, matrix_to_py,
     opt, required, scalar, scalar_or_vector, times_list, usize_arg, vec_to_py, vector,
 };
-use crate::errors::{CoreError, compute, option_err, value_err, within};
+use crate::errors::{CoreError, compute, compute_sized, option_err, value_err, within};
 
 /// The solver method called `method`.
 pub fn parse_method(method: &str) -> PyResult<Method> {
@@ -103,13 +104,29 @@ fn layer_params<'py>(py: Python<'py>, layer: &Layer) -> PyResult<Bound<'py, PyDi
 }
 
 /// A feed-forward network of first-spike-time LIF layers (see the stub for documentation).
-#[pyclass(module = "delgrad_rs._core", name = "Network")]
+///
+/// Safe to share between Python threads: a call takes the parameters as they are when it starts
+/// (`set_params` replaces them for the calls after it, without waiting for those running).
+#[pyclass(module = "delgrad_rs._core", name = "Network", frozen)]
 pub struct PyNetwork {
-    pub(crate) net: Network,
+    net: RwLock<Arc<Network>>,
     pub(crate) exec: Arc<Executor>,
 }
 
 impl PyNetwork {
+    /// `net` computing on `exec`.
+    pub(crate) fn with_executor(net: Network, exec: Arc<Executor>) -> Self {
+        PyNetwork {
+            net: RwLock::new(Arc::new(net)),
+            exec,
+        }
+    }
+
+    /// The parameters now.
+    pub(crate) fn net(&self) -> Arc<Network> {
+        Arc::clone(&self.net.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The executor of one call: the network's, or the process's for `threads` when given.
     pub(crate) fn executor(&self, py: Python<'_>, threads: Option<usize>) -> PyResult<Arc<Executor>> {
         match threads {
@@ -129,15 +146,12 @@ impl PyNetwork {
         #[pyo3(from_py_with = arg::threads)] threads: Option<usize>,
     ) -> PyResult<Self> {
         let net = network_from_list(layers)?;
-        Ok(PyNetwork {
-            net,
-            exec: make_executor(py, threads)?,
-        })
+        Ok(PyNetwork::with_executor(net, make_executor(py, threads)?))
     }
 
     #[getter]
     fn sizes(&self) -> Vec<usize> {
-        self.net.sizes()
+        self.net().sizes()
     }
 
     #[getter]
@@ -146,11 +160,15 @@ impl PyNetwork {
     }
 
     fn __len__(&self) -> usize {
-        self.net.layers.len()
+        self.net().layers.len()
     }
 
     fn __repr__(&self) -> String {
-        format!("Network(sizes={:?}, threads={})", self.net.sizes(), self.exec.threads())
+        format!(
+            "Network(sizes={:?}, threads={})",
+            self.net().sizes(),
+            self.exec.threads()
+        )
     }
 
     #[pyo3(signature = (x, threads=None, method="auto"))]
@@ -164,8 +182,9 @@ impl PyNetwork {
         let method = parse_method(method)?;
         let x = matrix(x, "x")?;
         let exec = self.executor(py, threads)?;
-        let (net, exec) = (&self.net, &*exec);
-        let times = compute(py, || {
+        let net = self.net();
+        let (net, exec) = (&*net, &*exec);
+        let times = compute_sized(py, work(x.rows(), net), || {
             // The core names its input `input`; the Python argument is `x`.
             net.validate_times("x", &x, net.n_in())?;
             forward(net, &x, method, exec)
@@ -201,8 +220,9 @@ impl PyNetwork {
             method,
             ..BackwardOptions::default()
         };
-        let (net, exec) = (&self.net, &*self.exec);
-        let g = compute(py, || {
+        let net = self.net();
+        let (net, exec) = (&*net, &*self.exec);
+        let g = compute_sized(py, work(x.rows(), net), || {
             net.validate_times("x", &x, net.n_in())?;
             backward(net, &x, &times, &dl, &opts, exec)
         })?;
@@ -225,17 +245,18 @@ impl PyNetwork {
     }
 
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        self.net.layers.iter().map(|l| layer_params(py, l)).collect()
+        self.net().layers.iter().map(|l| layer_params(py, l)).collect()
     }
 
-    fn set_params(&mut self, layers: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.net = network_from_list(layers)?;
+    fn set_params(&self, layers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let net = Arc::new(network_from_list(layers)?);
+        *self.net.write().unwrap_or_else(|e| e.into_inner()) = net;
         Ok(())
     }
 
     fn copy(&self) -> Self {
         PyNetwork {
-            net: self.net.clone(),
+            net: RwLock::new(self.net()),
             exec: Arc::clone(&self.exec),
         }
     }
@@ -319,7 +340,7 @@ pub fn init_network(
         let mut rng = RandomState::new(seed);
         delgrad::train::init_network(n_in, &specs, param, &mut rng)
     })?;
-    Ok(PyNetwork { net, exec })
+    Ok(PyNetwork::with_executor(net, exec))
 }
 
 #[pyfunction]

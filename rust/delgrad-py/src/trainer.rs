@@ -1,12 +1,13 @@
 //! `Trainer`: the core's trainer with its executor; steps, epochs (in software and on an emulated
 //! chip), evaluation and the state of a checkpoint.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use delgrad::delay::DelayParam;
 use delgrad::gradient::GradientSlope;
 use delgrad::hardware::{GradientWeights, HostRecipe, changed_entries};
 use delgrad::loss::{Loss, SILENT_LOSS, TieRule};
+use delgrad::network::Network;
 use delgrad::optim::{Adam, AdamConfig, StepLr};
 use delgrad::parallel::Executor;
 use delgrad::train::{EpochReport, StepReport, Tensor, TensorKind, TrainConfig, Trainer};
@@ -14,11 +15,12 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use crate::calls::{LONG, lock, synapses};
 use crate::convert::{
     arg, as_dict, as_list, check_keys, indices, matrix, matrix_to_py, required, scalar, times_list, usize_arg,
     vec_to_py, vector,
 };
-use crate::errors::{CoreError, compute, within};
+use crate::errors::{CoreError, compute, compute_sized, within};
 use crate::hardware::{PyGrid, RunArgs};
 use crate::network::{PyNetwork, parse_method};
 
@@ -76,10 +78,35 @@ fn tensor_from_dict(obj: &Bound<'_, PyAny>, i: usize) -> PyResult<Tensor> {
 }
 
 /// Adam training of a network with the reference stabilisers (see the stub).
-#[pyclass(module = "delgrad_rs._core", name = "Trainer")]
+///
+/// Python threads sharing a trainer take turns: each call holds the trainer's lock while it runs
+/// (waited for with the GIL released, see [`lock`]).
+#[pyclass(module = "delgrad_rs._core", name = "Trainer", frozen)]
 pub struct PyTrainer {
-    trainer: Trainer,
+    trainer: Mutex<Trainer>,
     exec: Arc<Executor>,
+    /// The network's synapses (the work of a call is samples x synapses).
+    synapses: usize,
+}
+
+impl PyTrainer {
+    /// `f` on the trainer, holding its lock, with the GIL released: a core call on `samples`
+    /// samples, or one that waits for another thread's (both can be interrupted, see `calls`).
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        samples: usize,
+        f: impl FnOnce(&mut Trainer) -> delgrad::Result<T> + Send,
+    ) -> PyResult<T> {
+        let tr = &self.trainer;
+        let busy = tr.try_lock().is_err();
+        let work = if busy {
+            LONG
+        } else {
+            samples.saturating_mul(self.synapses)
+        };
+        compute_sized(py, work, || f(&mut *lock(tr)?))
+    }
 }
 
 #[pymethods]
@@ -125,7 +152,8 @@ impl PyTrainer {
         gradient_slope: &str,
         #[pyo3(from_py_with = arg::threads)] threads: Option<usize>,
     ) -> PyResult<Self> {
-        let n_layers = network.net.layers.len();
+        let net = network.net();
+        let n_layers = net.layers.len();
         let config = TrainConfig {
             loss: Loss::from_name(loss, delta, xi, alpha, beta).map_err(CoreError)?,
             silent_loss,
@@ -146,9 +174,13 @@ impl PyTrainer {
             gradient_slope: GradientSlope::from_name(gradient_slope).map_err(CoreError)?,
         };
         let exec = network.executor(py, threads)?;
-        let net = network.net.clone();
-        let trainer = compute(py, || Trainer::new(net, config))?;
-        Ok(PyTrainer { trainer, exec })
+        let (net, synapses) = (Network::clone(&net), synapses(&net));
+        let trainer = Mutex::new(compute(py, || Trainer::new(net, config))?);
+        Ok(PyTrainer {
+            trainer,
+            exec,
+            synapses,
+        })
     }
 
     #[getter]
@@ -156,19 +188,17 @@ impl PyTrainer {
         self.exec.threads()
     }
 
-    fn network(&self) -> PyNetwork {
-        PyNetwork {
-            net: self.trainer.network().clone(),
-            exec: Arc::clone(&self.exec),
-        }
+    fn network(&self, py: Python<'_>) -> PyResult<PyNetwork> {
+        let net = self.with(py, 0, |tr| Ok(tr.network().clone()))?;
+        Ok(PyNetwork::with_executor(net, Arc::clone(&self.exec)))
     }
 
-    fn learning_rates(&self, #[pyo3(from_py_with = arg::epoch)] epoch: usize) -> (f64, f64) {
-        self.trainer.learning_rates(epoch)
+    fn learning_rates(&self, py: Python<'_>, #[pyo3(from_py_with = arg::epoch)] epoch: usize) -> PyResult<(f64, f64)> {
+        self.with(py, 0, |tr| Ok(tr.learning_rates(epoch)))
     }
 
     fn step<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
@@ -176,14 +206,14 @@ impl PyTrainer {
     ) -> PyResult<Bound<'py, PyDict>> {
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
-        let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let r = compute(py, || tr.step(&x, &y, epoch, exec))?;
+        let exec = &*self.exec;
+        let r = self.with(py, x.rows(), |tr| tr.step(&x, &y, epoch, exec))?;
         step_dict(py, &r)
     }
 
     #[pyo3(signature = (x, times, y, epoch, at=None))]
     fn step_from_times<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         times: &Bound<'py, PyAny>,
@@ -194,9 +224,10 @@ impl PyTrainer {
         let x = matrix(x, "x")?;
         let times = times_list(times, "times")?;
         let y = indices(y, "y")?;
-        let at = at.as_ref().map(|n| &n.net);
-        let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let r = compute(py, || match at {
+        let at = at.map(|n| n.net());
+        let at = at.as_deref();
+        let exec = &*self.exec;
+        let r = self.with(py, x.rows(), |tr| match at {
             Some(at) => tr.step_from_times_at(at, &x, &times, &y, epoch, exec),
             None => tr.step_from_times(&x, &times, &y, epoch, exec),
         })?;
@@ -209,20 +240,21 @@ impl PyTrainer {
         like: PyRef<'_, PyNetwork>,
         grid: PyRef<'_, PyGrid>,
     ) -> PyResult<(PyNetwork, usize)> {
-        let (tr, old, grid) = (&self.trainer, &like.net, &grid.grid);
-        let (net, changed) = compute(py, || {
+        let old = like.net();
+        let (old, grid) = (&*old, &grid.grid);
+        let (net, changed) = self.with(py, 0, |tr| {
             let q = grid.quantise(tr.network());
             let changed = changed_entries(old, &q)?;
             Ok((q, changed))
         })?;
         let exec = Arc::clone(&like.exec);
-        Ok((PyNetwork { net, exec }, changed))
+        Ok((PyNetwork::with_executor(net, exec), changed))
     }
 
     #[pyo3(signature = (chip, groups, x, y, epoch, *, at=None, repeat=1, pattern=None, noise=None, seed=0, counter=0))]
     #[allow(clippy::too_many_arguments)]
     fn emulated_step<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         chip: PyRef<'py, PyNetwork>,
         groups: &Bound<'py, PyAny>,
@@ -236,13 +268,15 @@ impl PyTrainer {
         #[pyo3(from_py_with = arg::seed)] seed: u64,
         #[pyo3(from_py_with = arg::counter)] counter: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let run = RunArgs::new(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let chip_net = chip.net();
+        let run = RunArgs::new(&chip_net, repeat, pattern, noise, seed, counter)?;
         let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
-        let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let (chip_net, chip_exec) = (&chip.net, &*chip.exec);
-        let at = at.as_ref().map_or(chip_net, |a| &a.net);
+        let exec = &*self.exec;
+        let (chip_net, chip_exec) = (&*chip_net, &*chip.exec);
+        let at = at.map(|a| a.net());
+        let at = at.as_deref().unwrap_or(chip_net);
         let emulation = run.emulation();
-        let (run, step) = compute(py, || {
+        let (run, step) = self.with(py, x.rows(), |tr| {
             tr.emulated_step(chip_net, &emulation, &groups, at, &x, &y, epoch, chip_exec, exec)
         })?;
         let d = PyDict::new(py);
@@ -258,7 +292,7 @@ impl PyTrainer {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn emulated_epoch<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         chip: PyRef<'py, PyNetwork>,
         groups: &Bound<'py, PyAny>,
@@ -276,16 +310,17 @@ impl PyTrainer {
         gradient_weights: &str,
         #[pyo3(from_py_with = arg::clamp_float_weights)] clamp_float_weights: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let run = RunArgs::new(&chip.net, repeat, pattern, noise, seed, counter)?;
+        let chip_net = chip.net();
+        let run = RunArgs::new(&chip_net, repeat, pattern, noise, seed, counter)?;
         let recipe = HostRecipe {
             gradient_weights: GradientWeights::from_name(gradient_weights).map_err(CoreError)?,
             clamp_float_weights,
         };
         let (groups, x, y) = (matrix(groups, "groups")?, matrix(x, "x")?, indices(y, "y")?);
-        let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let (chip_net, chip_exec, grid) = (&chip.net, &*chip.exec, &grid.grid);
+        let exec = &*self.exec;
+        let (chip_net, chip_exec, grid) = (&*chip_net, &*chip.exec, &grid.grid);
         let emulation = run.emulation();
-        let r = compute(py, || {
+        let r = self.with(py, x.rows(), |tr| {
             tr.emulated_epoch(
                 chip_net,
                 grid,
@@ -315,17 +350,17 @@ impl PyTrainer {
         d.set_item("written", r.written)?;
         d.set_item("stalled", r.stalled)?;
         let exec = Arc::clone(&chip.exec);
-        d.set_item("chip", PyNetwork { net: r.chip, exec })?;
+        d.set_item("chip", PyNetwork::with_executor(r.chip, exec))?;
         Ok(d)
     }
 
-    fn clamp_weights(&mut self, py: Python<'_>, grid: PyRef<'_, PyGrid>) -> PyResult<()> {
-        let (tr, limit) = (&mut self.trainer, grid.grid.weight_limit());
-        compute(py, || tr.clamp_weights(limit))
+    fn clamp_weights(&self, py: Python<'_>, grid: PyRef<'_, PyGrid>) -> PyResult<()> {
+        let limit = grid.grid.weight_limit();
+        self.with(py, 0, |tr| tr.clamp_weights(limit))
     }
 
     fn train_epoch<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         y: &Bound<'py, PyAny>,
@@ -336,8 +371,8 @@ impl PyTrainer {
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
         let order = indices(order, "order")?;
-        let (tr, exec) = (&mut self.trainer, &*self.exec);
-        let r = compute(py, || tr.train_epoch(&x, &y, &order, batch, epoch, exec))?;
+        let exec = &*self.exec;
+        let r = self.with(py, x.rows(), |tr| tr.train_epoch(&x, &y, &order, batch, epoch, exec))?;
         epoch_dict(py, &r)
     }
 
@@ -349,8 +384,8 @@ impl PyTrainer {
     ) -> PyResult<Bound<'py, PyDict>> {
         let x = matrix(x, "x")?;
         let y = indices(y, "y")?;
-        let (tr, exec) = (&self.trainer, &*self.exec);
-        let r = compute(py, || tr.evaluate(&x, &y, exec))?;
+        let exec = &*self.exec;
+        let r = self.with(py, x.rows(), |tr| tr.evaluate(&x, &y, exec))?;
         let d = PyDict::new(py);
         d.set_item("loss", r.loss)?;
         d.set_item("accuracy", r.accuracy)?;
@@ -363,25 +398,26 @@ impl PyTrainer {
     }
 
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (all, bump, last_bumped) = self.with(py, 0, |tr| Ok((tr.tensors.clone(), tr.bump, tr.last_bumped)))?;
         let d = PyDict::new(py);
         let tensors = PyList::empty(py);
-        for t in &self.trainer.tensors {
+        for t in all {
             let td = PyDict::new(py);
             td.set_item("layer", t.layer)?;
             td.set_item("kind", t.kind.name())?;
-            td.set_item("values", vec_to_py(py, t.values.clone()))?;
-            td.set_item("m", vec_to_py(py, t.adam.m.clone()))?;
-            td.set_item("v", vec_to_py(py, t.adam.v.clone()))?;
+            td.set_item("values", vec_to_py(py, t.values))?;
+            td.set_item("m", vec_to_py(py, t.adam.m))?;
+            td.set_item("v", vec_to_py(py, t.adam.v))?;
             td.set_item("t", t.adam.t)?;
             tensors.append(td)?;
         }
         d.set_item("tensors", tensors)?;
-        d.set_item("bump", self.trainer.bump)?;
-        d.set_item("last_bumped", self.trainer.last_bumped)?;
+        d.set_item("bump", bump)?;
+        d.set_item("last_bumped", last_bumped)?;
         Ok(d)
     }
 
-    fn set_state(&mut self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_state(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
         let d = as_dict(state, "state")?;
         check_keys(d, &STATE_KEYS, "state")?;
         let tensors = as_list(&required(d, "tensors", "state")?, "state.tensors")?
@@ -393,8 +429,7 @@ impl PyTrainer {
         let last_bumped: Option<usize> = required(d, "last_bumped", "state")?
             .extract()
             .map_err(|_| PyTypeError::new_err("state.last_bumped: expected an integer >= 0 or None"))?;
-        let tr = &mut self.trainer;
-        compute(py, || tr.set_tensors(tensors, bump, last_bumped))
+        self.with(py, 0, |tr| tr.set_tensors(tensors, bump, last_bumped))
     }
 }
 

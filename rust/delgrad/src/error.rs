@@ -44,6 +44,10 @@ pub enum Error {
         /// Which buffer, how many values and how much memory it needs.
         message: String,
     },
+    /// The call was cancelled ([`Cancel`](crate::cancel::Cancel)) before it finished; the objects
+    /// it works on are as they were before the call.
+    #[error("cancelled before the call finished")]
+    Cancelled,
 }
 
 /// Result alias of the crate.
@@ -95,7 +99,7 @@ impl Error {
             Error::Value { arg, message } => Error::value(format!("{within}.{arg}"), message),
             Error::Option { arg, message } => Error::option(format!("{within}.{arg}"), message),
             Error::Memory { arg, message } => Error::memory(format!("{within}.{arg}"), message),
-            e @ Error::Diverged(_) => e,
+            e @ (Error::Diverged(_) | Error::Cancelled) => e,
         }
     }
 }

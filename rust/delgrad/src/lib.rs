@@ -15,6 +15,7 @@ pub mod matrix;
 
 pub use error::{Error, Result};
 pub use matrix::Matrix;
+pub mod cancel;
 pub mod dataset;
 pub mod delay;
 pub mod forward;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
+use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 
 /// Most samples per unit of parallel work. The split of a batch depends only on its size (so
@@ -239,7 +240,10 @@ impl Executor {
     /// Splits `0..n` into the contiguous ranges of [`split`], applies `f` to each and returns the
     /// results in range order. The split does not depend on the number of threads, so sums that
     /// callers fold over the results in order are bit-identical for every thread count.
-    pub fn map_ranges<T, F>(&self, n: usize, f: F) -> Vec<T>
+    ///
+    /// Inside a [`Cancel::scope`], every thread checks the token before each range it takes and
+    /// the call returns [`Error::Cancelled`] once it is raised (the same for every method here).
+    pub fn map_ranges<T, F>(&self, n: usize, f: F) -> Result<Vec<T>>
     where
         T: Send,
         F: Fn(Range<usize>) -> T + Sync + Send,
@@ -249,7 +253,7 @@ impl Executor {
 
     /// [`map_ranges`](Self::map_ranges) with per-thread state: each thread that takes part builds
     /// one `init()` (scratch space) and passes it to `f` for every range it takes.
-    pub fn map_ranges_with<S, T, I, F>(&self, n: usize, init: I, f: F) -> Vec<T>
+    pub fn map_ranges_with<S, T, I, F>(&self, n: usize, init: I, f: F) -> Result<Vec<T>>
     where
         T: Send,
         I: Fn() -> S + Sync + Send,
@@ -264,7 +268,7 @@ impl Executor {
     /// the work instead of following it, and its order (so every rounding) is the same for every
     /// thread count. `fold` also gets the folding thread's state (to keep spent buffers for its
     /// next range, say).
-    pub fn fold_ranges_with<S, T, A, I, F, G>(&self, n: usize, init: I, f: F, acc: A, fold: G) -> A
+    pub fn fold_ranges_with<S, T, A, I, F, G>(&self, n: usize, init: I, f: F, acc: A, fold: G) -> Result<A>
     where
         T: Send,
         A: Send,
@@ -281,7 +285,7 @@ impl Executor {
     /// training step's scratch space and chunk buffers are then allocated once, not per call
     /// (allocating them per call cost ~140 allocations and frees per call, some across threads,
     /// where the allocator's locks made the threads wait for each other).
-    pub fn fold_ranges_kept<S, T, A, P, I, F, G>(&self, n: usize, fits: P, init: I, f: F, acc: A, fold: G) -> A
+    pub fn fold_ranges_kept<S, T, A, P, I, F, G>(&self, n: usize, fits: P, init: I, f: F, acc: A, fold: G) -> Result<A>
     where
         S: Any + Send,
         T: Send,
@@ -299,7 +303,7 @@ impl Executor {
         rayon::current_thread_index().map_or(0, |i| i + 1)
     }
 
-    fn fold<S, T, A, M, F, G>(&self, n: usize, make: &M, f: F, acc: A, fold: G) -> A
+    fn fold<S, T, A, M, F, G>(&self, n: usize, make: &M, f: F, acc: A, fold: G) -> Result<A>
     where
         T: Send,
         A: Send,
@@ -308,15 +312,22 @@ impl Executor {
         G: Fn(&mut A, T, &mut S) + Sync + Send,
     {
         let ranges = split(n);
+        // One atomic load per range: the token of the caller's scope, if any.
+        let token = Cancel::current();
+        let cancelled = || token.as_ref().is_some_and(Cancel::is_cancelled);
         let helpers = if ranges.len() > 1 { self.helpers() } else { None };
         let Some((helpers, pool)) = helpers.as_ref().and_then(|h| Some((h, h.pool.as_ref()?))) else {
             let (mut state, mut acc) = (make.take(), acc);
             for range in ranges {
+                if cancelled() {
+                    make.keep(state);
+                    return Err(Error::Cancelled);
+                }
                 let t = f(&mut state, range);
                 fold(&mut acc, t, &mut state);
             }
             make.keep(state);
-            return acc;
+            return Ok(acc);
         };
         let claimed = AtomicUsize::new(0);
         let folded = AtomicUsize::new(0);
@@ -330,6 +341,8 @@ impl Executor {
         let failed = AtomicBool::new(false);
         let work = || {
             let _flag = RaiseOnPanic(&failed);
+            // The pool's threads take the caller's token for nested calls made by `f`.
+            let _token = cancel::Current::set(token.clone());
             // A pool thread that waits inside another call's work (a nested call) may steal this
             // call's ranges; it must not wait for the fold of a range it holds further down its own
             // stack, so only a thread's outermost work waits for the window.
@@ -337,6 +350,9 @@ impl Executor {
             let may_wait = WorkFrame::outermost();
             let mut state = None;
             'claims: loop {
+                if cancelled() {
+                    break;
+                }
                 let i = claimed.fetch_add(1, Ordering::Relaxed);
                 let Some(range) = ranges.get(i) else { break };
                 // Every range before i is claimed and being worked on, so the fold catches up,
@@ -345,7 +361,7 @@ impl Executor {
                     // The clock is read only when a thread has to wait, not for every range.
                     let since = Instant::now();
                     while i >= folded.load(Ordering::Acquire) + window {
-                        if failed.load(Ordering::Acquire) {
+                        if failed.load(Ordering::Acquire) || cancelled() {
                             break 'claims;
                         }
                         if since.elapsed() > MAX_WINDOW_WAIT {
@@ -397,7 +413,12 @@ impl Executor {
             }
         });
         helpers.linger(pool);
-        ordered.into_inner().unwrap_or_else(|e| e.into_inner()).acc
+        let ordered = ordered.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Ranges are left unfolded only when the call was cancelled (a panic has unwound).
+        if ordered.next < ranges.len() {
+            return Err(Error::Cancelled);
+        }
+        Ok(ordered.acc)
     }
 }
 
@@ -532,7 +553,7 @@ mod tests {
         for threads in [1, 2, 3, 5] {
             let exec = Executor::new(threads).unwrap();
             for n in [0, 1, TAIL + 1, CHUNK, CHUNK + 1, 150, 1000] {
-                let got = exec.map_ranges(n, |r| r);
+                let got = exec.map_ranges(n, |r| r).unwrap();
                 let flat: Vec<usize> = got.iter().flat_map(|r| r.clone()).collect();
                 assert_eq!(flat, (0..n).collect::<Vec<_>>(), "{threads} threads, n = {n}");
                 assert_eq!(got, split(n));
@@ -548,17 +569,19 @@ mod tests {
         for threads in [1, 2, 3] {
             let exec = Executor::new(threads).unwrap();
             let inits = AtomicUsize::new(0);
-            let got = exec.map_ranges_with(
-                10 * CHUNK,
-                || {
-                    inits.fetch_add(1, Ordering::Relaxed);
-                    0usize
-                },
-                |seen, r| {
-                    *seen += 1;
-                    (r, *seen)
-                },
-            );
+            let got = exec
+                .map_ranges_with(
+                    10 * CHUNK,
+                    || {
+                        inits.fetch_add(1, Ordering::Relaxed);
+                        0usize
+                    },
+                    |seen, r| {
+                        *seen += 1;
+                        (r, *seen)
+                    },
+                )
+                .unwrap();
             let flat: Vec<usize> = got.iter().flat_map(|(r, _)| r.clone()).collect();
             assert_eq!(flat, (0..10 * CHUNK).collect::<Vec<_>>());
             // Every thread that took part built its state once and counted its ranges in it.
@@ -573,7 +596,9 @@ mod tests {
     fn folds_in_range_order_for_any_thread_count() {
         for threads in [1, 2, 3] {
             let exec = Executor::new(threads).unwrap();
-            let order = exec.fold_ranges_with(150, || (), |_, r| r.start, Vec::new(), |v, start, _| v.push(start));
+            let order = exec
+                .fold_ranges_with(150, || (), |_, r| r.start, Vec::new(), |v, start, _| v.push(start))
+                .unwrap();
             let want: Vec<usize> = split(150).iter().map(|r| r.start).collect();
             assert_eq!(order, want, "{threads} threads");
         }
@@ -583,7 +608,7 @@ mod tests {
     fn helpers_linger_after_a_call_and_then_sleep() {
         let exec = Executor::new(3).unwrap();
         for n in [150, 40, 1000, 40] {
-            assert_eq!(exec.map_ranges(n, |r| r.len()).iter().sum::<usize>(), n);
+            assert_eq!(exec.map_ranges(n, |r| r.len()).unwrap().iter().sum::<usize>(), n);
         }
         // At most the two helpers linger, and well after LINGER neither does (generous bound: a
         // loaded machine may not schedule them for a while).
@@ -595,7 +620,14 @@ mod tests {
             std::thread::sleep(LINGER);
         }
         // Work submitted to sleeping helpers still gets done, also from inside the pool.
-        let nested = exec.map_ranges(64, |r| exec.map_ranges(r.len() * 10, |s| s.len()).iter().sum::<usize>());
+        let nested = exec
+            .map_ranges(64, |r| {
+                exec.map_ranges(r.len() * 10, |s| s.len())
+                    .unwrap()
+                    .iter()
+                    .sum::<usize>()
+            })
+            .unwrap();
         assert_eq!(nested.iter().sum::<usize>(), 640);
         drop(exec); // does not wait for lingering helpers
     }
@@ -622,6 +654,7 @@ mod tests {
                     0,
                     |sum, len, _| *sum += len,
                 )
+                .unwrap()
             };
             for _ in 0..5 {
                 assert_eq!(run(1), 200);
@@ -643,7 +676,8 @@ mod tests {
             );
             // States of another type do not disturb it.
             assert_eq!(
-                exec.fold_ranges_kept(50, |_: &String| true, String::new, |_, r| r.len(), 0, |a, n, _| *a += n),
+                exec.fold_ranges_kept(50, |_: &String| true, String::new, |_, r| r.len(), 0, |a, n, _| *a += n)
+                    .unwrap(),
                 50
             );
             let before = inits.load(Ordering::Relaxed);
@@ -682,18 +716,20 @@ mod tests {
                 let exec = &exec;
                 s.spawn(move || {
                     for _ in 0..50 {
-                        let got = exec.fold_ranges_kept(
-                            300,
-                            |_: &Vec<usize>| true,
-                            Vec::new,
-                            |buf, r| {
-                                buf.clear();
-                                buf.extend(r.clone().map(|i| i * k));
-                                buf.iter().sum::<usize>()
-                            },
-                            0,
-                            |sum, part, _| *sum += part,
-                        );
+                        let got = exec
+                            .fold_ranges_kept(
+                                300,
+                                |_: &Vec<usize>| true,
+                                Vec::new,
+                                |buf, r| {
+                                    buf.clear();
+                                    buf.extend(r.clone().map(|i| i * k));
+                                    buf.iter().sum::<usize>()
+                                },
+                                0,
+                                |sum, part, _| *sum += part,
+                            )
+                            .unwrap();
                         assert_eq!(got, k * 299 * 300 / 2);
                     }
                 });
@@ -705,10 +741,62 @@ mod tests {
     fn a_panic_in_the_work_reaches_the_caller() {
         let exec = Executor::new(2).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            exec.map_ranges(100, |r| assert!(!r.contains(&50), "boom"))
+            exec.map_ranges(100, |r| assert!(!r.contains(&50), "boom")).unwrap()
         }));
         assert!(r.is_err());
         // The executor still works afterwards.
-        assert_eq!(exec.map_ranges(40, |r| r.len()).iter().sum::<usize>(), 40);
+        assert_eq!(exec.map_ranges(40, |r| r.len()).unwrap().iter().sum::<usize>(), 40);
+    }
+
+    #[test]
+    fn a_raised_token_stops_the_call_on_every_thread_count() {
+        for threads in [1, 2, 3] {
+            let exec = Executor::new(threads).unwrap();
+            let token = Cancel::new();
+            let done = AtomicUsize::new(0);
+            // Raised during the call, by its work: the ranges taken after it are not run.
+            let r = token.scope(|| {
+                exec.map_ranges(1000, |r| {
+                    if done.fetch_add(1, Ordering::Relaxed) == 3 {
+                        token.cancel();
+                    }
+                    r.len()
+                })
+            });
+            assert_eq!(r, Err(Error::Cancelled), "{threads} threads");
+            // Each thread finishes the range it holds, at most: far fewer than the call's.
+            let ran = done.load(Ordering::Relaxed);
+            assert!(ran < 4 + threads * (WINDOW + 1), "{ran} ranges ran after cancelling");
+            assert!(split(1000).len() > 60);
+            // Raised before the call: nothing runs.
+            let r = token.scope(|| exec.map_ranges(100, |_| done.fetch_add(1000, Ordering::Relaxed)));
+            assert_eq!(r, Err(Error::Cancelled));
+            assert_eq!(done.load(Ordering::Relaxed), ran);
+            // Outside the scope, and with a token not raised, the executor works as before.
+            assert_eq!(exec.map_ranges(100, |r| r.len()).unwrap().iter().sum::<usize>(), 100);
+            let fresh = Cancel::new();
+            let got = fresh.scope(|| exec.map_ranges(100, |r| r.len()));
+            assert_eq!(got.unwrap().iter().sum::<usize>(), 100);
+        }
+    }
+
+    #[test]
+    fn nested_calls_on_the_pool_see_the_callers_token() {
+        let exec = Executor::new(3).unwrap();
+        let token = Cancel::new();
+        let seen = AtomicUsize::new(0);
+        let r = token.scope(|| {
+            exec.map_ranges(200, |_| {
+                // Every thread of the call, helpers included, runs inside the caller's scope.
+                if crate::cancel::cancellable() {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                token.cancel();
+                exec.map_ranges(100, |r| r.len())
+            })
+        });
+        assert_eq!(r, Err(Error::Cancelled));
+        assert!(seen.load(Ordering::Relaxed) >= 1);
+        assert!(!crate::cancel::cancellable(), "the scope ended with the call");
     }
 }

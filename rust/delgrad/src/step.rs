@@ -241,7 +241,7 @@ where
         alloc::count("input", "the spike times", &[batch, width])?,
     )?;
     let all = Part::new(net, batch)?;
-    let all = exec.fold_ranges_kept(batch, fits, init, chunk, Ok(all), fold)?;
+    let all = exec.fold_ranges_kept(batch, fits, init, chunk, Ok(all), fold)??;
     let mut times = times.into_inner().unwrap_or_else(|e| e.into_inner());
     if times.is_empty() {
         times = layer_matrices(sizes, batch)?; // an empty batch

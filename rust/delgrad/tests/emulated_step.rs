@@ -563,3 +563,58 @@ fn the_clamp_recipe_keeps_the_float_weights_in_the_grids_range() {
     assert!(t.clamp_weights(f64::NAN).unwrap_err().to_string().contains("limit"));
     assert!(t.clamp_weights(-1.0).is_err());
 }
+
+#[test]
+fn a_cancelled_emulated_epoch_leaves_the_trainer_as_before() {
+    use delgrad::cancel::Cancel;
+    use delgrad::hardware::Grid;
+    let grid = Grid::new(30.0, 63.0, 2.0, 0.125, 50.0, 250.0, 6.0).unwrap();
+    let net = hw_net(7);
+    // The training set four times: an epoch of ~1.3 s on two idle cores, far longer than the wait.
+    let (groups, x, labels) = inputs(5000);
+    let four = |m: &Matrix| Matrix::from_vec("x", 4 * m.rows(), m.cols(), m.as_slice().repeat(4)).unwrap();
+    let (groups, x, labels) = (four(&groups), four(&x), labels.repeat(4));
+    let noise = NoiseParams::bss2();
+    let e = Emulation {
+        repeat: 5,
+        pattern: None,
+        noise: &noise,
+        seed: 3,
+        counter: 0,
+    };
+    let exec = Executor::new(2).unwrap();
+    let start = grid.quantise(&net);
+    let mut tr = Trainer::new(net.clone(), config()).unwrap();
+    let before = tr.clone();
+    let epoch = |tr: &mut Trainer| {
+        tr.emulated_epoch(
+            &start,
+            &grid,
+            &e,
+            &HostRecipe::default(),
+            &groups,
+            &x,
+            &labels,
+            10,
+            0,
+            5,
+            &exec,
+            &exec,
+        )
+    };
+    // Raised while the epoch runs, and before it starts.
+    let token = Cancel::new();
+    let r = std::thread::scope(|s| {
+        let canceller = token.clone();
+        s.spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            canceller.cancel();
+        });
+        token.scope(|| epoch(&mut tr))
+    });
+    assert_eq!(r.unwrap_err(), Error::Cancelled);
+    assert_eq!(token.scope(|| epoch(&mut tr)).unwrap_err(), Error::Cancelled);
+    assert_eq!(tr.tensors, before.tensors);
+    assert_eq!((tr.bump, tr.last_bumped), (before.bump, before.last_bumped));
+    assert_eq!(tr.network(), before.network());
+}

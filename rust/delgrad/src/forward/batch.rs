@@ -44,7 +44,7 @@ where
         },
         Vec::new(),
         |all, said, _| all.push(said),
-    );
+    )?;
     Ok((times.into_inner().unwrap_or_else(|e| e.into_inner()), parts))
 }
 

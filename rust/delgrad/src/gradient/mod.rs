@@ -241,6 +241,6 @@ pub fn backward(
         };
     let all = Ok(Accumulator::new(net, input.rows())?);
     let fits = |(s, spent): &Spent| s.fits(net) && spent.iter().all(|a| a.fits(net));
-    exec.fold_ranges_kept(input.rows(), fits, init, chunk, all, fold)?
+    exec.fold_ranges_kept(input.rows(), fits, init, chunk, all, fold)??
         .into_gradients(net, input.rows())
 }

@@ -7,6 +7,7 @@ use super::grid::{Grid, changed_entries};
 use super::noise::NoiseParams;
 use super::pattern::LayerPattern;
 use super::run::{HwRun, Run, Scratch as RunScratch};
+use crate::cancel;
 use crate::error::{Error, Result};
 use crate::forward::Scratch as ForwardScratch;
 use crate::gradient::BackwardPlan;
@@ -187,9 +188,11 @@ impl Trainer {
     /// write the trainer's network on `grid` to the chip, then [`Trainer::emulated_step`] at the
     /// network on the chip (or, with [`GradientWeights::Float`], at the trainer's network),
     /// repeating a stalled run up to `max_retries` times with the next run counter, then, with
-    /// `recipe.clamp_float_weights`, [`Trainer::clamp_weights`] to the grid's weight limit. `chip` is the network on the chip before the first batch (the layout and neurons
-    /// of the trainer's network); `emulation.counter` is the counter of the first run. The same
-    /// results as those calls one by one; stops after a batch whose runs all stalled.
+    /// `recipe.clamp_float_weights`, [`Trainer::clamp_weights`] to the grid's weight limit. `chip`
+    /// is the network on the chip before the first batch (the layout and neurons of the trainer's
+    /// network); `emulation.counter` is the counter of the first run. The same
+    /// results as those calls one by one; stops after a batch whose runs all stalled. A cancelled
+    /// epoch ([`cancel`](crate::cancel)) leaves the trainer as it was before the call.
     #[allow(clippy::too_many_arguments)]
     pub fn emulated_epoch(
         &mut self,
@@ -220,6 +223,41 @@ impl Trainer {
                 format!("{}/{}/{}", groups.rows(), x.rows(), labels.len()),
             ));
         }
+        self.undone_if_cancelled(|tr| {
+            tr.emulated_batches(
+                chip,
+                grid,
+                emulation,
+                recipe,
+                groups,
+                x,
+                labels,
+                batch,
+                epoch,
+                max_retries,
+                chip_exec,
+                exec,
+            )
+        })
+    }
+
+    /// The loop of [`Trainer::emulated_epoch`] over checked input.
+    #[allow(clippy::too_many_arguments)]
+    fn emulated_batches(
+        &mut self,
+        chip: &Network,
+        grid: &Grid,
+        emulation: &Emulation<'_>,
+        recipe: &HostRecipe,
+        groups: &Matrix,
+        x: &Matrix,
+        labels: &[usize],
+        batch: usize,
+        epoch: usize,
+        max_retries: usize,
+        chip_exec: &Executor,
+        exec: &Executor,
+    ) -> Result<EmulatedEpoch> {
         let rows = |m: &Matrix, start: usize, end: usize| {
             Matrix::from_vec(
                 "x",
@@ -238,6 +276,7 @@ impl Trainer {
             stalled: false,
         };
         for start in (0..x.rows()).step_by(batch) {
+            cancel::check()?;
             let end = (start + batch).min(x.rows());
             let q = grid.quantise(self.network());
             out.written = changed_entries(&out.chip, &q)?;

@@ -3,6 +3,7 @@
 
 use super::config::TrainConfig;
 use super::report::{EpochReport, EpochSums, EvalReport, StepReport, silent_fraction};
+use crate::cancel;
 use crate::delay::{DelayKind, DelayParam, Delays};
 use crate::error::{Error, Result};
 use crate::forward::forward;
@@ -226,6 +227,8 @@ impl Trainer {
     /// applied unless the stabilisers end the step (weight bumping), as after
     /// [`stabilise`](Self::stabilise) in a separate backward pass.
     pub(crate) fn conclude(&mut self, pass: Pass, epoch: usize) -> Result<StepReport> {
+        // The last point where a cancelled step changes nothing.
+        cancel::check()?;
         let Pass { times, loss, grads } = pass;
         match self.stabilise(&times, loss, epoch)? {
             (step, Some(_)) => self.update(step, &grads, epoch),
@@ -303,10 +306,18 @@ impl Trainer {
             .ok_or_else(|| Error::shape("times", "one matrix per layer", "none"))?;
         let cfg = &self.config;
         let report = evaluate(&cfg.loss, out, labels, cfg.silent_loss, false, cfg.tie_rule)?;
+        let (bump, last_bumped) = (self.bump, self.last_bumped);
         match self.stabilise(times, report, epoch)? {
             (step, Some(dl_dt)) => {
                 let net = at.unwrap_or(&self.net);
-                let grads = backward(net, x, times, &dl_dt, &self.backward_options(true), exec)?;
+                let grads = match backward(net, x, times, &dl_dt, &self.backward_options(true), exec) {
+                    Ok(grads) => grads,
+                    Err(e) => {
+                        // A step that fails (or is cancelled) in the backward pass changes nothing.
+                        (self.bump, self.last_bumped) = (bump, last_bumped);
+                        return Err(e);
+                    }
+                };
                 self.update(step, &grads, epoch)
             }
             (step, None) => Ok(step),
@@ -436,15 +447,30 @@ impl Trainer {
         if order.iter().any(|&i| i >= x.rows()) {
             return Err(Error::value("order", "indices must be < the number of samples"));
         }
-        let mut sums = EpochSums::default();
-        for chunk in order.chunks(batch) {
-            let mut xb = Vec::with_capacity(chunk.len() * x.cols());
-            chunk.iter().for_each(|&i| xb.extend_from_slice(x.row(i)));
-            let xb = Matrix::from_vec("x", chunk.len(), x.cols(), xb)?;
-            let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            sums.add(&self.step(&xb, &yb, epoch, exec)?);
+        self.undone_if_cancelled(|tr| {
+            let mut sums = EpochSums::default();
+            for chunk in order.chunks(batch) {
+                cancel::check()?;
+                let mut xb = Vec::with_capacity(chunk.len() * x.cols());
+                chunk.iter().for_each(|&i| xb.extend_from_slice(x.row(i)));
+                let xb = Matrix::from_vec("x", chunk.len(), x.cols(), xb)?;
+                let yb: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+                sums.add(&tr.step(&xb, &yb, epoch, exec)?);
+            }
+            Ok(sums.report())
+        })
+    }
+
+    /// Runs `f` (a loop of steps); if it is cancelled ([`cancel`]), also once it has finished,
+    /// the trainer is restored to what it was before (a copy is taken only inside a
+    /// [`Cancel::scope`](crate::cancel::Cancel::scope)): a cancelled epoch changes nothing.
+    pub(crate) fn undone_if_cancelled<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let before = cancel::cancellable().then(|| self.clone());
+        let r = f(self).and_then(|r| cancel::check().map(|()| r));
+        if let (Err(Error::Cancelled), Some(before)) = (&r, before) {
+            *self = before;
         }
-        Ok(sums.report())
+        r
     }
 }
 
