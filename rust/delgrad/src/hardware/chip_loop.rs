@@ -224,91 +224,58 @@ impl Trainer {
             ));
         }
         self.undone_if_cancelled(|tr| {
-            tr.emulated_batches(
-                chip,
-                grid,
-                emulation,
-                recipe,
-                groups,
-                x,
-                labels,
-                batch,
-                epoch,
-                max_retries,
-                chip_exec,
-                exec,
-            )
-        })
-    }
-
-    /// The loop of [`Trainer::emulated_epoch`] over checked input.
-    #[allow(clippy::too_many_arguments)]
-    fn emulated_batches(
-        &mut self,
-        chip: &Network,
-        grid: &Grid,
-        emulation: &Emulation<'_>,
-        recipe: &HostRecipe,
-        groups: &Matrix,
-        x: &Matrix,
-        labels: &[usize],
-        batch: usize,
-        epoch: usize,
-        max_retries: usize,
-        chip_exec: &Executor,
-        exec: &Executor,
-    ) -> Result<EmulatedEpoch> {
-        let rows = |m: &Matrix, start: usize, end: usize| {
-            Matrix::from_vec(
-                "x",
-                end - start,
-                m.cols(),
-                m.as_slice()[start * m.cols()..end * m.cols()].to_vec(),
-            )
-        };
-        let mut e = *emulation;
-        let mut out = EmulatedEpoch {
-            steps: Vec::with_capacity(x.rows().div_ceil(batch)),
-            retries: 0,
-            dropped_events: 0,
-            written: 0,
-            chip: chip.clone(),
-            stalled: false,
-        };
-        for start in (0..x.rows()).step_by(batch) {
-            cancel::check()?;
-            let end = (start + batch).min(x.rows());
-            let q = grid.quantise(self.network());
-            out.written = changed_entries(&out.chip, &q)?;
-            out.chip = q;
-            let (gb, xb, yb) = (rows(groups, start, end)?, rows(x, start, end)?, &labels[start..end]);
-            let at = match recipe.gradient_weights {
-                GradientWeights::Quantised => None,
-                GradientWeights::Float => Some(self.network().clone()),
+            let rows = |m: &Matrix, start: usize, end: usize| {
+                Matrix::from_vec(
+                    "x",
+                    end - start,
+                    m.cols(),
+                    m.as_slice()[start * m.cols()..end * m.cols()].to_vec(),
+                )
             };
-            let mut report = None;
-            for attempt in 0..=max_retries {
-                let at = at.as_ref().unwrap_or(&out.chip);
-                let (run, step) = self.emulated_step(&out.chip, &e, &gb, at, &xb, yb, epoch, chip_exec, exec)?;
-                e.counter += 1;
-                out.dropped_events += run.dropped_events;
-                if step.is_some() {
-                    report = step;
+            let mut e = *emulation;
+            let mut out = EmulatedEpoch {
+                steps: Vec::with_capacity(x.rows().div_ceil(batch)),
+                retries: 0,
+                dropped_events: 0,
+                written: 0,
+                chip: chip.clone(),
+                stalled: false,
+            };
+            for start in (0..x.rows()).step_by(batch) {
+                cancel::check()?;
+                let end = (start + batch).min(x.rows());
+                let q = grid.quantise(tr.network());
+                out.written = changed_entries(&out.chip, &q)?;
+                out.chip = q;
+                let (gb, xb, yb) = (rows(groups, start, end)?, rows(x, start, end)?, &labels[start..end]);
+                let at = match recipe.gradient_weights {
+                    GradientWeights::Quantised => None,
+                    GradientWeights::Float => Some(tr.network().clone()),
+                };
+                let mut report = None;
+                for attempt in 0..=max_retries {
+                    let at = at.as_ref().unwrap_or(&out.chip);
+                    let (run, step) = tr.emulated_step(&out.chip, &e, &gb, at, &xb, yb, epoch, chip_exec, exec)?;
+                    e.counter += 1;
+                    out.dropped_events += run.dropped_events;
+                    if step.is_some() {
+                        report = step;
+                        break;
+                    }
+                    if attempt < max_retries {
+                        out.retries += 1;
+                    }
+                }
+                let Some(r) = report else {
+                    out.stalled = true;
                     break;
+                };
+                if recipe.clamp_float_weights {
+                    tr.clamp_weights(grid.weight_limit())?;
                 }
-                if attempt < max_retries {
-                    out.retries += 1;
-                }
+                out.steps.push(r);
             }
-            let Some(r) = report else {
-                out.stalled = true;
-                break;
-            };
-            if recipe.clamp_float_weights {
-                self.clamp_weights(grid.weight_limit())?;
-            }
-            out.steps.push(r);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
