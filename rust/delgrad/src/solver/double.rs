@@ -4,8 +4,7 @@
 //! (E = e^{(a - R)/tau_m}), the potential is u = tau_m (P X - Q X^2): a quadratic in X, so the
 //! crossing u = theta is one of its roots and t = R - tau_m ln X.
 
-use super::Arrival;
-use super::factored::{clamped, interval_end};
+use super::factored::{Source, clamped, interval_end};
 
 /// tau_m = 2 tau_s: the largest root X of Q X^2 - P X + theta/tau_m = 0 with
 /// 1/E_end <= X <= 1/E_start is the crossing in the interval; t = R - tau_m ln X.
@@ -13,14 +12,15 @@ use super::factored::{clamped, interval_end};
 /// The crossing lies in the interval iff the maximum of u over it reaches theta (u is below theta
 /// at its start): u at its end, or at the vertex X_v = P/(2Q) when that lies inside (then the test
 /// is P^2 >= 4 Q theta/tau_m). Multiplied out by E > 0, most intervals cost no sqrt or division.
-pub(super) fn scan(tm: f64, theta: f64, arrivals: &[Arrival], r0: f64, exists_only: bool) -> (f64, f64) {
+pub(super) fn scan<S: Source>(tm: f64, theta: f64, mut arrivals: S, r0: f64, exists_only: bool) -> (f64, f64) {
     let th = theta / tm;
     let (mut p, mut q) = (0.0f64, 0.0f64);
-    for (i, x) in arrivals.iter().enumerate() {
+    for i in 0..arrivals.len() {
+        let x = arrivals.get(i);
         let we = x.w * x.e;
         p += we;
         q += we * x.e;
-        let Some((end, e)) = interval_end(arrivals, i) else {
+        let Some((end, e)) = interval_end(&mut arrivals, i, x.a) else {
             continue;
         };
         let (start, e_start) = (x.a, x.e);

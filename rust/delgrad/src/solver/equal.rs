@@ -5,8 +5,7 @@
 //! arrivals so far (E = e^{(a - R)/tau}), the potential is u = X (y S - T), whose crossing
 //! u = theta is a Lambert W0 closed form.
 
-use super::Arrival;
-use super::factored::{clamped, interval_end};
+use super::factored::{Source, clamped, interval_end};
 use crate::lambertw::lambert_w0_checked;
 
 /// Rounding can place a crossing a hair before the interval that holds it; tolerate that much.
@@ -17,13 +16,14 @@ const START_TOLERANCE: f64 = 1e-12;
 /// theta: u_p when the peak lies inside, else u(end) = ((end - R) S - T)/E_end. Then
 /// y = y_p - tau (1 + W0(-theta/(e u_p))) and X = e^{-y/tau} = -theta/(S tau W0) (from
 /// e^{W0} = z/W0). The tests are multiplied out by S > 0 and E_end.
-pub(super) fn scan(tau: f64, theta: f64, arrivals: &[Arrival], r0: f64, exists_only: bool) -> (f64, f64) {
+pub(super) fn scan<S: Source>(tau: f64, theta: f64, mut arrivals: S, r0: f64, exists_only: bool) -> (f64, f64) {
     let (mut s, mut tt) = (0.0f64, 0.0f64);
-    for (i, x) in arrivals.iter().enumerate() {
+    for i in 0..arrivals.len() {
+        let x = arrivals.get(i);
         let we = x.w * x.e;
         s += we;
         tt += we * (x.a - r0);
-        let Some((end, e)) = interval_end(arrivals, i) else {
+        let Some((end, e)) = interval_end(&mut arrivals, i, x.a) else {
             continue;
         };
         let start = x.a;

@@ -51,12 +51,21 @@ const MAX_RISE: f64 = 1e8;
 /// above [`MAX_RISE`], or a nonzero |w| below [`range::MIN`], whose sums could square to
 /// subnormals).
 pub(crate) fn weight_bound(neuron: &Neuron, theta: f64, w: impl IntoIterator<Item = f64>) -> f64 {
-    let tm = neuron.tau_m();
     let (w_abs, tiny) = w.into_iter().fold((0.0, false), |(sum, tiny), w| {
         (sum + w.abs(), tiny || (w != 0.0 && w.abs() < range::MIN))
     });
+    if tiny {
+        f64::INFINITY
+    } else {
+        neuron_bound(neuron, theta, w_abs)
+    }
+}
+
+/// [`weight_bound`] from sum |w| (`w_abs`) of weights none of which is tiny.
+#[inline]
+fn neuron_bound(neuron: &Neuron, theta: f64, w_abs: f64) -> f64 {
+    let tm = neuron.tau_m();
     let ok = neuron.regime() != Regime::General
-        && !tiny
         && (1.0 / SAFE..=SAFE).contains(&tm)
         && theta <= SAFE
         && (1.0 / SAFE..=SAFE).contains(&(theta / tm))
@@ -71,16 +80,16 @@ pub(crate) fn within_bound(bound: f64, e_max: f64) -> bool {
     bound * e_max * e_max <= SAFE
 }
 
-/// The interval that arrival `i` opens: (end, E_end) of the next arrival, +inf after the last;
-/// `None` when the next arrival is simultaneous (sorted, so `end <= a` means equal): then no
-/// interval lies between them and the scan adds the next one before testing.
+/// The interval that arrival `i` (at time `a`) opens: (end, E_end) of the next arrival, +inf
+/// after the last; `None` when the next arrival is simultaneous (sorted, so `end <= a` means
+/// equal): then no interval lies between them and the scan adds the next one before testing.
 #[inline(always)]
-pub(super) fn interval_end(arrivals: &[Arrival], i: usize) -> Option<(f64, f64)> {
-    match arrivals.get(i + 1) {
-        Some(next) if next.a <= arrivals[i].a => None,
-        Some(next) => Some((next.a, next.e)),
-        None => Some((f64::INFINITY, f64::INFINITY)),
+pub(super) fn interval_end<S: Source>(arrivals: &mut S, i: usize, a: f64) -> Option<(f64, f64)> {
+    if i + 1 >= arrivals.len() {
+        return Some((f64::INFINITY, f64::INFINITY));
     }
+    let next = arrivals.get(i + 1);
+    (next.a > a).then_some((next.a, next.e))
 }
 
 /// (t, X) with t clamped to [start, end]; X recomputed from t where the clamp moved it.
@@ -90,26 +99,91 @@ pub(super) fn clamped(t: f64, x: f64, start: f64, end: f64, r0: f64, tm: f64) ->
     if tc == t { (t, x) } else { (tc, (-(tc - r0) / tm).exp()) }
 }
 
-/// The pairs (arrival, weight) of one neuron, sorted by arrival, as factored arrivals relative to
-/// the first arrival R: (R, arrivals) where [`weight_bound`] and [`within_bound`] allow the
-/// factored scan for them, `None` where they do not.
-pub(super) fn from_pairs(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<(f64, Vec<Arrival>)> {
+/// The arrivals of the factored scans, read in time order: the scans ask for arrival i, and for
+/// i + 1 where an interval ends, so a source may compute each factor when first asked.
+pub(crate) trait Source {
+    /// The number of arrivals.
+    fn len(&self) -> usize;
+    /// Arrival i.
+    fn get(&mut self, i: usize) -> Arrival;
+}
+
+impl Source for &[Arrival] {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        <[Arrival]>::len(self)
+    }
+
+    #[inline(always)]
+    fn get(&mut self, i: usize) -> Arrival {
+        self[i]
+    }
+}
+
+/// (arrival, weight) pairs, sorted by arrival, whose factors e = e^{(a - R)/tau_m} are computed as
+/// the scan reaches them (one exp per arrival time, none after the crossing).
+#[derive(Clone, Copy)]
+pub(super) struct Pairs<'a> {
+    pairs: &'a [(f64, f64)],
+    r0: f64,
+    tm: f64,
+    /// The last arrival time asked for and its factor.
+    last: (f64, f64),
+}
+
+impl Source for Pairs<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    #[inline(always)]
+    fn get(&mut self, i: usize) -> Arrival {
+        let (a, w) = self.pairs[i];
+        if a != self.last.0 {
+            self.last = (a, ((a - self.r0) / self.tm).exp());
+        }
+        Arrival { a, w, e: self.last.1 }
+    }
+}
+
+/// The pairs (arrival, weight) of one neuron, sorted by arrival, as a source of factored arrivals
+/// relative to the first arrival R: (R, source) where [`weight_bound`] and [`within_bound`]
+/// allow the factored scan for them, `None` where they do not.
+pub(super) fn from_pairs<'a>(neuron: &Neuron, theta: f64, pairs: &'a [(f64, f64)]) -> Option<(f64, Pairs<'a>)> {
     let tm = neuron.tau_m();
     let r0 = pairs.first()?.0;
-    let span = pairs.iter().fold(0.0f64, |m, p| m.max(p.0 - r0)) / tm;
-    let bound = weight_bound(neuron, theta, pairs.iter().map(|p| p.1));
-    if !(span <= MAX_SPAN && within_bound(bound, span.exp())) {
+    // The span and the weights' part of `weight_bound` in one pass.
+    let (mut span, mut w_abs, mut tiny) = (0.0f64, 0.0, false);
+    for &(a, w) in pairs {
+        span = span.max(a - r0);
+        w_abs += w.abs();
+        tiny |= w != 0.0 && w.abs() < range::MIN;
+    }
+    let span = span / tm;
+    let bound = if tiny {
+        f64::INFINITY
+    } else {
+        neuron_bound(neuron, theta, w_abs)
+    };
+    if !(span <= MAX_SPAN && within_span(bound, span)) {
         return None;
     }
-    let arrivals = pairs
-        .iter()
-        .map(|&(a, w)| Arrival {
-            a,
-            w,
-            e: ((a - r0) / tm).exp(),
-        })
-        .collect();
-    Some((r0, arrivals))
+    let source = Pairs {
+        pairs,
+        r0,
+        tm,
+        last: (r0, 1.0), // e^0
+    };
+    Some((r0, source))
+}
+
+/// [`within_bound`] for the factors of arrivals spread over `span` time constants, e_max =
+/// e^span: settled without the exp for the usual spans and weights (e^{2 span} <= e^40).
+#[inline]
+fn within_span(bound: f64, span: f64) -> bool {
+    const E40: f64 = 2.36e17; // above e^40 = 2.3539e17
+    (span <= 20.0 && bound * E40 <= SAFE) || within_bound(bound, span.exp())
 }
 
 #[cfg(test)]
@@ -122,10 +196,18 @@ mod tests {
     }
 
     fn factored(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<f64> {
-        let (r0, arr) = from_pairs(neuron, theta, pairs)?;
-        let (t, x) = first_spike_factored(neuron, theta, &arr, r0, false);
-        // The existence test agrees with the solve.
-        let exists = first_spike_factored(neuron, theta, &arr, r0, true).0.is_finite();
+        let (r0, src) = from_pairs(neuron, theta, pairs)?;
+        let arr: Vec<Arrival> = (0..pairs.len())
+            .map(|i| {
+                let mut s = src;
+                s.get(i)
+            })
+            .collect();
+        let (t, x) = first_spike_factored(neuron, theta, &arr[..], r0, false);
+        // The existence test agrees with the solve, on the lazy source too.
+        let exists = first_spike_factored(neuron, theta, &arr[..], r0, true).0.is_finite();
+        let (lazy, _) = first_spike_factored(neuron, theta, src, r0, false);
+        assert_eq!(lazy.to_bits(), t.to_bits(), "lazy factors at theta {theta}: {pairs:?}");
         assert_eq!(exists, t.is_finite(), "existence at theta {theta}: {pairs:?}");
         // The returned factor belongs to the returned time.
         let want = if t.is_finite() {

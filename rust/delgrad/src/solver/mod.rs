@@ -22,7 +22,7 @@ mod equal;
 mod factored;
 mod general;
 
-pub(crate) use factored::{Arrival, MAX_SPAN, weight_bound, within_bound};
+pub(crate) use factored::{Arrival, MAX_SPAN, Source, weight_bound, within_bound};
 pub(crate) use general::{Kernel, first_spike_general};
 
 /// How crossings are solved on each interval.
@@ -74,24 +74,24 @@ pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method:
     match (method, neuron.regime()) {
         (Method::Auto, Regime::General) => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
         (Method::Auto, _) => match factored::from_pairs(neuron, theta, arrivals) {
-            Some((r0, factored)) => first_spike_factored(neuron, theta, &factored, r0, false).0,
+            Some((r0, factored)) => first_spike_factored(neuron, theta, factored, r0, false).0,
             None => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
         },
         (Method::Bracket, _) => bracket::first_spike(neuron, theta, arrivals),
     }
 }
 
-/// First-spike time t of a closed-form neuron from arrivals sorted by `a`, all >= `r0`, with
-/// factors e = e^{(a - r0)/tau_m}, and its own factor X = e^{-(t - r0)/tau_m} (the next layer's
+/// First-spike time t of a closed-form neuron from arrivals sorted by `a` (a slice, or a source
+/// computing the factors on the way), all >= `r0`, with factors e = e^{(a - r0)/tau_m}, and its own factor X = e^{-(t - r0)/tau_m} (the next layer's
 /// and the backward pass's, for free from the scan); (+inf, 0) if u never reaches theta. Only
 /// where [`weight_bound`] and [`within_bound`] allow it.
 ///
 /// With `exists_only` the scan stops at the interval whose maximum reaches theta and returns its
 /// start (finite: the neuron spikes) and X = NaN, without solving for the crossing.
-pub(crate) fn first_spike_factored(
+pub(crate) fn first_spike_factored<S: Source>(
     neuron: &Neuron,
     theta: f64,
-    arrivals: &[Arrival],
+    arrivals: S,
     r0: f64,
     exists_only: bool,
 ) -> (f64, f64) {
