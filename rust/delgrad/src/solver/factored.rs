@@ -51,26 +51,38 @@ const MAX_RISE: f64 = 1e8;
 /// above [`MAX_RISE`], or a nonzero |w| below [`range::MIN`], whose sums could square to
 /// subnormals).
 pub(crate) fn weight_bound(neuron: &Neuron, theta: f64, w: impl IntoIterator<Item = f64>) -> f64 {
-    let (w_abs, tiny) = w.into_iter().fold((0.0, false), |(sum, tiny), w| {
-        (sum + w.abs(), tiny || (w != 0.0 && w.abs() < range::MIN))
-    });
-    if tiny {
-        f64::INFINITY
-    } else {
-        neuron_bound(neuron, theta, w_abs)
-    }
+    let mut sum = WeightSum::default();
+    w.into_iter().for_each(|w| sum.add(w));
+    sum.bound(neuron, theta)
 }
 
-/// [`weight_bound`] from sum |w| (`w_abs`) of weights none of which is tiny.
-#[inline]
-fn neuron_bound(neuron: &Neuron, theta: f64, w_abs: f64) -> f64 {
-    let tm = neuron.tau_m();
-    let ok = neuron.regime() != Regime::General
-        && (1.0 / SAFE..=SAFE).contains(&tm)
-        && theta <= SAFE
-        && (1.0 / SAFE..=SAFE).contains(&(theta / tm))
-        && w_abs * tm <= MAX_RISE * theta;
-    if ok { w_abs } else { f64::INFINITY }
+/// The weights' part of [`weight_bound`], summed one weight at a time: sum |w| and whether any
+/// nonzero |w| is below [`range::MIN`].
+#[derive(Default)]
+struct WeightSum {
+    abs: f64,
+    tiny: bool,
+}
+
+impl WeightSum {
+    #[inline]
+    fn add(&mut self, w: f64) {
+        self.abs += w.abs();
+        self.tiny |= w != 0.0 && w.abs() < range::MIN;
+    }
+
+    /// [`weight_bound`] of the weights added.
+    #[inline]
+    fn bound(&self, neuron: &Neuron, theta: f64) -> f64 {
+        let tm = neuron.tau_m();
+        let ok = neuron.regime() != Regime::General
+            && !self.tiny
+            && (1.0 / SAFE..=SAFE).contains(&tm)
+            && theta <= SAFE
+            && (1.0 / SAFE..=SAFE).contains(&(theta / tm))
+            && self.abs * tm <= MAX_RISE * theta;
+        if ok { self.abs } else { f64::INFINITY }
+    }
 }
 
 /// The per-sample part of the test of [`weight_bound`]: every sum (<= bound e_max^2) within
@@ -154,18 +166,13 @@ pub(super) fn from_pairs<'a>(neuron: &Neuron, theta: f64, pairs: &'a [(f64, f64)
     let tm = neuron.tau_m();
     let r0 = pairs.first()?.0;
     // The span and the weights' part of `weight_bound` in one pass.
-    let (mut span, mut w_abs, mut tiny) = (0.0f64, 0.0, false);
+    let (mut span, mut sum) = (0.0f64, WeightSum::default());
     for &(a, w) in pairs {
         span = span.max(a - r0);
-        w_abs += w.abs();
-        tiny |= w != 0.0 && w.abs() < range::MIN;
+        sum.add(w);
     }
     let span = span / tm;
-    let bound = if tiny {
-        f64::INFINITY
-    } else {
-        neuron_bound(neuron, theta, w_abs)
-    };
+    let bound = sum.bound(neuron, theta);
     if !(span <= MAX_SPAN && within_span(bound, span)) {
         return None;
     }

@@ -82,9 +82,10 @@ pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method:
 }
 
 /// First-spike time t of a closed-form neuron from arrivals sorted by `a` (a slice, or a source
-/// computing the factors on the way), all >= `r0`, with factors e = e^{(a - r0)/tau_m}, and its own factor X = e^{-(t - r0)/tau_m} (the next layer's
-/// and the backward pass's, for free from the scan); (+inf, 0) if u never reaches theta. Only
-/// where [`weight_bound`] and [`within_bound`] allow it.
+/// computing the factors on the way), all >= `r0`, with factors e = e^{(a - r0)/tau_m}, and its
+/// own factor X = e^{-(t - r0)/tau_m} (the next layer's and the backward pass's, for free from
+/// the scan); (+inf, 0) if u never reaches theta. Only where [`weight_bound`] and
+/// [`within_bound`] allow it.
 ///
 /// With `exists_only` the scan stops at the interval whose maximum reaches theta and returns its
 /// start (finite: the neuron spikes) and X = NaN, without solving for the crossing.
