@@ -47,12 +47,42 @@ fn pattern_for(net: &Network, params: &PatternParams, seed: u64) -> Vec<LayerPat
     ChipPattern::draw(512, 512, params, seed).unwrap().place(net).unwrap()
 }
 
+/// `net` with the `r` copies of each input of its first layer merged into one input that has the
+/// copies' summed weights (summed in input order).
+fn merged_copies(net: &Network, r: usize) -> Network {
+    let mut net = net.clone();
+    let l0 = &mut net.layers[0];
+    let (n_out, n_in) = (l0.n_out(), l0.n_in());
+    let w: Vec<f64> = (0..n_out)
+        .flat_map(|k| {
+            l0.w.row(k)
+                .chunks(r)
+                .map(|c| c.iter().fold(0.0, |a, &x| a + x))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    l0.w = Matrix::from_vec("w", n_out, n_in / r, w).unwrap();
+    if l0.delays.any() {
+        l0.delays.group /= r;
+    }
+    net
+}
+
 #[test]
 fn zero_noise_equals_the_ideal_forward_pass() {
     let net = hw_net(3);
     let x = yy_inputs(100);
     let exec = Executor::new(2).unwrap();
-    let ideal = forward(&net, &repeat_cols(&x, 5), Method::Auto, &exec).unwrap();
+    // The copies of an input arrive together: the chip sums their currents, exactly the ideal
+    // pass of the network whose copies are one input with the summed weights ...
+    let ideal = forward(&merged_copies(&net, 5), &x, Method::Auto, &exec).unwrap();
+    // ... which is the network's own ideal pass up to the rounding of those sums.
+    let copies = forward(&net, &repeat_cols(&x, 5), Method::Auto, &exec).unwrap();
+    for (a, b) in ideal.iter().zip(&copies) {
+        for (s, t) in a.as_slice().iter().zip(b.as_slice()) {
+            assert!(s == t || (s - t).abs() <= 1e-12 * t.abs(), "{s} vs {t}");
+        }
+    }
     let run = noisy_forward(&net, &x, 5, None, &NoiseParams::ideal(), 1, 0, &exec).unwrap();
     assert_eq!(run.times, ideal);
     assert_eq!(run.dropped_events, 0);

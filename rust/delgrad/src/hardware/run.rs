@@ -5,6 +5,7 @@
 use super::neurons;
 use super::noise::{NoiseParams, effect};
 use super::pattern::LayerPattern;
+use crate::delay::Delays;
 use crate::error::{Error, Result};
 use crate::forward::{LayerPlan, Scratch as PlanScratch, chunked_times, plan_times};
 use crate::kernel::{Neuron, Regime};
@@ -91,6 +92,7 @@ pub(crate) struct Run<'a> {
     /// The chip's inputs `[batch, n_groups]`.
     input: &'a Matrix,
     layers: Vec<RunLayer>,
+    /// How many times each input is fed to the first run layer.
     repeat: usize,
     noise: &'a NoiseParams,
     seed: u64,
@@ -136,7 +138,13 @@ impl<'a> Run<'a> {
                 lp.validate(&format!("pattern[{l}]"), layer.n_in(), layer.n_out())?;
             }
         }
-        let layers = prepare(net, pattern, noise, seed, counter)?;
+        let layers = prepare(net, pattern, noise, repeat, seed, counter)?;
+        // Each input is fed once per input the run's first layer has for it (1 where its copies
+        // were merged, see `merge_copies`).
+        let repeat = layers
+            .first()
+            .and_then(|rl| rl.run.n_in().checked_div(n_groups))
+            .unwrap_or(repeat);
         let batch = input.rows();
         let stalled_from = {
             let mut s = Stream::new(&[seed, counter, effect::STALL]);
@@ -209,11 +217,13 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Applies the fixed pattern and draws the per-run threshold noise.
+/// Applies the fixed pattern and draws the per-run threshold noise; merges the first layer's
+/// copies of an input where they always arrive together (`merge_copies`).
 fn prepare(
     net: &Network,
     pattern: Option<&[LayerPattern]>,
     noise: &NoiseParams,
+    repeat: usize,
     seed: u64,
     counter: u64,
 ) -> Result<Vec<RunLayer>> {
@@ -221,8 +231,7 @@ fn prepare(
         .iter()
         .enumerate()
         .map(|(l, layer)| {
-            let (n_out, n_in) = (layer.n_out(), layer.n_in());
-            let delays = layer.delays.effective(n_in, n_out);
+            let n_out = layer.n_out();
             let mut run = layer.clone();
             let neurons = match pattern.map(|p| &p[l]) {
                 Some(p) => {
@@ -255,6 +264,18 @@ fn prepare(
             } else {
                 Jitter::PerGroup(d.group.max(1))
             };
+            let copies_together = jitter != Jitter::PerSynapse && noise.event_loss == 0.0;
+            if l == 0 && copies_together {
+                if let Some(merged) = merge_copies(&run, repeat) {
+                    run = merged;
+                }
+            }
+            let d = &run.delays;
+            let delays = d.effective(run.n_in(), n_out);
+            let jitter = match jitter {
+                Jitter::PerGroup(_) => Jitter::PerGroup(d.group.max(1)),
+                other => other,
+            };
             let planned = noise.theta_sample_std == 0.0
                 && jitter != Jitter::PerSynapse
                 && neurons.iter().all(|n| *n == layer.neuron);
@@ -277,6 +298,39 @@ fn prepare(
             })
         })
         .collect()
+}
+
+/// The first layer `layer` (its `repeat` copies of input j are inputs j*repeat .. (j+1)*repeat)
+/// with each input's copies merged into one input whose weights are the copies' sums, when the
+/// copies share every delay (no delays, or delay groups of whole copies): then, with no event lost
+/// and no per-synapse jitter, the copies arrive together and u_k = sum_i w_ki kappa(t - a_i) sums
+/// their currents. One arrival instead of `repeat` per input; None when nothing merges.
+fn merge_copies(layer: &Layer, repeat: usize) -> Option<Layer> {
+    let d = &layer.delays;
+    let g = d.group.max(1);
+    if repeat < 2 || (d.any() && g % repeat != 0) {
+        return None;
+    }
+    let n_groups = layer.n_in() / repeat;
+    let mut w = Vec::with_capacity(layer.n_out() * n_groups);
+    for k in 0..layer.n_out() {
+        // Summed in input order, copy by copy.
+        w.extend(
+            layer
+                .w
+                .row(k)
+                .chunks_exact(repeat)
+                .map(|c| c.iter().fold(0.0, |acc, &x| acc + x)),
+        );
+    }
+    Some(Layer {
+        w: Matrix::from_vec("w", layer.n_out(), n_groups, w).ok()?,
+        delays: Delays {
+            group: if d.any() { g / repeat } else { 1 },
+            ..d.clone()
+        },
+        ..layer.clone()
+    })
 }
 
 /// Per-thread scratch space of the noisy pass.
