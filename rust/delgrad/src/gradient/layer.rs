@@ -116,11 +116,14 @@ pub(super) fn layer_backward(
                 // Equal-length slices and index loops: no bounds checks, so the loops vectorise.
                 let (t_in, d, rise, dec) = (&t_in[..n_in], &d[..n_in], &rise[..n_in], &dec.row(k)[..n_in]);
                 // x = e^{-s/tau_m} = X_k E_i e^{d_ki/tau_m}, 0 before the arrival (kappa = kappa' = 0).
+                // The product is formed for every input and then selected: loads under a condition
+                // would keep the loop from vectorising.
                 match neuron.regime() {
                     Regime::Double => {
                         for i in 0..n_in {
                             let live = tk - (t_in[i] + d[i]) > 0.0;
-                            let x = if live { fall * rise[i] * dec[i] } else { 0.0 };
+                            let x = fall * rise[i] * dec[i];
+                            let x = if live { x } else { 0.0 };
                             (kappa[i], slope[i]) = double_from_decay(tm, x);
                         }
                     }
@@ -128,7 +131,8 @@ pub(super) fn layer_backward(
                         for i in 0..n_in {
                             let sd = tk - (t_in[i] + d[i]);
                             let live = sd > 0.0;
-                            let x = if live { fall * rise[i] * dec[i] } else { 0.0 };
+                            let x = fall * rise[i] * dec[i];
+                            let x = if live { x } else { 0.0 };
                             let sd = if live { sd } else { 0.0 };
                             (kappa[i], slope[i]) = equal_from_decay(tm, sd, x);
                         }
@@ -173,22 +177,22 @@ pub(super) fn layer_backward(
         let keep_w = opts.max_dw_norm.is_none_or(|max| scale.abs() * kappa_max <= max);
         clipped += usize::from(!keep_w);
         g.theta[k] += scale;
-        // dL/da_ki = scale w_ki kappa'_ki feeds the inputs and every delay kind (present or not);
-        // one sweep over the inputs (short rows pay for every extra loop).
+        // dL/da_ki = scale w_ki kappa'_ki feeds the inputs and every delay kind (present or not):
+        // element-wise (a loop that vectorises), then its sum in input order for d_den.
         let (gw, d_syn) = (&mut g.w.row_mut(k)[..n_in], g.d_syn.row_mut(k));
         let delta_in = &mut delta_in[..n_in];
-        let mut den = -0.0f64;
-        for i in 0..n_in {
-            if keep_w {
+        if keep_w {
+            for i in 0..n_in {
                 gw[i] -= scale * kappa[i];
             }
+        }
+        for i in 0..n_in {
             let ga = slope[i] * (scale * w[i]);
             delta_in[i] += ga;
-            den += ga;
             slope[i] = ga;
         }
+        g.d_den[k] += slope.iter().fold(-0.0f64, |sum, ga| sum + ga);
         add_grouped(d_syn, slope, group);
-        g.d_den[k] += den;
     }
     // dL/dd_axo_i = sum_k dL/da_ki: this sample's delta_in (zero on entry).
     add_grouped(&mut g.d_axo, delta_in, group);
