@@ -198,9 +198,24 @@ def test_without_noise_the_chip_computes_the_quantised_ideal_model() -> None:
             {"w": q.weights[1], "theta": 2.6, "tau_m": 1.0, "tau_s": 1.0, "d_axo": q.axonal_delays[1]},
         ]
     )
-    want = net.forward(np.repeat(x, 5, axis=1))
-    for a, b in zip(res.times, want, strict=True):
+    copies = net.forward(np.repeat(x, 5, axis=1))
+    # The 5 copies of an input arrive together and the chip sums their currents: exactly the ideal
+    # model with one input per group whose weight is the copies' sum (in input order), which equals
+    # the model with the copies up to the rounding of those sums.
+    w0 = q.weights[0]
+    summed = w0[:, 0::5].copy()
+    for c in range(1, 5):
+        summed += w0[:, c::5]
+    merged = delgrad_rs.Network.from_params(
+        [
+            {"w": summed, "theta": 2.6, "tau_m": 1.0, "tau_s": 1.0, "d_axo": q.axonal_delays[0]},
+            {"w": q.weights[1], "theta": 2.6, "tau_m": 1.0, "tau_s": 1.0, "d_axo": q.axonal_delays[1]},
+        ]
+    )
+    want = merged.forward(x)
+    for a, b, c in zip(res.times, want, copies, strict=True):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-12)
     assert res.health.dropped_events == 0 and not res.health.stall
 
 
