@@ -40,6 +40,19 @@ pub(super) enum Jitter {
     PerSynapse,
 }
 
+impl Jitter {
+    /// How the arrivals of a layer with delays `d` are jittered under `noise`.
+    fn of(noise: &NoiseParams, d: &Delays) -> Self {
+        if noise.jitter_std == 0.0 || !d.any() {
+            Jitter::Off
+        } else if d.syn.is_some() || d.den.is_some() {
+            Jitter::PerSynapse
+        } else {
+            Jitter::PerGroup(d.group.max(1))
+        }
+    }
+}
+
 /// A layer with the run's fixed and per-batch noise applied.
 pub(super) struct RunLayer {
     /// The layer as this run's chip realises it: weights times row gains, thresholds with the
@@ -256,15 +269,9 @@ fn prepare(
             if noise.theta_sample_std == 0.0 {
                 run.theta.iter_mut().for_each(|t| *t = t.max(MIN_THETA));
             }
-            let d = &layer.delays;
-            let jitter = if noise.jitter_std == 0.0 || !d.any() {
-                Jitter::Off
-            } else if d.syn.is_some() || d.den.is_some() {
-                Jitter::PerSynapse
-            } else {
-                Jitter::PerGroup(d.group.max(1))
-            };
-            let copies_together = jitter != Jitter::PerSynapse && noise.event_loss == 0.0;
+            // The copies of an input arrive together unless events are lost or every synapse
+            // jitters on its own (merging keeps the delay kinds, so the jitter's kind too).
+            let copies_together = Jitter::of(noise, &run.delays) != Jitter::PerSynapse && noise.event_loss == 0.0;
             if l == 0 && copies_together {
                 if let Some(merged) = merge_copies(&run, repeat) {
                     run = merged;
@@ -272,10 +279,7 @@ fn prepare(
             }
             let d = &run.delays;
             let delays = d.effective(run.n_in(), n_out);
-            let jitter = match jitter {
-                Jitter::PerGroup(_) => Jitter::PerGroup(d.group.max(1)),
-                other => other,
-            };
+            let jitter = Jitter::of(noise, d);
             let planned = noise.theta_sample_std == 0.0
                 && jitter != Jitter::PerSynapse
                 && neurons.iter().all(|n| *n == layer.neuron);
