@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 import types
@@ -274,10 +275,16 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp}")
 
 
+@functools.cache
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
+    """Return the field types of a config section (resolved once: a sweep builds hundreds of configs)."""
+    return typing.get_type_hints(cls)
+
+
 def _build(cls: type[Any], data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"option {prefix}: expected a table, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:

@@ -102,3 +102,22 @@ def test_a_grandchild_and_a_trainer_work_too() -> None:
     here, below, report = _in_forked_child(child)
     assert here == below == float(np.nan_to_num(want, posinf=0.0).sum())
     assert np.isfinite(report["loss"])
+
+
+def test_a_long_call_in_a_forked_child_runs_on_a_call_thread_of_its_own() -> None:
+    # Long enough that the main thread hands it to the process's call thread (samples x
+    # synapses at least 2**20): the parent's call thread does not exist in the child.
+    net = Network.create([4, 300, 3], delays="synaptic", seed=4, threads=1)
+    x = np.random.default_rng(4).uniform(0.0, 2.0, (1000, 4))
+    want = net.forward(x)
+    assert "delgrad-call" in _thread_names()
+
+    def job() -> tuple[list[np.ndarray], list[str]]:
+        first = net.forward(x)
+        np.testing.assert_array_equal(first[-1], net.forward(x)[-1])  # the thread is reused
+        return first, _thread_names()
+
+    times, names = _in_forked_child(job)
+    for got, exp in zip(times, want, strict=True):
+        np.testing.assert_array_equal(got, exp)
+    assert names.count("delgrad-call") == 1, names

@@ -121,6 +121,8 @@ class _Loop:
 
     def __init__(self, cfg: Config, run: Path | None, backend: Backend) -> None:
         self.cfg, self.run, self.backend = cfg, run, backend
+        # Recorded in every epoch's snapshot: made once (the run's configuration does not change).
+        self.cfg_dict = cfg.to_dict()
         self.ckdir = run / "checkpoints" if run is not None else None
         self.trainer = build_trainer(cfg, build_network(cfg))
         self.rng = np.random.RandomState((cfg.seed + 1) % 2**32)
@@ -176,7 +178,7 @@ class _Loop:
             stored = config_from_dict(st.config).to_dict()
         except DelgradError:
             stored = st.config
-        diffs = config_differences(stored, self.cfg.to_dict())
+        diffs = config_differences(stored, self.cfg_dict)
         if diffs:
             raise CheckpointError(
                 f"checkpoint {last} belongs to a different configuration (differs in {', '.join(diffs)}); "
@@ -197,7 +199,7 @@ class _Loop:
             epoch=self.epoch,
             trainer=self.trainer.state(),
             rng=self.rng.get_state(),  # type: ignore[arg-type]
-            config=self.cfg.to_dict(),
+            config=self.cfg_dict,
             metrics=list(self.rows),
             best_accuracy=self.best,
             silent_streak=self.silent_streak,

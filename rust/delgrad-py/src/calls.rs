@@ -3,19 +3,19 @@
 //!
 //! Python runs signal handlers only on its main thread, between bytecodes: a core call that
 //! simply released the GIL would see Ctrl-C only after it returned. So a long call made on the
-//! main thread runs on a thread of its own inside a [`Cancel::scope`] while the main thread waits
-//! for it, checking Python's signals every [`POLL`]; when a handler raises (KeyboardInterrupt),
+//! main thread runs on the process's call thread ([`call_thread`]) inside a [`Cancel::scope`]
+//! while the main thread waits for it, checking Python's signals every [`POLL`]; when a handler raises (KeyboardInterrupt),
 //! the token is raised, the core stops at its next chunk of samples (undoing what the call
 //! changed) and the handler's exception is raised. Short calls (less than [`LONG`] of work, tens
 //! of milliseconds: the signal is handled as soon as they return) and calls from other threads
-//! (which never receive signals) run on the calling thread: starting a thread costs 50-100 us on
-//! a virtual machine, a third of a small training step.
+//! (which never receive signals) run on the calling thread: handing a call to another thread and
+//! back costs tens of microseconds on a virtual machine, a tenth of a small training step.
 
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use delgrad::cancel::{self, Cancel};
@@ -69,8 +69,8 @@ fn on_main_thread(py: Python<'_>) -> bool {
     main
 }
 
-/// Runs `f` (about `work` of work) with the GIL released; a long call on the main thread on a
-/// thread of its own, cancelled when a signal handler raises while it runs. `Err` is that
+/// Runs `f` (about `work` of work) with the GIL released; a long call on the main thread on
+/// [`call_thread`], cancelled when a signal handler raises while it runs. `Err` is that
 /// handler's exception: the call was cancelled (or had just finished; its result is dropped).
 pub fn run<T, F>(py: Python<'_>, work: usize, f: F) -> Result<Outcome<T>, PyErr>
 where
@@ -82,24 +82,17 @@ where
         return Ok(py.detach(move || catch(f)));
     }
     let token = Cancel::new();
-    let job = Mutex::new(Some(f));
     let (outcome, interrupt) = py.detach(|| {
-        std::thread::scope(|s| {
-            let (done, outcome) = sync_channel(1);
-            let (job, token) = (&job, &token);
-            let worker = std::thread::Builder::new()
-                .name("delgrad-call".into())
-                .spawn_scoped(s, move || {
-                    let f = job.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    if let Some(f) = f {
-                        let _ = done.send(token.scope(|| catch(f)));
-                    }
-                });
-            if worker.is_err() {
-                // No thread to spare: the call runs here and cannot be interrupted.
-                let f = job.lock().unwrap_or_else(|e| e.into_inner()).take();
-                return (f.map(catch), None);
-            }
+        let Some(thread) = call_thread() else {
+            // No thread to spare: the call runs here and cannot be interrupted.
+            return (Some(catch(f)), None);
+        };
+        let (done, outcome) = sync_channel(1);
+        let token = &token;
+        thread.in_place_scope(|s| {
+            s.spawn(move |_| {
+                let _ = done.send(token.scope(|| catch(f)));
+            });
             let mut interrupt = None;
             loop {
                 match outcome.recv_timeout(POLL) {
@@ -119,9 +112,38 @@ where
     match (interrupt, outcome) {
         (Some(e), _) => Err(e),
         (None, Some(o)) => Ok(o),
-        // The worker ended without a result: only if it could not take the work (a bug).
+        // The job ended without a result: only if it could not send it (a bug).
         (None, None) => Ok(Err(Box::new("the call's thread ended without a result"))),
     }
+}
+
+/// The thread that runs the long calls of Python's main thread: one per process, started on first
+/// use and kept (a pool of one). A thread started per call waits for a time slice when the cores
+/// are busy (a new thread queues behind the running ones; a woken one does not), which cost
+/// ~3 ms per chip-in-the-loop epoch with two trainings on two cores. `None` if it cannot be
+/// started.
+fn call_thread() -> Option<Arc<rayon::ThreadPool>> {
+    static THREAD: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut thread = THREAD.lock().unwrap_or_else(|e| e.into_inner());
+    match thread.take() {
+        Some((p, pool)) if p == pid => {
+            *thread = Some((p, Arc::clone(&pool)));
+            return Some(pool);
+        }
+        // Made before this process was forked from its parent: the thread does not exist here
+        // and a lock it held stays locked, so shutting the pool down could block forever.
+        Some(inherited) => std::mem::forget(inherited),
+        None => {}
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "delgrad-call".into())
+        .build()
+        .ok()?;
+    let pool = Arc::new(pool);
+    *thread = Some((pid, Arc::clone(&pool)));
+    Some(pool)
 }
 
 /// Locks `m` (the state of an object shared by Python threads) for a core call; called with the

@@ -298,9 +298,11 @@ impl Executor {
         self.fold(n, &Kept { exec: self, fits, init }, f, acc, fold)
     }
 
-    /// The slot of [`Executor::kept`] of the current thread.
+    /// The slot of [`Executor::kept`] of the current thread: its helper's, or the caller's for any
+    /// other thread (also one of another rayon pool, such as a caller's own).
     fn slot(&self) -> usize {
-        rayon::current_thread_index().map_or(0, |i| i + 1)
+        let helper = self.helpers().and_then(|h| h.pool.as_ref()?.current_thread_index());
+        helper.map_or(0, |i| i + 1)
     }
 
     fn fold<S, T, A, M, F, G>(&self, n: usize, make: &M, f: F, acc: A, fold: G) -> Result<A>
@@ -683,6 +685,36 @@ mod tests {
             let before = inits.load(Ordering::Relaxed);
             assert_eq!(run(2), 200);
             assert!(inits.load(Ordering::Relaxed) < before + threads);
+        }
+    }
+
+    #[test]
+    fn a_caller_on_another_rayon_pool_keeps_its_state_in_the_callers_slot() {
+        // The caller's index in its own pool says nothing about this executor's slots.
+        let foreign = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        for threads in [1, 2] {
+            let exec = Executor::new(threads).unwrap();
+            let inits = AtomicUsize::new(0);
+            foreign.install(|| {
+                for _ in 0..5 {
+                    let n = exec
+                        .fold_ranges_kept(
+                            TAIL,
+                            |_: &u8| true,
+                            || {
+                                inits.fetch_add(1, Ordering::Relaxed);
+                                0u8
+                            },
+                            |_, r| r.len(),
+                            0,
+                            |sum, len, _| *sum += len,
+                        )
+                        .unwrap();
+                    assert_eq!(n, TAIL);
+                }
+            });
+            // One range per call, on the calling thread: its state is made once and kept.
+            assert_eq!(inits.load(Ordering::Relaxed), 1, "{threads} threads");
         }
     }
 
