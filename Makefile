@@ -23,7 +23,7 @@ install:
 	$(PIP) install --quiet --no-build-isolation -e ".[test,plot]"
 	$(PIP) install --quiet -e "./hw[test,dev]"
 
-# The reproduction report of docs/results.md: both 20-seed sweeps (about 50 min on 2 cores; a rerun
+# The reproduction report of docs/results.md: both 20-seed sweeps (60-75 min on 2 cores; a rerun
 # continues them), the statistics and figures, written into docs/results.md.
 report: install
 	$(PYTHON) examples/reproduction.py --docs
