@@ -9,7 +9,7 @@
 use super::noise::NoiseParams;
 use super::run::{Jitter, MIN_THETA, RunLayer, Scratch};
 use crate::forward::sorted_arrivals;
-use crate::solver::{Method, first_spike, first_spike_general, never_reaches};
+use crate::solver::{Method, first_spike_general, first_spike_within, never_reaches};
 use crate::streams::Stream;
 
 /// Spike times of every neuron of `rl` from the input times `sc.t_in` into `sc.t_out` (model
@@ -40,7 +40,7 @@ pub(super) fn layer_times(
         let t = match &rl.kernels[k] {
             Some(kn) => first_spike_general(kn, theta, &sc.arrivals),
             None if never_reaches(theta, rl.kappa_max[k], &sc.arrivals) => f64::INFINITY,
-            None => first_spike(&rl.neurons[k], theta, &sc.arrivals, Method::Auto),
+            None => first_spike_within(&rl.neurons[k], theta, &sc.arrivals, Method::Auto, || rl.weight_sums[k]),
         };
         sc.t_out.push(t);
     }

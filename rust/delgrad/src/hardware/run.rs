@@ -12,7 +12,7 @@ use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
-use crate::solver::{Kernel, Method, kappa_max};
+use crate::solver::{Kernel, Method, WeightSum, kappa_max};
 use crate::streams::Stream;
 
 /// Smallest threshold a noisy neuron is given (a threshold <= 0 would fire on the first input).
@@ -68,6 +68,9 @@ pub(super) struct RunLayer {
     /// The peak of every neuron's kernel (a neuron whose excitation times it stays below theta
     /// is silent without a scan).
     pub(super) kappa_max: Vec<f64>,
+    /// Every neuron's weights' part of the factored scans' bound, of its whole row: it bounds
+    /// every sample's arrivals (a subset of the inputs, copies merged), summed once per run.
+    pub(super) weight_sums: Vec<WeightSum>,
     /// The delay d_i of every input when all neurons share it (no synaptic or dendritic delays):
     /// then every neuron sees its inputs in the same order and one sort per sample serves all.
     pub(super) shared_delays: Option<Vec<f64>>,
@@ -288,6 +291,9 @@ fn prepare(
                 .map(|n| (n.regime() == Regime::General).then(|| Kernel::new(n)))
                 .collect();
             let kappa_max = neurons.iter().map(kappa_max).collect();
+            let weight_sums = (0..n_out)
+                .map(|k| WeightSum::of(run.w.row(k).iter().copied()))
+                .collect();
             let shared_delays = (d.syn.is_none() && d.den.is_none() && jitter != Jitter::PerSynapse && n_out > 0)
                 .then(|| delays.row(0).to_vec());
             Ok(RunLayer {
@@ -296,6 +302,7 @@ fn prepare(
                 neurons,
                 kernels,
                 kappa_max,
+                weight_sums,
                 shared_delays,
                 jitter,
                 planned,

@@ -51,20 +51,26 @@ const MAX_RISE: f64 = 1e8;
 /// above [`MAX_RISE`], or a nonzero |w| below [`range::MIN`], whose sums could square to
 /// subnormals).
 pub(crate) fn weight_bound(neuron: &Neuron, theta: f64, w: impl IntoIterator<Item = f64>) -> f64 {
-    let mut sum = WeightSum::default();
-    w.into_iter().for_each(|w| sum.add(w));
-    sum.bound(neuron, theta)
+    WeightSum::of(w).bound(neuron, theta)
 }
 
-/// The weights' part of [`weight_bound`], summed one weight at a time: sum |w| and whether any
-/// nonzero |w| is below [`range::MIN`].
-#[derive(Default)]
-struct WeightSum {
+/// The weights' part of [`weight_bound`]: sum |w| and whether any nonzero |w| is below
+/// [`range::MIN`]. That of a neuron's whole row bounds the part of any subset of its inputs (the
+/// arrivals of one sample), so a caller may sum the row once instead of the arrivals per sample.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WeightSum {
     abs: f64,
     tiny: bool,
 }
 
 impl WeightSum {
+    /// The part of the weights `w`, summed in their order.
+    pub(crate) fn of(w: impl IntoIterator<Item = f64>) -> Self {
+        let mut sum = WeightSum::default();
+        w.into_iter().for_each(|w| sum.add(w));
+        sum
+    }
+
     #[inline]
     fn add(&mut self, w: f64) {
         self.abs += w.abs();
@@ -160,19 +166,20 @@ impl Source for Pairs<'_> {
 }
 
 /// The pairs (arrival, weight) of one neuron, sorted by arrival, as a source of factored arrivals
-/// relative to the first arrival R: (R, source) where [`weight_bound`] and [`within_bound`]
-/// allow the factored scan for them, `None` where they do not.
-pub(super) fn from_pairs<'a>(neuron: &Neuron, theta: f64, pairs: &'a [(f64, f64)]) -> Option<(f64, Pairs<'a>)> {
+/// relative to the first arrival R: (R, source) where [`weight_bound`] (with `weights`, the part
+/// of the pairs' weights or of a superset of them) and [`within_bound`] allow the factored scan
+/// for them, `None` where they do not.
+pub(super) fn from_pairs<'a>(
+    neuron: &Neuron,
+    theta: f64,
+    pairs: &'a [(f64, f64)],
+    weights: &WeightSum,
+) -> Option<(f64, Pairs<'a>)> {
     let tm = neuron.tau_m();
-    let r0 = pairs.first()?.0;
-    // The span and the weights' part of `weight_bound` in one pass.
-    let (mut span, mut sum) = (0.0f64, WeightSum::default());
-    for &(a, w) in pairs {
-        span = span.max(a - r0);
-        sum.add(w);
-    }
-    let span = span / tm;
-    let bound = sum.bound(neuron, theta);
+    let (r0, last) = (pairs.first()?.0, pairs.last()?.0);
+    // Sorted: the span is the last arrival's distance from the first.
+    let span = (last - r0) / tm;
+    let bound = weights.bound(neuron, theta);
     if !(span <= MAX_SPAN && within_span(bound, span)) {
         return None;
     }
@@ -203,7 +210,7 @@ mod tests {
     }
 
     fn factored(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<f64> {
-        let (r0, src) = from_pairs(neuron, theta, pairs)?;
+        let (r0, src) = from_pairs(neuron, theta, pairs, &WeightSum::of(pairs.iter().map(|x| x.1)))?;
         let arr: Vec<Arrival> = (0..pairs.len())
             .map(|i| {
                 let mut s = src;

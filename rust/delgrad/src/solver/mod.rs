@@ -22,7 +22,7 @@ mod equal;
 mod factored;
 mod general;
 
-pub(crate) use factored::{Arrival, MAX_SPAN, Source, weight_bound, within_bound};
+pub(crate) use factored::{Arrival, MAX_SPAN, Source, WeightSum, weight_bound, within_bound};
 pub(crate) use general::{Kernel, first_spike_general};
 
 /// How crossings are solved on each interval.
@@ -68,12 +68,27 @@ pub(crate) fn never_reaches(theta: f64, kappa_max: f64, arrivals: &[(f64, f64)])
 /// First-spike time of a neuron with threshold `theta` given its inputs as (arrival time, weight)
 /// pairs, sorted by arrival time, all finite; +inf if u never reaches theta.
 pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method: Method) -> f64 {
+    first_spike_within(neuron, theta, arrivals, method, || {
+        WeightSum::of(arrivals.iter().map(|x| x.1))
+    })
+}
+
+/// [`first_spike`] with the weights' part of the factored scans' bound from `weights`: that of the
+/// arrivals' weights or of a superset of them, such as the neuron's whole row (summed once for
+/// many samples instead of per sample; see [`WeightSum`]).
+pub(crate) fn first_spike_within(
+    neuron: &Neuron,
+    theta: f64,
+    arrivals: &[(f64, f64)],
+    method: Method,
+    weights: impl FnOnce() -> WeightSum,
+) -> f64 {
     if arrivals.is_empty() {
         return f64::INFINITY;
     }
     match (method, neuron.regime()) {
         (Method::Auto, Regime::General) => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
-        (Method::Auto, _) => match factored::from_pairs(neuron, theta, arrivals) {
+        (Method::Auto, _) => match factored::from_pairs(neuron, theta, arrivals, &weights()) {
             Some((r0, factored)) => first_spike_factored(neuron, theta, factored, r0, false).0,
             None => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
         },
@@ -130,6 +145,25 @@ fn scan_intervals(arrivals: &[(f64, f64)], mut visit: impl FnMut(f64, f64, f64) 
 mod tests {
     use super::*;
 
+    /// The factored scans' bound from more weights than arrive (a neuron's whole row) gives the
+    /// time the arrivals' own bound gives; where it rules the factored scan out (a tiny weight
+    /// elsewhere in the row) the general scan gives the same time to rounding.
+    #[test]
+    fn a_bound_from_a_superset_of_the_weights_keeps_the_time() {
+        let pairs = [(0.1, 0.8), (0.3, 0.5), (0.3, -0.2), (0.9, 0.7)];
+        for (tm, ts) in [(1.0, 1.0), (2.0, 1.0)] {
+            let n = Neuron::new(tm, ts).unwrap();
+            let own = first_spike(&n, 0.5, &pairs, Method::Auto);
+            assert!(own.is_finite());
+            let row = WeightSum::of(pairs.iter().map(|x| x.1).chain([0.4, -1.3]));
+            assert_eq!(first_spike_within(&n, 0.5, &pairs, Method::Auto, || row), own);
+            let tiny = WeightSum::of(pairs.iter().map(|x| x.1).chain([1e-300]));
+            assert!(factored::from_pairs(&n, 0.5, &pairs, &tiny).is_none());
+            let general = first_spike_within(&n, 0.5, &pairs, Method::Auto, || tiny);
+            assert!((general - own).abs() <= 1e-12 * own, "{tm} {ts}: {general} vs {own}");
+        }
+    }
+
     /// Closed-form neurons whose factors would overflow (arrivals spread over thousands of time
     /// constants, extreme time constants) take the general scan: it agrees with the reference,
     /// in every regime, also where the potential underflows to 0 between arrivals.
@@ -144,7 +178,7 @@ mod tests {
             for (tm, ts) in [(tau, tau), (2.0 * tau, tau), (tau, 1.03 * tau), (1.7 * tau, 0.6 * tau)] {
                 let n = Neuron::new(tm, ts).unwrap();
                 for pairs in cases {
-                    assert!(factored::from_pairs(&n, 1.0, pairs).is_none());
+                    assert!(factored::from_pairs(&n, 1.0, pairs, &WeightSum::of(pairs.iter().map(|x| x.1))).is_none());
                     for theta in [0.05, 0.3, 1.0] {
                         let want = first_spike(&n, theta, pairs, Method::Bracket);
                         let got = first_spike(&n, theta, pairs, Method::Auto);
@@ -156,7 +190,7 @@ mod tests {
         }
         let huge = Neuron::new(1e100, 5e99).unwrap();
         let pairs = [(0.0, 1.0), (1e99, 2.0)];
-        assert!(factored::from_pairs(&huge, 0.1, &pairs).is_none());
+        assert!(factored::from_pairs(&huge, 0.1, &pairs, &WeightSum::of(pairs.iter().map(|x| x.1))).is_none());
         let (got, want) = (
             first_spike(&huge, 0.1, &pairs, Method::Auto),
             first_spike(&huge, 0.1, &pairs, Method::Bracket),
