@@ -4,9 +4,9 @@
 //! Python runs signal handlers only on its main thread, between bytecodes: a core call that
 //! simply released the GIL would see Ctrl-C only after it returned. So a long call made on the
 //! main thread runs on the process's call thread ([`call_thread`]) inside a [`Cancel::scope`]
-//! while the main thread waits for it, checking Python's signals every [`POLL`]; when a handler raises (KeyboardInterrupt),
-//! the token is raised, the core stops at its next chunk of samples (undoing what the call
-//! changed) and the handler's exception is raised. Short calls (less than [`LONG`] of work, tens
+//! while the main thread waits for it, checking Python's signals every [`POLL`]; when a handler
+//! raises (KeyboardInterrupt), the token is raised, the core stops at its next chunk of samples
+//! (undoing what the call changed) and the handler's exception is raised. Short calls (less than [`LONG`] of work, tens
 //! of milliseconds: the signal is handled as soon as they return) and calls from other threads
 //! (which never receive signals) run on the calling thread: handing a call to another thread and
 //! back costs tens of microseconds on a virtual machine, a tenth of a small training step.
