@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import tomllib
 import types
@@ -275,10 +274,15 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp}")
 
 
-@functools.cache
-def _type_hints(cls: type[Any]) -> dict[str, Any]:
+_TYPE_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
     """Return the field types of a config section (resolved once: a sweep builds hundreds of configs)."""
-    return typing.get_type_hints(cls)
+    hints = _TYPE_HINTS.get(cls)
+    if hints is None:
+        hints = _TYPE_HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _build(cls: type[Any], data: Any, prefix: str) -> Any:
