@@ -6,10 +6,11 @@
 //! main thread runs on the process's call thread ([`call_thread`]) inside a [`Cancel::scope`]
 //! while the main thread waits for it, checking Python's signals every [`POLL`]; when a handler
 //! raises (KeyboardInterrupt), the token is raised, the core stops at its next chunk of samples
-//! (undoing what the call changed) and the handler's exception is raised. Short calls (less than [`LONG`] of work, tens
-//! of milliseconds: the signal is handled as soon as they return) and calls from other threads
-//! (which never receive signals) run on the calling thread: handing a call to another thread and
-//! back costs tens of microseconds on a virtual machine, a tenth of a small training step.
+//! (undoing what the call changed) and the handler's exception is raised. Short calls (less than
+//! [`LONG`] of work, tens of milliseconds: the signal is handled as soon as they return) and calls
+//! from other threads (which never receive signals) run on the calling thread: handing a call to
+//! another thread and back costs tens of microseconds on a virtual machine, a tenth of a small
+//! training step.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -126,16 +127,14 @@ fn call_thread() -> Option<Arc<rayon::ThreadPool>> {
     static THREAD: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
     let pid = std::process::id();
     let mut thread = THREAD.lock().unwrap_or_else(|e| e.into_inner());
-    match thread.take() {
-        Some((p, pool)) if p == pid => {
-            *thread = Some((p, Arc::clone(&pool)));
-            return Some(pool);
-        }
-        // Made before this process was forked from its parent: the thread does not exist here
-        // and a lock it held stays locked, so shutting the pool down could block forever.
-        Some(inherited) => std::mem::forget(inherited),
-        None => {}
+    if let Some((p, pool)) = thread.as_ref()
+        && *p == pid
+    {
+        return Some(Arc::clone(pool));
     }
+    // One made before this process was forked from its parent: its thread does not exist here
+    // and a lock it held stays locked, so shutting the pool down could block forever.
+    std::mem::forget(thread.take());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .thread_name(|_| "delgrad-call".into())
