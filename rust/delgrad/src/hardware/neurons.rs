@@ -2,14 +2,16 @@
 //! per-neuron time constants (tau mismatch), per-sample threshold noise or per-synapse jitter.
 //!
 //! Without synaptic and dendritic delays every neuron sees the inputs in one order,
-//! a_i = t_i + d_i (+ the jitter of i's delay unit), so the inputs are sorted once per sample and
-//! the copies of an input that arrive together enter each neuron as one summed arrival. Otherwise
-//! each neuron sorts its own arrivals a_ki = t_i + d_ki (+ its synapse's jitter).
+//! a_i = t_i + d_i (+ the jitter of i's delay unit), so the inputs are sorted once per sample, the
+//! copies of an input that arrive together enter each neuron as one summed arrival, and the
+//! factored scans' factors e^{(a - R)/tau_m} of the arrival times are computed once for all
+//! neurons. Otherwise each neuron sorts its own arrivals a_ki = t_i + d_ki (+ its synapse's
+//! jitter).
 
 use super::noise::NoiseParams;
 use super::run::{Jitter, MIN_THETA, RunLayer, Scratch};
 use crate::forward::sorted_arrivals;
-use crate::solver::{Method, first_spike_general, first_spike_within, never_reaches};
+use crate::solver::{Arrival, Method, first_spike_general, first_spike_within, never_reaches};
 use crate::streams::Stream;
 
 /// Spike times of every neuron of `rl` from the input times `sc.t_in` into `sc.t_out` (model
@@ -27,6 +29,7 @@ pub(super) fn layer_times(
     }
     for k in 0..rl.run.n_out() {
         sc.arrivals.clear();
+        sc.factored.clear();
         if rl.shared_delays.is_some() {
             shared_arrivals(rl.run.w.row(k), sc);
         } else {
@@ -40,14 +43,26 @@ pub(super) fn layer_times(
         let t = match &rl.kernels[k] {
             Some(kn) => first_spike_general(kn, theta, &sc.arrivals),
             None if never_reaches(theta, rl.kappa_max[k], &sc.arrivals) => f64::INFINITY,
-            None => first_spike_within(&rl.neurons[k], theta, &sc.arrivals, Method::Auto, || rl.weight_sums[k]),
+            None => {
+                let factored =
+                    (rl.shared_tau.is_some() && !sc.runs.is_empty()).then(|| (sc.runs[0].0, &sc.factored[..]));
+                first_spike_within(
+                    &rl.neurons[k],
+                    theta,
+                    &sc.arrivals,
+                    Method::Auto,
+                    || rl.weight_sums[k],
+                    factored,
+                )
+            }
         };
         sc.t_out.push(t);
     }
 }
 
-/// Sorts the finite inputs by a_i = t_i + d_i (+ group jitter) into `sc.order` and records the
-/// runs of equal arrival times in `sc.runs`.
+/// Sorts the finite inputs by a_i = t_i + d_i (+ group jitter) into `sc.order`, records the
+/// runs of equal arrival times in `sc.runs` and, where the neurons share tau_m, the runs'
+/// factors relative to the first in `sc.run_factors`.
 fn shared_order(rl: &RunLayer, d: &[f64], sc: &mut Scratch) {
     let (t_in, gj) = (&sc.t_in, &sc.group_jitter);
     let arrival = |i: usize| match rl.jitter {
@@ -62,17 +77,26 @@ fn shared_order(rl: &RunLayer, d: &[f64], sc: &mut Scratch) {
             _ => sc.runs.push((a, j + 1)),
         }
     }
+    sc.run_factors.clear();
+    if let (Some(&(r, _)), Some(tm)) = (sc.runs.first(), rl.shared_tau) {
+        // The factors a neuron's scan would compute from its first arrival R (e^0 = 1 for it).
+        let factors = sc.runs.iter().map(|&(a, _)| ((a - r) / tm).exp());
+        sc.run_factors.extend(factors);
+    }
 }
 
 /// One arrival per run of simultaneous inputs, weighted by the neuron's summed weights `w` (in
-/// the order the scan would merge them). A zero sum adds no current: leaving it out only saves an
-/// interval boundary.
+/// the order the scan would merge them), and with the run's factor where `sc.run_factors` has
+/// them. A zero sum adds no current: leaving it out only saves an interval boundary.
 fn shared_arrivals(w: &[f64], sc: &mut Scratch) {
     let mut start = 0;
-    for &(a, end) in &sc.runs {
+    for (j, &(a, end)) in sc.runs.iter().enumerate() {
         let sum: f64 = sc.order[start..end].iter().map(|&(_, _, i)| w[i]).sum();
         if sum != 0.0 {
             sc.arrivals.push((a, sum));
+            if let Some(&e) = sc.run_factors.get(j) {
+                sc.factored.push(Arrival { a, w: sum, e });
+            }
         }
         start = end;
     }

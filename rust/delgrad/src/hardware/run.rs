@@ -12,7 +12,7 @@ use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
-use crate::solver::{Kernel, Method, WeightSum, kappa_max};
+use crate::solver::{Arrival, Kernel, Method, WeightSum, kappa_max};
 use crate::streams::Stream;
 
 /// Smallest threshold a noisy neuron is given (a threshold <= 0 would fire on the first input).
@@ -74,6 +74,10 @@ pub(super) struct RunLayer {
     /// The delay d_i of every input when all neurons share it (no synaptic or dendritic delays):
     /// then every neuron sees its inputs in the same order and one sort per sample serves all.
     pub(super) shared_delays: Option<Vec<f64>>,
+    /// The tau_m of every neuron of a shared-order layer in a closed-form regime, when they all
+    /// have the same: then the factored scans' factors of each sample's arrival times are
+    /// computed once for all neurons (one exp per time, not one per time and neuron).
+    pub(super) shared_tau: Option<f64>,
     pub(super) jitter: Jitter,
     /// Whether every neuron has the layer's time constants, no per-sample threshold noise is drawn
     /// and jitter is per delay group: then the ideal forward pass's planned scans
@@ -296,6 +300,11 @@ fn prepare(
                 .collect();
             let shared_delays = (d.syn.is_none() && d.den.is_none() && jitter != Jitter::PerSynapse && n_out > 0)
                 .then(|| delays.row(0).to_vec());
+            let shared_tau = shared_delays
+                .as_ref()
+                .and(neurons.first())
+                .filter(|f| f.regime() != Regime::General && neurons.iter().all(|n| n.tau_m() == f.tau_m()))
+                .map(Neuron::tau_m);
             Ok(RunLayer {
                 run,
                 delays,
@@ -304,6 +313,7 @@ fn prepare(
                 kappa_max,
                 weight_sums,
                 shared_delays,
+                shared_tau,
                 jitter,
                 planned,
             })
@@ -358,6 +368,10 @@ pub(crate) struct Scratch {
     /// Runs of equal arrival times in `order`: (time, end of the run in `order`).
     pub(super) runs: Vec<(f64, usize)>,
     pub(super) arrivals: Vec<(f64, f64)>,
+    /// Shared-order layers with a shared tau_m: the factor e^{(a - R)/tau_m} of each run's time
+    /// (R: the first), and `arrivals` with them.
+    pub(super) run_factors: Vec<f64>,
+    pub(super) factored: Vec<Arrival>,
     pub(super) plan: PlanScratch,
 }
 

@@ -165,31 +165,32 @@ impl Source for Pairs<'_> {
     }
 }
 
-/// The pairs (arrival, weight) of one neuron, sorted by arrival, as a source of factored arrivals
-/// relative to the first arrival R: (R, source) where [`weight_bound`] (with `weights`, the part
-/// of the pairs' weights or of a superset of them) and [`within_bound`] allow the factored scan
-/// for them, `None` where they do not.
-pub(super) fn from_pairs<'a>(
+/// The first arrival R of the pairs (arrival, weight) of one neuron, sorted by arrival, where
+/// [`weight_bound`] (with `weights`, the part of the pairs' weights or of a superset of them) and
+/// [`within_bound`] allow the factored scan relative to R for them; `None` where they do not.
+pub(super) fn factored_reference(
     neuron: &Neuron,
     theta: f64,
-    pairs: &'a [(f64, f64)],
+    pairs: &[(f64, f64)],
     weights: &WeightSum,
-) -> Option<(f64, Pairs<'a>)> {
+) -> Option<f64> {
     let tm = neuron.tau_m();
     let (r0, last) = (pairs.first()?.0, pairs.last()?.0);
     // Sorted: the span is the last arrival's distance from the first.
     let span = (last - r0) / tm;
     let bound = weights.bound(neuron, theta);
-    if !(span <= MAX_SPAN && within_span(bound, span)) {
-        return None;
-    }
-    let source = Pairs {
+    (span <= MAX_SPAN && within_span(bound, span)).then_some(r0)
+}
+
+/// The pairs as a source of factored arrivals relative to R = `r0` (their first arrival), each
+/// factor computed as the scan reaches it.
+pub(super) fn pairs_from(pairs: &[(f64, f64)], r0: f64, tm: f64) -> Pairs<'_> {
+    Pairs {
         pairs,
         r0,
         tm,
         last: (r0, 1.0), // e^0
-    };
-    Some((r0, source))
+    }
 }
 
 /// [`within_bound`] for the factors of arrivals spread over `span` time constants, e_max =
@@ -210,7 +211,8 @@ mod tests {
     }
 
     fn factored(neuron: &Neuron, theta: f64, pairs: &[(f64, f64)]) -> Option<f64> {
-        let (r0, src) = from_pairs(neuron, theta, pairs, &WeightSum::of(pairs.iter().map(|x| x.1)))?;
+        let r0 = factored_reference(neuron, theta, pairs, &WeightSum::of(pairs.iter().map(|x| x.1)))?;
+        let src = pairs_from(pairs, r0, neuron.tau_m());
         let arr: Vec<Arrival> = (0..pairs.len())
             .map(|i| {
                 let mut s = src;

@@ -68,28 +68,50 @@ pub(crate) fn never_reaches(theta: f64, kappa_max: f64, arrivals: &[(f64, f64)])
 /// First-spike time of a neuron with threshold `theta` given its inputs as (arrival time, weight)
 /// pairs, sorted by arrival time, all finite; +inf if u never reaches theta.
 pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method: Method) -> f64 {
-    first_spike_within(neuron, theta, arrivals, method, || {
-        WeightSum::of(arrivals.iter().map(|x| x.1))
-    })
+    first_spike_within(
+        neuron,
+        theta,
+        arrivals,
+        method,
+        || WeightSum::of(arrivals.iter().map(|x| x.1)),
+        None,
+    )
 }
 
 /// [`first_spike`] with the weights' part of the factored scans' bound from `weights`: that of the
 /// arrivals' weights or of a superset of them, such as the neuron's whole row (summed once for
-/// many samples instead of per sample; see [`WeightSum`]).
+/// many samples instead of per sample; see [`WeightSum`]). `factored`: (R, the arrivals with their
+/// factors e^{(a - R)/tau_m} at this neuron's tau_m), used where R is the first arrival (the
+/// factors the scan would compute, computed once for neurons that share the arrival times).
 pub(crate) fn first_spike_within(
     neuron: &Neuron,
     theta: f64,
     arrivals: &[(f64, f64)],
     method: Method,
     weights: impl FnOnce() -> WeightSum,
+    factored: Option<(f64, &[Arrival])>,
 ) -> f64 {
     if arrivals.is_empty() {
         return f64::INFINITY;
     }
     match (method, neuron.regime()) {
         (Method::Auto, Regime::General) => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
-        (Method::Auto, _) => match factored::from_pairs(neuron, theta, arrivals, &weights()) {
-            Some((r0, factored)) => first_spike_factored(neuron, theta, factored, r0, false).0,
+        (Method::Auto, _) => match factored::factored_reference(neuron, theta, arrivals, &weights()) {
+            Some(r0) => match factored {
+                Some((r, given)) if r == r0 && given.len() == arrivals.len() => {
+                    first_spike_factored(neuron, theta, given, r0, false).0
+                }
+                _ => {
+                    first_spike_factored(
+                        neuron,
+                        theta,
+                        factored::pairs_from(arrivals, r0, neuron.tau_m()),
+                        r0,
+                        false,
+                    )
+                    .0
+                }
+            },
             None => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
         },
         (Method::Bracket, _) => bracket::first_spike(neuron, theta, arrivals),
@@ -156,12 +178,52 @@ mod tests {
             let own = first_spike(&n, 0.5, &pairs, Method::Auto);
             assert!(own.is_finite());
             let row = WeightSum::of(pairs.iter().map(|x| x.1).chain([0.4, -1.3]));
-            assert_eq!(first_spike_within(&n, 0.5, &pairs, Method::Auto, || row), own);
+            assert_eq!(first_spike_within(&n, 0.5, &pairs, Method::Auto, || row, None), own);
             let tiny = WeightSum::of(pairs.iter().map(|x| x.1).chain([1e-300]));
-            assert!(factored::from_pairs(&n, 0.5, &pairs, &tiny).is_none());
-            let general = first_spike_within(&n, 0.5, &pairs, Method::Auto, || tiny);
+            assert!(factored::factored_reference(&n, 0.5, &pairs, &tiny).is_none());
+            let general = first_spike_within(&n, 0.5, &pairs, Method::Auto, || tiny, None);
             assert!((general - own).abs() <= 1e-12 * own, "{tm} {ts}: {general} vs {own}");
         }
+    }
+
+    /// Factors computed once for neurons that share their arrival times give each neuron the bits
+    /// of its own scan. Factors relative to another time than the neuron's first arrival (one
+    /// whose earliest shared input carries no weight) are not used: it scans with its own.
+    #[test]
+    fn shared_factors_give_the_bits_of_the_neurons_own_scan() {
+        let mut rng = crate::random::RandomState::new(3);
+        let mut spikes = 0;
+        for (tm, ts) in [(1.0, 1.0), (2.0, 1.0), (0.7, 0.7)] {
+            let n = Neuron::new(tm, ts).unwrap();
+            for case in 0..2000 {
+                let len = 1 + case % 12;
+                let mut pairs: Vec<(f64, f64)> = (0..len)
+                    .map(|_| (3.0 * rng.random_sample(), 2.0 * rng.random_sample() - 0.5))
+                    .collect();
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let factors = |r: f64| -> Vec<Arrival> {
+                    pairs
+                        .iter()
+                        .map(|&(a, w)| Arrival {
+                            a,
+                            w,
+                            e: ((a - r) / tm).exp(),
+                        })
+                        .collect()
+                };
+                let (r, weights) = (pairs[0].0, || WeightSum::of(pairs.iter().map(|x| x.1)));
+                let (given, earlier) = (factors(r), factors(r - 0.5));
+                for theta in [0.1, 0.5, 1.5] {
+                    let own = first_spike(&n, theta, &pairs, Method::Auto);
+                    let shared = first_spike_within(&n, theta, &pairs, Method::Auto, weights, Some((r, &given)));
+                    assert_eq!(shared.to_bits(), own.to_bits(), "{tm} {theta} {pairs:?}");
+                    let other = first_spike_within(&n, theta, &pairs, Method::Auto, weights, Some((r - 0.5, &earlier)));
+                    assert_eq!(other.to_bits(), own.to_bits(), "{tm} {theta} {pairs:?}");
+                    spikes += usize::from(own.is_finite());
+                }
+            }
+        }
+        assert!(spikes > 3000, "{spikes} of 18000 cases spike");
     }
 
     /// Closed-form neurons whose factors would overflow (arrivals spread over thousands of time
@@ -178,7 +240,10 @@ mod tests {
             for (tm, ts) in [(tau, tau), (2.0 * tau, tau), (tau, 1.03 * tau), (1.7 * tau, 0.6 * tau)] {
                 let n = Neuron::new(tm, ts).unwrap();
                 for pairs in cases {
-                    assert!(factored::from_pairs(&n, 1.0, pairs, &WeightSum::of(pairs.iter().map(|x| x.1))).is_none());
+                    assert!(
+                        factored::factored_reference(&n, 1.0, pairs, &WeightSum::of(pairs.iter().map(|x| x.1)))
+                            .is_none()
+                    );
                     for theta in [0.05, 0.3, 1.0] {
                         let want = first_spike(&n, theta, pairs, Method::Bracket);
                         let got = first_spike(&n, theta, pairs, Method::Auto);
@@ -190,7 +255,7 @@ mod tests {
         }
         let huge = Neuron::new(1e100, 5e99).unwrap();
         let pairs = [(0.0, 1.0), (1e99, 2.0)];
-        assert!(factored::from_pairs(&huge, 0.1, &pairs, &WeightSum::of(pairs.iter().map(|x| x.1))).is_none());
+        assert!(factored::factored_reference(&huge, 0.1, &pairs, &WeightSum::of(pairs.iter().map(|x| x.1))).is_none());
         let (got, want) = (
             first_spike(&huge, 0.1, &pairs, Method::Auto),
             first_spike(&huge, 0.1, &pairs, Method::Bracket),
