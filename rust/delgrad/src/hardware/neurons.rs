@@ -11,7 +11,7 @@
 use super::noise::NoiseParams;
 use super::run::{Jitter, MIN_THETA, RunLayer, Scratch};
 use crate::forward::sorted_arrivals;
-use crate::solver::{Arrival, Method, first_spike_general, first_spike_within, never_reaches};
+use crate::solver::{Method, first_spike_general, first_spike_within, never_reaches};
 use crate::streams::Stream;
 
 /// Spike times of every neuron of `rl` from the input times `sc.t_in` into `sc.t_out` (model
@@ -29,9 +29,9 @@ pub(super) fn layer_times(
     }
     for k in 0..rl.run.n_out() {
         sc.arrivals.clear();
-        sc.factored.clear();
+        sc.arrival_runs.clear();
         if rl.shared_delays.is_some() {
-            shared_arrivals(rl.run.w.row(k), sc);
+            shared_arrivals(rl.run.w.row(k), rl.shared_tau.is_some(), sc);
         } else {
             own_arrivals(rl, k, noise, jit, sc);
         }
@@ -44,15 +44,14 @@ pub(super) fn layer_times(
             Some(kn) => first_spike_general(kn, theta, &sc.arrivals),
             None if never_reaches(theta, rl.kappa_max[k], &sc.arrivals) => f64::INFINITY,
             None => {
-                let factored =
-                    (rl.shared_tau.is_some() && !sc.runs.is_empty()).then(|| (sc.runs[0].0, &sc.factored[..]));
+                let shared = rl.shared_tau.map(|_| (&sc.arrival_runs[..], &mut sc.run_factors));
                 first_spike_within(
                     &rl.neurons[k],
                     theta,
                     &sc.arrivals,
                     Method::Auto,
                     || rl.weight_sums[k],
-                    factored,
+                    shared,
                 )
             }
         };
@@ -61,8 +60,8 @@ pub(super) fn layer_times(
 }
 
 /// Sorts the finite inputs by a_i = t_i + d_i (+ group jitter) into `sc.order`, records the
-/// runs of equal arrival times in `sc.runs` and, where the neurons share tau_m, the runs'
-/// factors relative to the first in `sc.run_factors`.
+/// runs of equal arrival times in `sc.runs` and, where the neurons share tau_m, prepares the
+/// runs' factors relative to the first (`sc.run_factors`, computed as the scans ask for them).
 fn shared_order(rl: &RunLayer, d: &[f64], sc: &mut Scratch) {
     let (t_in, gj) = (&sc.t_in, &sc.group_jitter);
     let arrival = |i: usize| match rl.jitter {
@@ -77,25 +76,22 @@ fn shared_order(rl: &RunLayer, d: &[f64], sc: &mut Scratch) {
             _ => sc.runs.push((a, j + 1)),
         }
     }
-    sc.run_factors.clear();
     if let (Some(&(r, _)), Some(tm)) = (sc.runs.first(), rl.shared_tau) {
-        // The factors a neuron's scan would compute from its first arrival R (e^0 = 1 for it).
-        let factors = sc.runs.iter().map(|&(a, _)| ((a - r) / tm).exp());
-        sc.run_factors.extend(factors);
+        sc.run_factors.reset(r, tm, sc.runs.len());
     }
 }
 
 /// One arrival per run of simultaneous inputs, weighted by the neuron's summed weights `w` (in
-/// the order the scan would merge them), and with the run's factor where `sc.run_factors` has
-/// them. A zero sum adds no current: leaving it out only saves an interval boundary.
-fn shared_arrivals(w: &[f64], sc: &mut Scratch) {
+/// the order the scan would merge them), and with `runs` the index of its run. A zero sum adds
+/// no current: leaving it out only saves an interval boundary.
+fn shared_arrivals(w: &[f64], runs: bool, sc: &mut Scratch) {
     let mut start = 0;
     for (j, &(a, end)) in sc.runs.iter().enumerate() {
         let sum: f64 = sc.order[start..end].iter().map(|&(_, _, i)| w[i]).sum();
         if sum != 0.0 {
             sc.arrivals.push((a, sum));
-            if let Some(&e) = sc.run_factors.get(j) {
-                sc.factored.push(Arrival { a, w: sum, e });
+            if runs {
+                sc.arrival_runs.push(j);
             }
         }
         start = end;

@@ -12,7 +12,7 @@ use crate::kernel::{Neuron, Regime};
 use crate::matrix::Matrix;
 use crate::network::{Layer, Network};
 use crate::parallel::Executor;
-use crate::solver::{Arrival, Kernel, Method, WeightSum, kappa_max};
+use crate::solver::{Kernel, Method, TimeFactors, WeightSum, kappa_max};
 use crate::streams::Stream;
 
 /// Smallest threshold a noisy neuron is given (a threshold <= 0 would fire on the first input).
@@ -368,10 +368,10 @@ pub(crate) struct Scratch {
     /// Runs of equal arrival times in `order`: (time, end of the run in `order`).
     pub(super) runs: Vec<(f64, usize)>,
     pub(super) arrivals: Vec<(f64, f64)>,
-    /// Shared-order layers with a shared tau_m: the factor e^{(a - R)/tau_m} of each run's time
-    /// (R: the first), and `arrivals` with them.
-    pub(super) run_factors: Vec<f64>,
-    pub(super) factored: Vec<Arrival>,
+    /// Shared-order layers with a shared tau_m: the run in `runs` of each of `arrivals`, and the
+    /// factors e^{(a - R)/tau_m} of the runs' times (R: the first), shared by the neurons.
+    pub(super) arrival_runs: Vec<usize>,
+    pub(super) run_factors: TimeFactors,
     pub(super) plan: PlanScratch,
 }
 

@@ -165,6 +165,66 @@ impl Source for Pairs<'_> {
     }
 }
 
+/// The factors e^{(a_j - R)/tau_m} of the distinct arrival times a_j (sorted, R = a_0) that the
+/// neurons of a layer share, each computed when a scan first asks for it: one exp per time for
+/// the whole layer instead of one per time and neuron, and none after the last crossing. The
+/// values are those a neuron's own [`Pairs`] would compute from R.
+#[derive(Debug, Default)]
+pub(crate) struct TimeFactors {
+    r: f64,
+    tm: f64,
+    /// Per time: its factor, NaN until asked for.
+    e: Vec<f64>,
+}
+
+impl TimeFactors {
+    /// Forgets the factors and prepares for `n` times, the first at `r`, with time constant `tm`.
+    pub(crate) fn reset(&mut self, r: f64, tm: f64, n: usize) {
+        (self.r, self.tm) = (r, tm);
+        self.e.clear();
+        self.e.resize(n, f64::NAN);
+    }
+}
+
+/// (arrival, weight) pairs of one neuron whose arrival times are times of a [`TimeFactors`]:
+/// pair i arrives at time `times[i]` of it.
+pub(super) struct SharedPairs<'a> {
+    pairs: &'a [(f64, f64)],
+    times: &'a [usize],
+    factors: &'a mut TimeFactors,
+}
+
+impl Source for SharedPairs<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    #[inline(always)]
+    fn get(&mut self, i: usize) -> Arrival {
+        let (a, w) = self.pairs[i];
+        let (r, tm) = (self.factors.r, self.factors.tm);
+        let e = &mut self.factors.e[self.times[i]];
+        if e.is_nan() {
+            *e = ((a - r) / tm).exp();
+        }
+        Arrival { a, w, e: *e }
+    }
+}
+
+/// The pairs as a source whose factors come from `factors` (pair i at its time `times[i]`),
+/// where those are relative to this neuron's R = `r0` and `tm`; `None` where they are not.
+pub(super) fn shared_from<'a>(
+    pairs: &'a [(f64, f64)],
+    times: &'a [usize],
+    factors: &'a mut TimeFactors,
+    r0: f64,
+    tm: f64,
+) -> Option<SharedPairs<'a>> {
+    let fits = factors.r == r0 && factors.tm == tm && times.len() == pairs.len();
+    fits.then_some(SharedPairs { pairs, times, factors })
+}
+
 /// The first arrival R of the pairs (arrival, weight) of one neuron, sorted by arrival, where
 /// [`weight_bound`] (with `weights`, the part of the pairs' weights or of a superset of them) and
 /// [`within_bound`] allow the factored scan relative to R for them; `None` where they do not.

@@ -22,7 +22,7 @@ mod equal;
 mod factored;
 mod general;
 
-pub(crate) use factored::{Arrival, MAX_SPAN, Source, WeightSum, weight_bound, within_bound};
+pub(crate) use factored::{Arrival, MAX_SPAN, Source, TimeFactors, WeightSum, weight_bound, within_bound};
 pub(crate) use general::{Kernel, first_spike_general};
 
 /// How crossings are solved on each interval.
@@ -80,16 +80,17 @@ pub fn first_spike(neuron: &Neuron, theta: f64, arrivals: &[(f64, f64)], method:
 
 /// [`first_spike`] with the weights' part of the factored scans' bound from `weights`: that of the
 /// arrivals' weights or of a superset of them, such as the neuron's whole row (summed once for
-/// many samples instead of per sample; see [`WeightSum`]). `factored`: (R, the arrivals with their
-/// factors e^{(a - R)/tau_m} at this neuron's tau_m), used where R is the first arrival (the
-/// factors the scan would compute, computed once for neurons that share the arrival times).
+/// many samples instead of per sample; see [`WeightSum`]). `shared`: the factors of the arrival
+/// times that the neurons of a layer share and the index of each arrival's time among them, used
+/// where they are relative to this neuron's first arrival and tau_m (the factors its scan would
+/// compute, computed once for all of them).
 pub(crate) fn first_spike_within(
     neuron: &Neuron,
     theta: f64,
     arrivals: &[(f64, f64)],
     method: Method,
     weights: impl FnOnce() -> WeightSum,
-    factored: Option<(f64, &[Arrival])>,
+    shared: Option<(&[usize], &mut TimeFactors)>,
 ) -> f64 {
     if arrivals.is_empty() {
         return f64::INFINITY;
@@ -97,21 +98,13 @@ pub(crate) fn first_spike_within(
     match (method, neuron.regime()) {
         (Method::Auto, Regime::General) => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
         (Method::Auto, _) => match factored::factored_reference(neuron, theta, arrivals, &weights()) {
-            Some(r0) => match factored {
-                Some((r, given)) if r == r0 && given.len() == arrivals.len() => {
-                    first_spike_factored(neuron, theta, given, r0, false).0
+            Some(r0) => {
+                let tm = neuron.tau_m();
+                match shared.and_then(|(times, f)| factored::shared_from(arrivals, times, f, r0, tm)) {
+                    Some(source) => first_spike_factored(neuron, theta, source, r0, false).0,
+                    None => first_spike_factored(neuron, theta, factored::pairs_from(arrivals, r0, tm), r0, false).0,
                 }
-                _ => {
-                    first_spike_factored(
-                        neuron,
-                        theta,
-                        factored::pairs_from(arrivals, r0, neuron.tau_m()),
-                        r0,
-                        false,
-                    )
-                    .0
-                }
-            },
+            }
             None => first_spike_general(&Kernel::quick(neuron), theta, arrivals),
         },
         (Method::Bracket, _) => bracket::first_spike(neuron, theta, arrivals),
@@ -187,8 +180,9 @@ mod tests {
     }
 
     /// Factors computed once for neurons that share their arrival times give each neuron the bits
-    /// of its own scan. Factors relative to another time than the neuron's first arrival (one
-    /// whose earliest shared input carries no weight) are not used: it scans with its own.
+    /// of its own scan, however many of them other scans computed before. Factors relative to
+    /// another time than the neuron's first arrival (one whose earliest shared input carries no
+    /// weight) or to another tau_m are not used: it scans with its own.
     #[test]
     fn shared_factors_give_the_bits_of_the_neurons_own_scan() {
         let mut rng = crate::random::RandomState::new(3);
@@ -201,24 +195,21 @@ mod tests {
                     .map(|_| (3.0 * rng.random_sample(), 2.0 * rng.random_sample() - 0.5))
                     .collect();
                 pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let factors = |r: f64| -> Vec<Arrival> {
-                    pairs
-                        .iter()
-                        .map(|&(a, w)| Arrival {
-                            a,
-                            w,
-                            e: ((a - r) / tm).exp(),
-                        })
-                        .collect()
-                };
-                let (r, weights) = (pairs[0].0, || WeightSum::of(pairs.iter().map(|x| x.1)));
-                let (given, earlier) = (factors(r), factors(r - 0.5));
+                let times: Vec<usize> = (0..len).collect();
+                let weights = || WeightSum::of(pairs.iter().map(|x| x.1));
+                let mut shared = TimeFactors::default();
+                shared.reset(pairs[0].0, tm, len);
                 for theta in [0.1, 0.5, 1.5] {
                     let own = first_spike(&n, theta, &pairs, Method::Auto);
-                    let shared = first_spike_within(&n, theta, &pairs, Method::Auto, weights, Some((r, &given)));
-                    assert_eq!(shared.to_bits(), own.to_bits(), "{tm} {theta} {pairs:?}");
-                    let other = first_spike_within(&n, theta, &pairs, Method::Auto, weights, Some((r - 0.5, &earlier)));
-                    assert_eq!(other.to_bits(), own.to_bits(), "{tm} {theta} {pairs:?}");
+                    let got = first_spike_within(&n, theta, &pairs, Method::Auto, weights, Some((&times, &mut shared)));
+                    assert_eq!(got.to_bits(), own.to_bits(), "{tm} {theta} {pairs:?}");
+                    for (r, t) in [(pairs[0].0 - 0.5, tm), (pairs[0].0, 1.3 * tm)] {
+                        let mut other = TimeFactors::default();
+                        other.reset(r, t, len);
+                        let got =
+                            first_spike_within(&n, theta, &pairs, Method::Auto, weights, Some((&times, &mut other)));
+                        assert_eq!(got.to_bits(), own.to_bits(), "{tm} {theta} {pairs:?}");
+                    }
                     spikes += usize::from(own.is_finite());
                 }
             }
