@@ -179,6 +179,7 @@ pub(crate) struct TimeFactors {
 
 impl TimeFactors {
     /// Forgets the factors and prepares for `n` times, the first at `r`, with time constant `tm`.
+    #[cfg(any(feature = "hardware", test))] // the emulated chip's scans
     pub(crate) fn reset(&mut self, r: f64, tm: f64, n: usize) {
         (self.r, self.tm) = (r, tm);
         self.e.clear();
