@@ -2,6 +2,8 @@
 //! one layer's scan carried to the next layer and to the backward pass (one exp per time, then
 //! products and reciprocals).
 
+use crate::solver::rise;
+
 /// Exponential factors of one layer's scan relative to its reference time R (model units), for
 /// what comes after it: the next layer's scan (its rise factors are 1/fall of this one) and the
 /// backward pass (which would otherwise compute both again, with an exp each). Filled for
@@ -61,7 +63,7 @@ impl RiseFactor {
     pub(crate) fn at(&mut self, t: f64) -> f64 {
         if t != self.last.0 {
             let x = if t.is_finite() {
-                ((t - self.r) / self.tau_m).exp()
+                rise(t, self.r, self.tau_m)
             } else {
                 0.0
             };

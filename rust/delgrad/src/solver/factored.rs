@@ -23,6 +23,14 @@ pub(crate) const MAX_SPAN: f64 = 150.0;
 /// below 1e230), so the scans need no overflow checks.
 const SAFE: f64 = 1e100;
 
+/// The factor E = e^{(a - R)/tau_m} of arrival time `a` relative to the reference time `r`: the
+/// one expression of it, so that every source of factors (a neuron's own, shared by a layer, the
+/// forward pass's rise factors) gives the same bits for the same a, R and tau_m.
+#[inline(always)]
+pub(crate) fn rise(a: f64, r: f64, tm: f64) -> f64 {
+    ((a - r) / tm).exp()
+}
+
 /// One input of a neuron: arrival time a (model units), weight w and factor e = e^{(a - R)/tau_m}.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Arrival {
@@ -159,7 +167,7 @@ impl Source for Pairs<'_> {
     fn get(&mut self, i: usize) -> Arrival {
         let (a, w) = self.pairs[i];
         if a != self.last.0 {
-            self.last = (a, ((a - self.r0) / self.tm).exp());
+            self.last = (a, rise(a, self.r0, self.tm));
         }
         Arrival { a, w, e: self.last.1 }
     }
@@ -207,7 +215,7 @@ impl Source for SharedPairs<'_> {
         let (r, tm) = (self.factors.r, self.factors.tm);
         let e = &mut self.factors.e[self.times[i]];
         if e.is_nan() {
-            *e = ((a - r) / tm).exp();
+            *e = rise(a, r, tm);
         }
         Arrival { a, w, e: *e }
     }

@@ -22,7 +22,7 @@ mod equal;
 mod factored;
 mod general;
 
-pub(crate) use factored::{Arrival, MAX_SPAN, Source, TimeFactors, WeightSum, weight_bound, within_bound};
+pub(crate) use factored::{Arrival, MAX_SPAN, Source, TimeFactors, WeightSum, rise, weight_bound, within_bound};
 pub(crate) use general::{Kernel, first_spike_general};
 
 /// How crossings are solved on each interval.
